@@ -1,0 +1,150 @@
+"""Length-bucketed dynamic batching and collation.
+
+``DynamicBatcher`` is an ``iterator -> iterator`` stage: it fills a bounded buffer,
+sorts it by duration, cuts batches whose *padded* size (longest × count) stays under
+``max_seconds``, and yields them in shuffled order. It keeps count of real and padded
+seconds so the padding ratio can be reported.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+Sample = dict[str, Any]
+
+
+@dataclass
+class DynamicBatcher:
+    """Group samples into batches of at most ``max_seconds`` of padded audio.
+
+    Args:
+        max_seconds: budget of padded seconds per batch (longest sample × batch size).
+        max_batch_size: hard cap on utterances per batch.
+        buffer_size: samples sorted together; larger wastes less padding, costs memory.
+        shuffle: shuffle the buffer's batches (training); False keeps input order stable.
+        drop_last: drop a final batch smaller than ``min_batch_size`` of a stream.
+        seed: random seed of the batch-order shuffle.
+    """
+
+    max_seconds: float = 120.0
+    max_batch_size: int = 256
+    buffer_size: int = 2000
+    shuffle: bool = True
+    min_batch_size: int = 1
+    seed: int = 0
+    length_jitter: float = 0.2
+    real_seconds: float = field(default=0.0, init=False)
+    padded_seconds: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.max_seconds <= 0 or self.max_batch_size < 1 or self.buffer_size < 1:
+            raise ValueError(
+                "DynamicBatcher needs max_seconds > 0, max_batch_size >= 1, buffer_size >= 1; "
+                f"got {self.max_seconds}, {self.max_batch_size}, {self.buffer_size}"
+            )
+        self._rng = random.Random(self.seed)
+
+    @property
+    def padding_ratio(self) -> float:
+        """Fraction of the padded batch area that is padding."""
+        if not self.padded_seconds:
+            return 0.0
+        return 1.0 - self.real_seconds / self.padded_seconds
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed so that each epoch gets other batches and another batch order."""
+        self._rng = random.Random(self.seed + epoch)
+
+    def _cut(self, buffer: list[Sample]) -> list[list[Sample]]:
+        # when shuffling, a small random jitter mixes utterances of near-equal length
+        jitter = self.length_jitter if self.shuffle else 0.0
+        keys = {id(s): s["duration"] + self._rng.uniform(0.0, jitter) for s in buffer}
+        buffer.sort(key=lambda s: keys[id(s)])
+        batches: list[list[Sample]] = []
+        batch: list[Sample] = []
+        batch_max = 0.0
+        for sample in buffer:
+            longest = max(batch_max, sample["duration"])
+            if batch and (
+                longest * (len(batch) + 1) > self.max_seconds or len(batch) >= self.max_batch_size
+            ):
+                batches.append(batch)
+                batch, longest = [], sample["duration"]
+            batch.append(sample)
+            batch_max = longest
+        if batch:
+            batches.append(batch)
+        return batches
+
+    def _emit(self, buffer: list[Sample]) -> Iterator[list[Sample]]:
+        batches = self._cut(buffer)
+        if self.shuffle:
+            self._rng.shuffle(batches)
+        for batch in batches:
+            if len(batch) < self.min_batch_size:
+                continue
+            self.real_seconds += sum(s["duration"] for s in batch)
+            self.padded_seconds += max(s["duration"] for s in batch) * len(batch)
+            yield batch
+
+    def __call__(self, samples: Iterable[Sample]) -> Iterator[list[Sample]]:
+        buffer: list[Sample] = []
+        for sample in samples:
+            buffer.append(sample)
+            if len(buffer) >= self.buffer_size:
+                yield from self._emit(buffer)
+                buffer = []
+        if buffer:
+            yield from self._emit(buffer)
+
+
+def pad_sequences(seqs: Sequence[Sequence[float] | np.ndarray], pad: float) -> torch.Tensor:
+    """Stack 1-D sequences into a (B, max_len) tensor filled with ``pad``."""
+    longest = max((len(s) for s in seqs), default=0)
+    first = np.asarray(seqs[0]) if seqs else np.zeros(0)
+    dtype = torch.float32 if np.issubdtype(first.dtype, np.floating) else torch.long
+    out = torch.full((len(seqs), longest), pad, dtype=dtype)
+    for i, seq in enumerate(seqs):
+        out[i, : len(seq)] = torch.as_tensor(np.asarray(seq))
+    return out
+
+
+@dataclass
+class Collate:
+    """Turn a list of samples into model inputs.
+
+    ``tokenize`` maps a transcript to token ids; batch keys: ``keys``, ``speech``,
+    ``speech_lengths``, ``text`` (padded with ``ignore_id``), ``text_lengths``, ``texts``.
+    """
+
+    tokenize: Callable[[str], list[int]] | None = None
+    ignore_id: int = -1
+
+    def __call__(self, batch: Sequence[Sample]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "keys": [s["key"] for s in batch],
+            "texts": [s["text"] for s in batch],
+            "speech": pad_sequences([s["audio"] for s in batch], 0.0),
+            "speech_lengths": torch.tensor([len(s["audio"]) for s in batch], dtype=torch.long),
+        }
+        if self.tokenize is not None:
+            ids = [self.tokenize(s["text"]) for s in batch]
+            out["text"] = pad_sequences([np.asarray(i, dtype=np.int64) for i in ids], self.ignore_id)
+            out["text_lengths"] = torch.tensor([len(i) for i in ids], dtype=torch.long)
+        return out
+
+
+def map_stage(fn: Callable[[Any], Any]) -> Callable[[Iterable[Any]], Iterator[Any]]:
+    """Lift a per-item function into an ``iterator -> iterator`` stage."""
+
+    def stage(items: Iterable[Any]) -> Iterator[Any]:
+        for item in items:
+            yield fn(item)
+
+    return stage

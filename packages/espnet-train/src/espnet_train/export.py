@@ -1,0 +1,63 @@
+"""Write the model folder that ``espnet-infer`` and ``espnet-publish`` read.
+
+Layout::
+
+    model/config.yaml   # model block, vocab_size, sample_rate, tokenizer spec, training summary
+    model/model.pt      # averaged state_dict
+    model/tokenizer/    # tokenizer files (paths in config.yaml are relative to model/)
+    model/stats.npz     # the feature statistics used for global MVN (reference copy)
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from espnet_data import save_tokenizer
+from espnet_data.atomic import atomic_open
+
+
+def export_model_folder(
+    out_dir: str | os.PathLike[str],
+    *,
+    state_dict: dict[str, torch.Tensor],
+    model_config: dict[str, Any],
+    tokenizer: Any,
+    sample_rate: int,
+    stats_file: str | None = None,
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Write the folder into a staging dir next to ``out_dir``, then swap it in."""
+    out = Path(out_dir)
+    stage = out.with_name(f".{out.name}.staging")
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    block = copy.deepcopy(model_config)
+    block.get("normalize_conf", {}).pop("stats_file", None)  # the stats live in model.pt
+    spec = save_tokenizer(tokenizer, stage / "tokenizer")
+    spec = {k: (f"tokenizer/{v}" if k != "type" else v) for k, v in spec.items()}
+    if stats_file:
+        shutil.copyfile(stats_file, stage / "stats.npz")
+    torch.save(state_dict, stage / "model.pt")
+    config = {
+        "model": block,
+        "vocab_size": tokenizer.vocab_size,
+        "sample_rate": sample_rate,
+        "tokenizer": spec,
+        "training": training or {},
+    }
+    with atomic_open(stage / "config.yaml") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    old = out.with_name(f".{out.name}.old")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(stage, out)
+    if old.exists():
+        shutil.rmtree(old)
+    return out

@@ -1,0 +1,164 @@
+"""Train a model from a :class:`TrainingConfig`: the one path both the CLI and the
+``train`` stage of a recipe take.
+
+Outputs in ``exp_dir``: ``config.yaml`` (resolved, never overwritten: older ones are
+kept as ``config.1.yaml``...), ``checkpoints/`` (best N by the monitored metric plus
+``last.ckpt``), ``tensorboard/``, and ``model/`` (best-N average, ready for inference).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from espnet_data import load_tokenizer_dir, read_index
+from espnet_data.atomic import atomic_open, write_json
+from espnet_model import build_asr_model, count_parameters
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from .average import average_checkpoints, best_checkpoints
+from .config import TrainingConfig
+from .data import make_loader
+from .export import export_model_folder
+from .module import LitESPnetModel
+
+log = logging.getLogger(__name__)
+
+
+def _save_resolved(config: TrainingConfig, exp_dir: Path) -> None:
+    path = exp_dir / "config.yaml"
+    if path.exists():
+        n = 1
+        while (exp_dir / f"config.{n}.yaml").exists():
+            n += 1
+        os.replace(path, exp_dir / f"config.{n}.yaml")
+    with atomic_open(path) as f:
+        yaml.safe_dump(dataclasses.asdict(config), f, sort_keys=False)
+
+
+def build_model(config: TrainingConfig, vocab_size: int) -> torch.nn.Module:
+    """The model block of the config, with ``stats_file`` linked into global MVN."""
+    block = json.loads(json.dumps(config.model))
+    if block.get("normalize") == "global_mvn":
+        conf = block.setdefault("normalize_conf", {})
+        conf.setdefault("stats_file", config.stats_file)
+        if not conf["stats_file"] or not Path(conf["stats_file"]).is_file():
+            raise FileNotFoundError(
+                f"normalize: global_mvn needs stats_file, got {conf['stats_file']!r}: "
+                "run the collect_stats stage first or set normalize: utterance_mvn"
+            )
+    return build_asr_model(block, vocab_size=vocab_size)
+
+
+def _steps_per_epoch(config: TrainingConfig) -> int:
+    seconds = sum(r["duration"] for r in read_index(config.data.train))
+    return max(1, int(seconds * 1.15 / config.data.max_seconds) + 1)
+
+
+def train(config: TrainingConfig) -> Path:
+    """Train, average the best checkpoints, export ``exp_dir/model``; return that folder."""
+    exp_dir = Path(config.exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    _save_resolved(config, exp_dir)
+    if config.trainer.num_threads:
+        torch.set_num_threads(config.trainer.num_threads)
+    L.seed_everything(config.seed, workers=True)
+    tokenizer = load_tokenizer_dir(config.tokenizer)
+    model = build_model(config, tokenizer.vocab_size)
+    log.info("model: %.2fM parameters", count_parameters(model) / 1e6)
+    train_loader, train_set = make_loader(
+        config.data.train, config.data, tokenizer.encode, train=True, seed=config.seed
+    )
+    valid_loader, _ = make_loader(config.data.valid, config.data, tokenizer.encode, train=False)
+    total_steps = _steps_per_epoch(config) * config.trainer.max_epochs
+    lit = LitESPnetModel(model, config.optim, nan_policy=config.nan_policy, total_steps=total_steps)
+    mode = "max" if config.monitor.endswith("acc") else "min"
+    ckpt_dir = exp_dir / "checkpoints"
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        monitor=config.monitor,
+        mode=mode,
+        save_top_k=config.best_n,
+        save_last=True,
+    )
+    tc = config.trainer
+    trainer = L.Trainer(
+        default_root_dir=exp_dir,
+        max_epochs=tc.max_epochs,
+        max_time=tc.max_time,
+        accelerator=tc.accelerator,
+        devices=tc.devices,
+        num_nodes=tc.num_nodes,
+        strategy=tc.strategy,
+        precision=tc.precision,
+        gradient_clip_val=tc.gradient_clip_val,
+        accumulate_grad_batches=tc.accumulate_grad_batches,
+        log_every_n_steps=tc.log_every_n_steps,
+        callbacks=[checkpoint, LearningRateMonitor(), _EpochSetter(train_set)],
+        logger=[
+            TensorBoardLogger(exp_dir, name="tensorboard", version=""),
+            CSVLogger(exp_dir, name="csv", version=""),
+        ],
+        enable_progress_bar=False,
+        enable_model_summary=True,
+    )
+    last = ckpt_dir / "last.ckpt"
+    resume = str(last) if config.resume and last.exists() else None
+    if resume:
+        log.info("resuming from %s", resume)
+    start = time.perf_counter()
+    trainer.fit(lit, train_loader, valid_loader, ckpt_path=resume)
+    if not trainer.is_global_zero:
+        return exp_dir / "model"
+    scores = {str(p): float(s) for p, s in checkpoint.best_k_models.items()}
+    best = best_checkpoints(ckpt_dir, scores, config.best_n, mode)
+    log.info("averaging %d checkpoints: %s", len(best), [p.name for p in best])
+    summary = {
+        "epochs": trainer.current_epoch,
+        "global_steps": trainer.global_step,
+        "averaged": [p.name for p in best],
+        "monitor": config.monitor,
+        "best_scores": {Path(p).name: s for p, s in scores.items()},
+        "parameters": count_parameters(model),
+        "skipped_batches": lit.skipped_batches,
+        "train_seconds": round(time.perf_counter() - start, 1),
+    }
+    out = export_model_folder(
+        exp_dir / "model",
+        state_dict=average_checkpoints(best),
+        model_config=config.model,
+        tokenizer=tokenizer,
+        sample_rate=_sample_rate(config.data.train),
+        stats_file=config.stats_file,
+        training=summary,
+    )
+    write_json(exp_dir / "train_summary.json", summary)
+    return out
+
+
+def _sample_rate(split_dir: str) -> int:
+    summary = Path(split_dir) / "summary.json"
+    if summary.exists():
+        return int(json.loads(summary.read_text()).get("sample_rate", 16000))
+    return 16000
+
+
+class _EpochSetter(L.Callback):
+    """Tell the streaming dataset which epoch it is, so shuffles differ per epoch."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.dataset.set_epoch(trainer.current_epoch)
