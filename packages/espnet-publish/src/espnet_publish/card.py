@@ -1,0 +1,207 @@
+"""The model card: ``README.md`` with Hugging Face YAML front matter, built from config.yaml.
+
+The front matter carries ``language``, ``license``, ``library_name: espnet``, the tags
+``[espnet, automatic-speech-recognition]`` and, when ``scores.json`` is packed, the
+metric names plus a ``model-index`` with one result per test set, so the Hub shows the
+scores on the model page. The body says what the model is, how to load it with
+``espnet-infer`` and lists the scores.
+
+``scores.json`` shape (either orientation; values are percentages; other keys ignored)::
+
+    {"test_clean": {"wer": 3.1, "cer": 1.2}, "test_other": {"wer": 7.9}}
+    {"wer": {"test_clean": 3.1, "test_other": 7.9}, "cer": {"test_clean": 1.2}}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import PublishError
+
+__all__ = ["Scores", "load_scores", "render_model_card"]
+
+Scores = dict[str, dict[str, float]]
+"""test set -> metric name ("wer" / "cer") -> value in percent."""
+
+_METRICS = ("wer", "cer")
+_PARAM_KEYS = ("num_params", "num_parameters", "parameters", "params")
+_TAGS = ["espnet", "automatic-speech-recognition"]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def load_scores(path: Path) -> Scores:
+    """Read ``scores.json`` into ``{test_set: {"wer": x, "cer": y}}`` (metric keys lower-cased)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise PublishError(f"extra file scores.json ({path}) cannot be read as JSON: {e}") from e
+    scores: Scores = {}
+    if isinstance(data, dict):
+        for key, inner in data.items():
+            if not isinstance(inner, dict):
+                continue
+            if str(key).lower() in _METRICS:  # metric -> test set orientation
+                for test_set, value in inner.items():
+                    if (v := _number(value)) is not None:
+                        scores.setdefault(str(test_set), {})[str(key).lower()] = v
+            else:  # test set -> metric orientation
+                for metric, value in inner.items():
+                    if str(metric).lower() in _METRICS and (v := _number(value)) is not None:
+                        scores.setdefault(str(key), {})[str(metric).lower()] = v
+    if not scores:
+        raise PublishError(
+            f"extra file scores.json ({path}) has no WER/CER numbers. Expected e.g. "
+            '{"test_clean": {"wer": 3.1, "cer": 1.2}} (values in percent); '
+            "fix the file or leave it out of extra_files."
+        )
+    return scores
+
+
+def _component(model: Mapping[str, Any], name: str) -> str | None:
+    """ESPnet2 style: ``encoder: conformer`` + ``encoder_conf: {...}``; a mapping is also read."""
+    value = model.get(name)
+    if isinstance(value, Mapping):
+        value = value.get("type") or value.get("class_path")
+    return None if value is None else str(value)
+
+
+def _encoder_size(model: Mapping[str, Any]) -> str | None:
+    conf = model.get("encoder_conf")
+    if not isinstance(conf, Mapping):
+        return None
+    parts = []
+    if conf.get("num_blocks") is not None:
+        parts.append(f"{conf['num_blocks']} blocks")
+    if conf.get("output_size") is not None:
+        parts.append(f"dim {conf['output_size']}")
+    if conf.get("attention_heads") is not None:
+        parts.append(f"{conf['attention_heads']} heads")
+    return ", ".join(parts) or None
+
+
+def _ctc_weight(model: Mapping[str, Any]) -> str | None:
+    conf = model.get("model_conf")
+    if isinstance(conf, Mapping) and conf.get("ctc_weight") is not None:
+        return str(conf["ctc_weight"])
+    return None
+
+
+def _format_params(value: Any) -> str | None:
+    n = _number(value)
+    if n is None:
+        return None if value is None else str(value)
+    return f"{n / 1e6:.1f} M" if n >= 1e5 else f"{int(n):,}"
+
+
+def _model_rows(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    model = config.get("model") if isinstance(config.get("model"), Mapping) else {}
+    training = config.get("training") if isinstance(config.get("training"), Mapping) else {}
+    tokenizer = config.get("tokenizer") if isinstance(config.get("tokenizer"), Mapping) else {}
+    rows: list[tuple[str, str | None]] = [
+        ("Encoder", _component(model, "encoder")),
+        ("Encoder size", _encoder_size(model)),
+        ("Decoder", _component(model, "decoder")),
+        ("Frontend", _component(model, "frontend")),
+        ("CTC weight", _ctc_weight(model)),
+        ("Tokenizer", str(tokenizer.get("type")) if tokenizer.get("type") else None),
+        ("Vocabulary size", str(config["vocab_size"]) if "vocab_size" in config else None),
+        ("Sample rate", f"{config['sample_rate']} Hz" if "sample_rate" in config else None),
+        ("Parameters", next((_format_params(training[k]) for k in _PARAM_KEYS if k in training), None)),
+    ]
+    return [(k, v) for k, v in rows if v]
+
+
+def _front_matter(*, model_name: str, license: str, language: str, scores: Scores) -> str:
+    meta: dict[str, Any] = {
+        "language": [language],
+        "license": license,
+        "library_name": "espnet",
+        "tags": list(_TAGS),
+        "pipeline_tag": "automatic-speech-recognition",
+    }
+    if scores:
+        meta["metrics"] = [m for m in _METRICS if any(m in s for s in scores.values())]
+        meta["model-index"] = [
+            {
+                "name": model_name,
+                "results": [
+                    {
+                        "task": {"type": "automatic-speech-recognition", "name": "Speech Recognition"},
+                        "dataset": {"name": test_set, "type": test_set},
+                        "metrics": [
+                            {"type": m, "value": values[m], "name": m.upper()}
+                            for m in _METRICS
+                            if m in values
+                        ],
+                    }
+                    for test_set, values in scores.items()
+                ],
+            }
+        ]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def _scores_table(scores: Scores) -> str:
+    lines = ["| test set | WER (%) | CER (%) |", "| --- | ---: | ---: |"]
+    for test_set, values in scores.items():
+        cells = [f"{values[m]:.2f}" if m in values else "-" for m in _METRICS]
+        lines.append(f"| {test_set} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_model_card(
+    *,
+    config: Mapping[str, Any],
+    model_name: str,
+    license: str,
+    language: str,
+    scores: Scores,
+    repo_id: str | None = None,
+) -> str:
+    """Return the full ``README.md`` text (front matter + body) for a packed model."""
+    rows = _model_rows(config)
+    training = config.get("training") if isinstance(config.get("training"), Mapping) else {}
+    source = repo_id or f"<owner>/{model_name}"
+    parts = [
+        _front_matter(model_name=model_name, license=license, language=language, scores=scores),
+        f"# {model_name}\n",
+        f"An ESPnet automatic speech recognition model ({language}), packed with "
+        "`espnet-publish` into a self-contained folder that `espnet-infer` loads directly.\n",
+        "## Model\n",
+        "| | |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"
+        if rows
+        else "See `config.yaml` for the architecture.\n",
+    ]
+    scalars = {k: v for k, v in training.items() if isinstance(v, str | int | float | bool)}
+    if scalars:
+        parts.append("## Training\n")
+        parts.append("\n".join(f"- {k}: {v}" for k, v in scalars.items()) + "\n")
+    parts += [
+        "## How to use\n",
+        "```bash\npip install espnet-infer huggingface_hub\n```\n",
+        "```python\n"
+        "from huggingface_hub import snapshot_download\n"
+        "from espnet_infer import load_model_folder\n\n"
+        f'model_dir = snapshot_download("{source}")\n'
+        "model = load_model_folder(model_dir)  # reads config.yaml, model.pt and the tokenizer\n"
+        "```\n",
+    ]
+    if scores:
+        parts += ["## Results\n", _scores_table(scores) + "\n"]
+    parts += [
+        "## Files\n",
+        "`config.yaml` (model, tokenizer and training summary), `model.pt` (averaged state "
+        "dict), `tokenizer/`, and `MANIFEST.json` with the size and sha256 of every file and "
+        "the package versions that wrote them.\n",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,155 @@
+"""Hugging Face Space (Gradio) demo folders around a packed model, and their upload.
+
+Usage::
+
+    export HF_TOKEN=hf_...
+    python - <<'PY'
+    from espnet_publish import pack_demo, upload_demo
+    demo = pack_demo("exp/asr_conformer/packed", "exp/asr_conformer/space",
+                     title="LibriSpeech Conformer ASR")
+    print(upload_demo(demo, "my-user/librispeech-conformer-demo"))
+    PY
+
+Folder layout::
+
+    <out_dir>/README.md         Space front matter (title, sdk: gradio, app_file: app.py)
+    <out_dir>/app.py            microphone / file input -> espnet_infer -> transcript
+    <out_dir>/requirements.txt  espnet-infer, gradio, soundfile
+    <out_dir>/model/            copy of the packed model folder (with MANIFEST.json)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._files import staged_dir
+from ._space_app import render_app
+from .errors import PublishError
+from .hub import resolve_token, upload_folder_to_hub, validate_repo_id
+from .manifest import verify_manifest
+
+__all__ = ["pack_demo", "upload_demo"]
+
+Pathlike = str | os.PathLike[str]
+
+_MODEL_SUBDIR = "model"
+_DEFAULT_SAMPLE_RATE = 16000
+_REQUIREMENTS = "# Installed by the Hugging Face Space builder.\nespnet-infer\ngradio\nsoundfile\n"
+
+
+def _space_readme(*, title: str, license: str | None) -> str:
+    meta: dict[str, Any] = {
+        "title": title,
+        "emoji": "🎙️",
+        "colorFrom": "blue",
+        "colorTo": "green",
+        "sdk": "gradio",
+        "app_file": "app.py",
+        "pinned": False,
+    }
+    if license:
+        meta["license"] = license
+    front = "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+    body = (
+        f"\n# {title}\n\n"
+        "Record from the microphone or upload an audio file to get its transcript. "
+        "The ESPnet model in `model/` (see its `README.md` and `MANIFEST.json`) is loaded "
+        "with `espnet_infer.load_model_folder`.\n"
+    )
+    return front + body
+
+
+def _read_front_matter(readme: Path) -> dict[str, Any]:
+    """Front matter of a packed model card, or ``{}`` when there is none."""
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    if not text.startswith("---\n"):
+        return {}
+    end = text.find("\n---\n", 4)
+    data = yaml.safe_load(text[4:end]) if end > 0 else None
+    return data if isinstance(data, dict) else {}
+
+
+def _sample_rate(packed: Path) -> int:
+    config = yaml.safe_load((packed / "config.yaml").read_text(encoding="utf-8")) or {}
+    value = config.get("sample_rate", _DEFAULT_SAMPLE_RATE) if isinstance(config, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise PublishError(
+            f"{packed / 'config.yaml'}: sample_rate = {value!r} is not a positive integer; "
+            f"fix the model config and re-pack."
+        )
+    return value
+
+
+def pack_demo(
+    packed_model_dir: Pathlike,
+    out_dir: Pathlike,
+    *,
+    title: str,
+    overwrite: bool = False,
+) -> Path:
+    """Build a Gradio Space folder at ``out_dir`` around a packed model folder.
+
+    The packed folder is verified against its manifest first, copied to ``model/`` and
+    verified again there. The Space is staged next to ``out_dir`` and renamed into place;
+    an existing ``out_dir`` is replaced only with ``overwrite=True``.
+
+    Returns:
+        ``out_dir`` as a ``Path``.
+    """
+    packed, out_dir = Path(packed_model_dir), Path(out_dir)
+    if not title.strip():
+        raise PublishError("title is empty; pass e.g. title='LibriSpeech Conformer ASR'.")
+    verify_manifest(packed)
+    sample_rate = _sample_rate(packed)
+    license = _read_front_matter(packed / "README.md").get("license")
+    with staged_dir(out_dir, overwrite=overwrite, what="pack_demo") as staging:
+        shutil.copytree(packed, staging / _MODEL_SUBDIR)
+        verify_manifest(staging / _MODEL_SUBDIR)
+        (staging / "README.md").write_text(
+            _space_readme(title=title, license=license if isinstance(license, str) else None),
+            encoding="utf-8",
+        )
+        (staging / "app.py").write_text(
+            render_app(title=title, sample_rate=sample_rate), encoding="utf-8"
+        )
+        (staging / "requirements.txt").write_text(_REQUIREMENTS, encoding="utf-8")
+    return out_dir
+
+
+def upload_demo(
+    demo_dir: Pathlike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str = "Upload ESPnet demo Space (espnet-publish)",
+) -> str:
+    """Upload a folder made by :func:`pack_demo` to a Gradio Space; return the Space URL.
+
+    Order: resolve the token (first, before any other work), validate ``repo_id``, check
+    the folder has ``app.py`` and a verified ``model/``, then ``create_repo(repo_type=
+    "space", space_sdk="gradio", exist_ok=True)`` and ``upload_folder``.
+    """
+    resolved = resolve_token(token)
+    validate_repo_id(repo_id)
+    folder = Path(demo_dir)
+    if not (folder / "app.py").is_file():
+        raise PublishError(
+            f"{folder / 'app.py'} not found: {folder} is not a demo folder; "
+            f"create one with espnet_publish.pack_demo(...)."
+        )
+    verify_manifest(folder / _MODEL_SUBDIR)
+    return upload_folder_to_hub(
+        folder,
+        repo_id,
+        token=resolved,
+        repo_type="space",
+        private=private,
+        commit_message=commit_message,
+        space_sdk="gradio",
+    )
