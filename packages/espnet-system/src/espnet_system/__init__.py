@@ -1,1 +1,22 @@
+"""espnet-system: systems of named stages wired from the other packages."""
+
+from .asr import ASRSystem
+from .base import BaseSystem, parse_config
+from .configs import DataPrepConfig, MetricsConfig, PublishConfig, TokenizerConfig
+from .recipe import load_system
+from .stages import StageError, resolve_stages
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ASRSystem",
+    "BaseSystem",
+    "DataPrepConfig",
+    "MetricsConfig",
+    "PublishConfig",
+    "StageError",
+    "TokenizerConfig",
+    "load_system",
+    "parse_config",
+    "resolve_stages",
+]

@@ -1,0 +1,5 @@
+"""Corpus readers: each turns a corpus on disk (or made on the fly) into entries."""
+
+from .mini import MiniCorpus
+
+__all__ = ["MiniCorpus"]

@@ -1,0 +1,65 @@
+"""The typed schema of ``inference.yaml`` (parsed by jsonargparse)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class DecodeConfig:
+    """How token sequences are searched.
+
+    Args:
+        method: ``ctc_greedy`` (fastest) or ``beam_search`` (joint CTC/attention).
+        beam_size: hypotheses kept per utterance (beam search).
+        ctc_weight: weight of the CTC prefix score against the attention decoder (0..1).
+        penalty: insertion bonus per token.
+        maxlenratio: maximum output length as a ratio of encoder frames (0: no limit).
+    """
+
+    method: Literal["ctc_greedy", "beam_search"] = "beam_search"
+    beam_size: int = 10
+    ctc_weight: float = 0.3
+    penalty: float = 0.0
+    maxlenratio: float = 0.0
+    minlenratio: float = 0.0
+
+
+@dataclass
+class ParallelConfig:
+    """Where the shards are decoded.
+
+    Args:
+        backend: ``local`` (this process), ``processes`` (a process pool on this machine),
+            ``mpi`` (one rank per process under ``mpiexec -n N``).
+        num_workers: processes for the ``processes`` backend.
+        threads_per_worker: torch threads in each worker (None: torch's default).
+    """
+
+    backend: Literal["local", "processes", "mpi"] = "local"
+    num_workers: int = 1
+    threads_per_worker: int | None = None
+
+
+@dataclass
+class InferenceConfig:
+    """Everything ``espnet-infer`` needs.
+
+    Args:
+        model_dir: a model folder (``config.yaml`` + ``model.pt`` + tokenizer).
+        test_sets: name -> split folder of shards, e.g. ``{test: data/test}``.
+        output_dir: results go to ``<output_dir>/<name>/`` (one JSONL per shard, then
+            ``hyp.txt``, ``ref.txt`` and ``hyp.jsonl``).
+        max_seconds: padded seconds of audio per decoding batch.
+        device: ``cpu``, ``cuda``, ``cuda:1``...; under MPI ``cuda`` picks the rank's GPU.
+    """
+
+    model_dir: str
+    test_sets: dict[str, str]
+    output_dir: str
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    max_seconds: float = 200.0
+    max_batch_size: int = 64
+    device: str = "cpu"

@@ -1,0 +1,180 @@
+"""ASRSystem: the stages of a speech recognition recipe.
+
+Canonical order: create_dataset, train_tokenizer, collect_stats, train, infer, measure,
+pack_model, upload_model, pack_demo, upload_demo. ``all`` leaves out the uploads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import ClassVar
+
+from espnet_data import read_index, save_tokenizer, train_sentencepiece, write_split
+from espnet_data.atomic import write_json
+from espnet_data.tokenizer import CharTokenizer
+from espnet_infer import InferenceConfig, run_inference
+from espnet_infer.scoring import read_text_file, score_texts, write_scores
+from espnet_model import Fbank
+from espnet_train import TrainingConfig, collect_stats, train
+
+from .base import BaseSystem
+from .configs import DataPrepConfig, MetricsConfig, PublishConfig
+
+log = logging.getLogger(__name__)
+
+
+class ASRSystem(BaseSystem):
+    stages: ClassVar[tuple[str, ...]] = (
+        "create_dataset",
+        "train_tokenizer",
+        "collect_stats",
+        "train",
+        "infer",
+        "measure",
+        "pack_model",
+        "upload_model",
+        "pack_demo",
+        "upload_demo",
+    )
+    explicit_only: ClassVar[frozenset[str]] = frozenset({"upload_model", "upload_demo"})
+    config_roles: ClassVar[dict[str, str]] = {
+        "create_dataset": "data",
+        "train_tokenizer": "data",
+        "collect_stats": "training",
+        "train": "training",
+        "infer": "inference",
+        "measure": "metrics",
+        "pack_model": "publish",
+        "upload_model": "publish",
+        "pack_demo": "publish",
+        "upload_demo": "publish",
+    }
+    config_schemas: ClassVar[dict[str, type]] = {
+        "data": DataPrepConfig,
+        "training": TrainingConfig,
+        "inference": InferenceConfig,
+        "metrics": MetricsConfig,
+        "publish": PublishConfig,
+    }
+
+    def create_dataset(self) -> None:
+        """Write each split of the corpus as shards + index + summary."""
+        cfg: DataPrepConfig = self.config("data")
+        for split in cfg.splits or cfg.corpus.splits():
+            summary = write_split(
+                cfg.corpus,
+                split,
+                Path(cfg.out_dir) / split,
+                options=cfg.shard,
+                utterances_per_shard=cfg.utterances_per_shard,
+                num_workers=cfg.num_workers,
+            )
+            log.info(
+                "%s: %d utterances, %.3f h, %d rejected, %d shards",
+                split, summary["num_utterances"], summary["hours"],
+                summary["num_rejected"], summary["num_shards"],
+            )
+
+    def train_tokenizer(self) -> None:
+        """Train the tokenizer on the training split's transcripts."""
+        cfg: DataPrepConfig = self.config("data")
+        tok = cfg.tokenizer
+        texts = [row["text"] for row in read_index(Path(cfg.out_dir) / tok.train_split)]
+        if tok.type == "char":
+            tokenizer = CharTokenizer.from_texts(texts)
+        else:
+            tokenizer = train_sentencepiece(
+                texts, tok.out_dir, vocab_size=tok.vocab_size, model_type=tok.model_type
+            )
+        save_tokenizer(tokenizer, tok.out_dir)
+        log.info("tokenizer: %s, %d tokens -> %s", tok.type, tokenizer.vocab_size, tok.out_dir)
+
+    def collect_stats(self) -> None:
+        """Global feature mean/variance over the training split (for global MVN)."""
+        cfg: TrainingConfig = self.config("training")
+        if not cfg.stats_file:
+            log.info("training.yaml sets no stats_file: nothing to collect")
+            return
+        frontend = Fbank(**cfg.model.get("frontend_conf", {}))
+        stats = collect_stats(cfg.data.train, frontend, cfg.stats_file)
+        log.info("%d utterances, %d frames -> %s", stats["utterances"], stats["frames"], cfg.stats_file)
+
+    def train(self) -> None:
+        """Train the model and export the best-N averaged model folder."""
+        out = train(self.config("training"))
+        log.info("model folder: %s", out)
+
+    def infer(self) -> None:
+        """Decode every test set, one result file per shard."""
+        result = run_inference(self.config("inference"))
+        log.info("inference: %s", json.dumps(result))
+
+    def measure(self) -> None:
+        """WER and CER per test set, written to the scores file and printed."""
+        cfg: MetricsConfig = self.config("metrics")
+        root = Path(cfg.inference_dir)
+        sets = cfg.test_sets or sorted(p.parent.name for p in root.glob("*/hyp.txt"))
+        if not sets:
+            raise FileNotFoundError(f"no <set>/hyp.txt under {root}: run the infer stage first")
+        scores = {}
+        for name in sets:
+            refs = read_text_file(root / name / "ref.txt")
+            hyps = read_text_file(root / name / "hyp.txt")
+            result = score_texts(refs, hyps)
+            write_scores(result, root / name)
+            scores[name] = result.as_dict()
+        write_json(cfg.out_file, scores)
+        lines = [f"{'set':<12} {'WER %':>7} {'CER %':>7} {'utts':>6}"]
+        for name, s in scores.items():
+            lines.append(f"{name:<12} {s['wer']:>7.2f} {s['cer']:>7.2f} {s['num_utterances']:>6}")
+        table = "\n".join(lines)
+        log.info("scores:\n%s", table)
+        print(table, flush=True)
+
+    def pack_model(self) -> None:
+        """A self-contained model folder with checksums and a model card."""
+        from espnet_publish import pack_model
+
+        cfg: PublishConfig = self.config("publish")
+        extra = {}
+        if cfg.scores_file and Path(cfg.scores_file).is_file():
+            extra["scores.json"] = Path(cfg.scores_file)
+        if cfg.inference_config and Path(cfg.inference_config).is_file():
+            extra["inference.yaml"] = Path(cfg.inference_config)
+        out = pack_model(
+            cfg.model_dir, cfg.packed_dir, model_name=cfg.model_name, extra_files=extra,
+            license=cfg.license, language=cfg.language, repo_id=cfg.repo_id, overwrite=True,
+        )
+        log.info("packed model: %s", out)
+
+    def upload_model(self) -> None:
+        """Upload the packed model to the Hugging Face Hub (needs a token)."""
+        from espnet_publish import resolve_token, upload_model
+
+        cfg: PublishConfig = self.config("publish")
+        token = resolve_token()
+        if not cfg.repo_id:
+            raise ValueError(f"{self.config_path('publish')}: set repo_id (owner/name) to upload")
+        url = upload_model(cfg.packed_dir, cfg.repo_id, token=token, private=cfg.private)
+        log.info("uploaded: %s", url)
+
+    def pack_demo(self) -> None:
+        """A Hugging Face Space folder (Gradio app + the packed model)."""
+        from espnet_publish import pack_demo
+
+        cfg: PublishConfig = self.config("publish")
+        out = pack_demo(cfg.packed_dir, cfg.demo_dir, title=cfg.demo_title, overwrite=True)
+        log.info("demo folder: %s", out)
+
+    def upload_demo(self) -> None:
+        """Upload the demo Space (needs a token)."""
+        from espnet_publish import resolve_token, upload_demo
+
+        cfg: PublishConfig = self.config("publish")
+        token = resolve_token()
+        if not cfg.demo_repo_id:
+            raise ValueError(f"{self.config_path('publish')}: set demo_repo_id (owner/name) to upload")
+        url = upload_demo(cfg.demo_dir, cfg.demo_repo_id, token=token, private=cfg.private)
+        log.info("uploaded demo: %s", url)

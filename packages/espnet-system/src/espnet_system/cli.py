@@ -1,0 +1,61 @@
+"""espnet-run: run named stages of a recipe in canonical order.
+
+Usage:
+    espnet-run egs/mini/asr --stages all
+    espnet-run egs/mini/asr --stages infer train        # runs train, then infer
+    espnet-run egs/librispeech/asr --stages train --conf_dir conf_large
+    espnet-run egs/mini/asr --list                      # the recipe's stages
+
+A recipe folder holds ``conf/<role>.yaml`` (data, training, inference, metrics,
+publish) and optionally ``src/system.py`` defining ``System``, a subclass of
+``espnet_system.BaseSystem`` that adds stages. ``all`` runs every stage except uploads.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from jsonargparse import ArgumentParser
+
+from .recipe import load_system
+from .stages import StageError
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="espnet-run",
+        description="Run stages of a recipe (egs/<corpus>/<system>).",
+        epilog=__doc__.split("Usage:")[1] if __doc__ else None,
+    )
+    parser.add_argument("recipe", type=str, help="recipe folder, e.g. egs/mini/asr")
+    parser.add_argument("--stages", type=list[str], nargs="+", default=["all"],
+                        help="stage names, or 'all'")
+    parser.add_argument("--conf_dir", type=str, default="conf", help="config folder in the recipe")
+    parser.add_argument("--list", action="store_true", help="list the stages and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    args = build_parser().parse_args(argv if argv is not None else sys.argv[1:])
+    try:
+        system = load_system(args.recipe, conf_dir=args.conf_dir)
+        if args.list:
+            for stage in system.stages:
+                role = system.config_roles.get(stage)
+                note = " (only when named)" if stage in system.explicit_only else ""
+                print(f"{stage:<16} conf/{role}.yaml{note}" if role else stage)
+            return 0
+        system.run(args.stages)
+    except StageError as err:
+        print(f"espnet-run: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""Find the system a recipe runs: ``src/system.py``'s ``System`` or ``ASRSystem``."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from .asr import ASRSystem
+from .base import BaseSystem
+from .stages import StageError
+
+
+def load_system(recipe_dir: str | os.PathLike[str], conf_dir: str = "conf") -> BaseSystem:
+    """Instantiate the recipe's system (a recipe-local subclass when it has one)."""
+    recipe = Path(recipe_dir)
+    if not recipe.is_dir():
+        raise StageError(f"recipe folder {recipe} does not exist (e.g. egs/mini/asr)")
+    local = recipe / "src" / "system.py"
+    cls: type[BaseSystem] = ASRSystem
+    if local.is_file():
+        spec = importlib.util.spec_from_file_location(f"recipe_system_{abs(hash(local))}", local)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        found = getattr(module, "System", None)
+        if not (isinstance(found, type) and issubclass(found, BaseSystem)):
+            raise StageError(f"{local} must define System, a subclass of espnet_system.BaseSystem")
+        cls = found
+    return cls(recipe, conf_dir=conf_dir)
