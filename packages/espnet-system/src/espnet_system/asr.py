@@ -15,7 +15,6 @@ from espnet_data import read_index, save_tokenizer, train_sentencepiece, write_s
 from espnet_data.atomic import write_json
 from espnet_data.tokenizer import CharTokenizer
 from espnet_infer import InferenceConfig, run_inference
-from espnet_infer.scoring import read_text_file, score_texts, write_scores
 from espnet_model import Fbank
 from espnet_train import TrainingConfig, collect_stats, train
 
@@ -113,6 +112,8 @@ class ASRSystem(BaseSystem):
 
     def measure(self) -> None:
         """WER and CER per test set, written to the scores file and printed."""
+        from espnet_infer.scoring import read_text_file, score_texts, write_scores
+
         cfg: MetricsConfig = self.config("metrics")
         root = Path(cfg.inference_dir)
         sets = cfg.test_sets or sorted(p.parent.name for p in root.glob("*/hyp.txt"))

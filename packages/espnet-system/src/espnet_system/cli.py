@@ -29,7 +29,7 @@ def build_parser() -> ArgumentParser:
         epilog=__doc__.split("Usage:")[1] if __doc__ else None,
     )
     parser.add_argument("recipe", type=str, help="recipe folder, e.g. egs/mini/asr")
-    parser.add_argument("--stages", type=list[str], nargs="+", default=["all"],
+    parser.add_argument("--stages", type=str, nargs="+", default=["all"],
                         help="stage names, or 'all'")
     parser.add_argument("--conf_dir", type=str, default="conf", help="config folder in the recipe")
     parser.add_argument("--list", action="store_true", help="list the stages and exit")

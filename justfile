@@ -1,0 +1,25 @@
+# Front-end of the toolkit. `just --list` explains each recipe.
+
+set positional-arguments
+
+export UV_PYTHON_DOWNLOADS := "never"
+
+# Run stages of a recipe: `just asr mini all`, `just asr librispeech train infer`
+asr corpus *stages="all":
+    uv run --locked espnet-run egs/{{corpus}}/asr --stages {{stages}}
+
+# List the stages of a recipe and the config each one reads
+stages corpus system="asr":
+    uv run --locked espnet-run egs/{{corpus}}/{{system}} --list
+
+# Run the test suite (pass pytest arguments after it: `just test tests/espnet_data -x`)
+test *args:
+    uv run --locked pytest -n 2 --dist loadgroup {{args}}
+
+# Run a benchmark: `just bench NAME` runs benchmarks/NAME.py, writes benchmarks/out/NAME.json
+bench name="all":
+    uv run --locked python benchmarks/run.py {{name}}
+
+# Lint the code with ruff
+lint:
+    uv run --locked ruff check packages tests benchmarks
