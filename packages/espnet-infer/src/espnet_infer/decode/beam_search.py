@@ -1,0 +1,366 @@
+"""Joint CTC/attention beam search, batched over utterances and beams.
+
+All ``B x beam`` running hypotheses are scored with one decoder call per output step
+(using the decoder's incremental cache) and one vectorised CTC prefix-scoring call.
+Hypotheses live in fixed slots ``row = utterance * beam + k``; a slot whose
+hypothesis ended or was never filled carries score ``-inf``. Utterances that are
+finished are dropped from the batch, so the work shrinks as decoding proceeds.
+
+Scores follow ESPnet::
+
+    score = (1 - ctc_weight) * att + ctc_weight * ctc + penalty * (tokens + 1)
+
+where ``att`` sums decoder log-probabilities (``eos`` included), ``ctc`` is the CTC
+prefix log-probability (the whole-sequence log-probability once ``eos`` is chosen)
+and the penalty is added for every emitted symbol, ``eos`` included.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from espnet_infer.decode.ctc_prefix_score import CTCPrefixScorer, CTCPrefixState
+from espnet_infer.decode.protocol import ASRModelLike
+
+__all__ = ["BeamSearch", "Hypothesis"]
+
+_NEG_INF = float("-inf")
+
+
+@dataclass
+class Hypothesis:
+    """One finished transcript.
+
+    Attributes:
+        tokens: token ids, without ``sos``/``eos``.
+        score: the weighted total score used for ranking.
+        scores: unweighted component scores: ``"att"`` (decoder log-probability) and
+            ``"ctc"`` (CTC log-probability), each present when that scorer is used.
+    """
+
+    tokens: list[int]
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+class BeamSearch:
+    """Joint CTC/attention (or pure CTC prefix) beam search.
+
+    Args:
+        model: an encoder/CTC/decoder model following :class:`ASRModelLike`.
+        beam_size: running hypotheses kept per utterance.
+        ctc_weight: weight of the CTC prefix score in ``[0, 1]``; ``1.0`` runs a pure
+            CTC prefix beam search (the decoder is not called); ``0.0`` is attention
+            only. A model without decoder needs ``1.0``.
+        penalty: score added per emitted token (length bonus when positive).
+        maxlenratio: ``maxlen = max(1, int(maxlenratio * T))`` tokens per utterance of
+            ``T`` encoder frames; ``0`` means ``maxlen = T``. At ``maxlen`` only
+            ``eos`` may follow.
+        minlenratio: ``eos`` is not allowed before ``int(minlenratio * T)`` tokens.
+        pre_beam_ratio: with both scorers, only the ``int(pre_beam_ratio * beam_size)``
+            best tokens of the decoder (plus ``eos``) are CTC-scored per hypothesis.
+        nbest: finished hypotheses returned per utterance, best first.
+    """
+
+    def __init__(
+        self,
+        model: ASRModelLike,
+        *,
+        beam_size: int = 10,
+        ctc_weight: float = 0.3,
+        penalty: float = 0.0,
+        maxlenratio: float = 0.0,
+        minlenratio: float = 0.0,
+        pre_beam_ratio: float = 1.5,
+        nbest: int = 1,
+    ) -> None:
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        if not 0.0 <= ctc_weight <= 1.0:
+            raise ValueError(f"ctc_weight must be in [0, 1], got {ctc_weight}")
+        if not 1 <= nbest <= beam_size:
+            raise ValueError(
+                f"nbest must be in [1, beam_size={beam_size}], got {nbest}; "
+                "raise beam_size to return more hypotheses"
+            )
+        if maxlenratio < 0 or minlenratio < 0:
+            raise ValueError(
+                f"maxlenratio and minlenratio must be >= 0, got {maxlenratio} and {minlenratio}"
+            )
+        if pre_beam_ratio < 1.0:
+            raise ValueError(f"pre_beam_ratio must be >= 1.0, got {pre_beam_ratio}")
+        if model.decoder is None and ctc_weight != 1.0:
+            raise ValueError(
+                f"the model has no attention decoder (CTC-only), so ctc_weight must be 1.0, "
+                f"got {ctc_weight}; pass BeamSearch(model, ctc_weight=1.0) or use ctc_greedy"
+            )
+        if model.ctc is None and ctc_weight != 0.0:
+            raise ValueError(
+                f"the model has no CTC head (trained with ctc_weight=0), so ctc_weight must be "
+                f"0.0, got {ctc_weight}; pass BeamSearch(model, ctc_weight=0.0)"
+            )
+        vocab = int(model.vocab_size)
+        if {model.blank_id, model.sos_eos_id} == set(range(vocab)) or vocab < 3:
+            raise ValueError(f"vocab_size={vocab} leaves no token besides blank and sos/eos")
+        self.model = model
+        self.beam_size = beam_size
+        self.ctc_weight = float(ctc_weight)
+        self.penalty = float(penalty)
+        self.maxlenratio = float(maxlenratio)
+        self.minlenratio = float(minlenratio)
+        self.pre_beam_ratio = float(pre_beam_ratio)
+        self.nbest = nbest
+
+    @property
+    def uses_attention(self) -> bool:
+        return self.model.decoder is not None and self.ctc_weight < 1.0
+
+    @property
+    def uses_ctc(self) -> bool:
+        return self.ctc_weight > 0.0
+
+    def __call__(self, enc: torch.Tensor, enc_lengths: torch.Tensor) -> list[list[Hypothesis]]:
+        """Decode a padded batch of encoder outputs.
+
+        Args:
+            enc: ``(B, T, D)`` encoder output.
+            enc_lengths: ``(B,)`` valid frames per utterance (each >= 1).
+
+        Returns:
+            Per utterance, up to ``nbest`` hypotheses sorted by descending score.
+        """
+        if enc.dim() != 3:
+            raise ValueError(f"enc must be (B, T, D), got shape {tuple(enc.shape)}")
+        if enc_lengths.shape != enc.shape[:1]:
+            raise ValueError(
+                f"enc_lengths must have shape ({enc.shape[0]},), got {tuple(enc_lengths.shape)}"
+            )
+        lengths = enc_lengths.to(device=enc.device, dtype=torch.long)
+        if enc.shape[0] and (int(lengths.min()) < 1 or int(lengths.max()) > enc.shape[1]):
+            raise ValueError(
+                f"enc_lengths must lie in [1, T={enc.shape[1]}], got {lengths.tolist()}; "
+                "drop utterances whose encoder output is empty"
+            )
+        with torch.inference_mode():
+            return self._search(enc, lengths)
+
+    # -- search -----------------------------------------------------------------
+
+    def _length_limits(self, lengths: torch.Tensor) -> tuple[list[int], list[int]]:
+        frames = lengths.tolist()
+        if self.maxlenratio == 0.0:
+            maxlens = frames
+        else:
+            maxlens = [max(1, int(self.maxlenratio * t)) for t in frames]
+        minlens = [min(int(self.minlenratio * t), m) for t, m in zip(frames, maxlens, strict=True)]
+        return maxlens, minlens
+
+    def _search(self, enc: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
+        model = self.model
+        batch, frames, _ = enc.shape
+        device = enc.device
+        beam = self.beam_size
+        vocab = int(model.vocab_size)
+        eos = int(model.sos_eos_id)
+        blank = int(model.blank_id)
+        filler = next(t for t in range(vocab) if t not in (eos, blank))
+        maxlens, minlens = self._length_limits(lengths)
+        ended: list[list[Hypothesis]] = [[] for _ in range(batch)]
+        if batch == 0:
+            return []
+
+        scorer: CTCPrefixScorer | None = None
+        if self.uses_ctc:
+            assert model.ctc is not None  # checked in __init__
+            scorer = CTCPrefixScorer(
+                model.ctc.log_softmax(enc), lengths, blank_id=blank, eos_id=eos
+            )
+        active = list(range(batch))
+        utt_rows = torch.arange(batch, device=device).repeat_interleave(beam)
+        memory = enc.index_select(0, utt_rows)
+        memory_mask = (torch.arange(frames, device=device)[None, :] < lengths[:, None])[
+            utt_rows
+        ].unsqueeze(1)
+        score = torch.full((batch * beam,), _NEG_INF, device=device)
+        score[::beam] = 0.0
+        att_sum = torch.zeros(batch * beam, device=device)
+        ys = torch.full((batch * beam, 1), eos, dtype=torch.long, device=device)
+        cache: list[torch.Tensor] | None = None
+        ctc_state = scorer.init_state(utt_rows) if scorer is not None else None
+
+        num_tokens = 0
+        while active:
+            num_active = len(active)
+            cand, cand_scores, att_logp, new_cache, ctc_psi = self._expand(
+                ys, memory, memory_mask, cache, scorer, ctc_state, vocab, eos, blank
+            )
+            # Length constraints per row: eos before minlen, anything but eos at maxlen.
+            width = cand.shape[1]
+            is_eos = cand == eos
+            no_eos = torch.tensor(
+                [num_tokens < minlens[u] for u in active], device=device
+            ).repeat_interleave(beam)
+            only_eos = torch.tensor(
+                [num_tokens >= maxlens[u] for u in active], device=device
+            ).repeat_interleave(beam)
+            forbid = (is_eos & no_eos[:, None]) | (~is_eos & only_eos[:, None])
+            total = (score[:, None] + cand_scores + self.penalty).masked_fill(forbid, _NEG_INF)
+
+            best, flat = total.view(num_active, beam * width).topk(beam, dim=1)
+            base = torch.arange(num_active, device=device)[:, None] * beam
+            parent = (base + flat // width).view(-1)
+            col = (flat % width).view(-1)
+            token = cand[parent, col]
+            best = best.view(-1)
+            alive = torch.isfinite(best)
+            finished = alive & (token == eos)
+            running = alive & ~finished
+
+            att_sum = att_sum[parent]
+            if att_logp is not None:
+                att_sum = att_sum + att_logp[parent, token]
+            new_psi = ctc_psi[parent, col] if ctc_psi is not None else None
+            self._collect(ended, active, finished, ys[parent], best, att_sum, new_psi)
+
+            score = best.masked_fill(~running, _NEG_INF)
+            safe_token = token.masked_fill(~running, filler)
+            ys = torch.cat([ys[parent], safe_token[:, None]], dim=1)
+            if new_cache is not None:
+                cache = [c.index_select(0, parent) for c in new_cache]
+            if scorer is not None and ctc_state is not None and new_psi is not None:
+                ctc_state = scorer.extend(
+                    ctc_state, rows=parent, tokens=safe_token, log_psi=new_psi
+                )
+            num_tokens += 1
+
+            keep = self._still_running(
+                ended, active, score.view(num_active, beam), num_tokens, maxlens
+            )
+            if len(keep) < num_active:
+                rows = (
+                    torch.tensor(keep, dtype=torch.long, device=device)[:, None] * beam
+                    + torch.arange(beam, device=device)[None, :]
+                ).view(-1)
+                active = [active[i] for i in keep]
+                score, att_sum, ys = score[rows], att_sum[rows], ys[rows]
+                memory, memory_mask = memory[rows], memory_mask[rows]
+                if cache is not None:
+                    cache = [c.index_select(0, rows) for c in cache]
+                if ctc_state is not None:
+                    ctc_state = ctc_state.index_select(rows)
+
+        return [sorted(hyps, key=lambda h: -h.score)[: self.nbest] for hyps in ended]
+
+    def _expand(
+        self,
+        ys: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        cache: list[torch.Tensor] | None,
+        scorer: CTCPrefixScorer | None,
+        ctc_state: CTCPrefixState | None,
+        vocab: int,
+        eos: int,
+        blank: int,
+    ) -> tuple[
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor | None,
+        list[torch.Tensor] | None,
+        torch.Tensor | None,
+    ]:
+        """Candidate tokens ``(N, K)`` and their weighted score increments ``(N, K)``.
+
+        Also returns the decoder log-probabilities ``(N, V)``, the decoder's new cache
+        and the CTC prefix scores ``(N, K)`` of the candidates (None when unused).
+        """
+        num_rows = ys.shape[0]
+        device = ys.device
+        att_logp: torch.Tensor | None = None
+        new_cache: list[torch.Tensor] | None = None
+        if self.uses_attention:
+            decoder = self.model.decoder
+            assert decoder is not None  # guaranteed by uses_attention
+            att_logp, new_cache = decoder.forward_one_step(ys, memory, memory_mask, cache)
+            att_logp = att_logp.float()
+            weighted = (1.0 - self.ctc_weight) * att_logp
+            weighted[:, blank] = _NEG_INF
+            weighted[:, eos] = _NEG_INF  # eos is always scored, in the last column
+            width = min(
+                int(self.pre_beam_ratio * self.beam_size) if self.uses_ctc else self.beam_size,
+                vocab - 2,
+            )
+            top = weighted.topk(width, dim=1).indices
+            eos_col = torch.full((num_rows, 1), eos, dtype=torch.long, device=device)
+            cand = torch.cat([top, eos_col], dim=1)
+            cand_scores = (1.0 - self.ctc_weight) * att_logp.gather(1, cand)
+        else:
+            cand = torch.arange(vocab, device=device)[None, :].expand(num_rows, vocab)
+            cand_scores = torch.zeros(num_rows, vocab, device=device)
+
+        ctc_psi: torch.Tensor | None = None
+        if scorer is not None and ctc_state is not None:
+            full_vocab = not self.uses_attention
+            ctc_psi = scorer.score(ctc_state, None if full_vocab else cand)
+            cand_scores = cand_scores + self.ctc_weight * (ctc_psi - ctc_state.log_psi[:, None])
+        cand_scores = cand_scores.masked_fill(cand == blank, _NEG_INF)
+        return cand, cand_scores, att_logp, new_cache, ctc_psi
+
+    def _collect(
+        self,
+        ended: list[list[Hypothesis]],
+        active: list[int],
+        finished: torch.Tensor,
+        ys: torch.Tensor,
+        best: torch.Tensor,
+        att_sum: torch.Tensor,
+        ctc_psi: torch.Tensor | None,
+    ) -> None:
+        """Move the hypotheses that chose ``eos`` to their utterance's ended list."""
+        rows = finished.nonzero().view(-1).tolist()
+        if not rows:
+            return
+        prefixes = ys[rows, 1:].tolist()
+        totals = best[rows].tolist()
+        atts = att_sum[rows].tolist()
+        ctcs = ctc_psi[rows].tolist() if ctc_psi is not None else None
+        for i, row in enumerate(rows):
+            scores: dict[str, float] = {}
+            if self.uses_attention:
+                scores["att"] = atts[i]
+            if ctcs is not None:
+                scores["ctc"] = ctcs[i]
+            utt = active[row // self.beam_size]
+            ended[utt].append(Hypothesis(tokens=prefixes[i], score=totals[i], scores=scores))
+
+    def _still_running(
+        self,
+        ended: list[list[Hypothesis]],
+        active: list[int],
+        running_scores: torch.Tensor,
+        num_tokens: int,
+        maxlens: list[int],
+    ) -> list[int]:
+        """Positions in ``active`` of the utterances that may still improve.
+
+        An utterance stops when no hypothesis runs, or when it holds ``nbest`` ended
+        hypotheses and none of its running ones can catch up: scores only decrease
+        per step, except by a positive ``penalty`` for each token still allowed.
+        """
+        best_running = running_scores.max(dim=1).values.tolist()
+        keep: list[int] = []
+        for pos, utt in enumerate(active):
+            top = best_running[pos]
+            if top == _NEG_INF or math.isnan(top):
+                continue
+            done = ended[utt]
+            if len(done) >= self.nbest:
+                kth = sorted((h.score for h in done), reverse=True)[self.nbest - 1]
+                bound = top + max(self.penalty, 0.0) * (maxlens[utt] - num_tokens + 1)
+                if kth >= bound:
+                    continue
+            keep.append(pos)
+        return keep

@@ -1,0 +1,257 @@
+"""Batched CTC prefix scoring in log space (after ESPnet's ``CTCPrefixScoreTH``).
+
+A hypothesis ``g`` carries, for every frame ``t``, the log-probability that the CTC
+paths emitting exactly ``g`` in frames ``0..t`` end in a non-blank (``r[t, 0]``) or a
+blank (``r[t, 1]``) frame. Extending ``g`` by a token ``c`` gives the *prefix* score
+
+    psi(g + c) = log sum_t  phi_{t-1}(g, c) * p_t(c),
+    phi_t(g, c) = r_t^b(g)              if c == last(g)
+                  r_t^n(g) + r_t^b(g)   otherwise,
+
+which depends only on ``r(g)``, so :meth:`CTCPrefixScorer.score` evaluates any number
+of candidate tokens for all hypotheses at once, with no loop over time. Only the
+hypotheses that survive the beam are advanced by :meth:`CTCPrefixScorer.extend`, the
+one place with a (short, ``(2, M)``-sized) recursion over frames. End of sentence
+scores the whole-sequence probability ``r_{T_u - 1}^n(g) + r_{T_u - 1}^b(g)`` at the
+utterance's own last frame ``T_u``.
+
+Frames past an utterance's length are padded so that they emit blank with
+probability one, which keeps padded frames from contributing to any prefix score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["LOGZERO", "CTCPrefixScorer", "CTCPrefixState"]
+
+LOGZERO = -1.0e10
+"""Finite stand-in for log(0): keeps differences of impossible scores free of NaN."""
+
+
+@dataclass(frozen=True)
+class CTCPrefixState:
+    """CTC forward variables of ``N`` hypotheses that all hold ``num_tokens`` tokens.
+
+    Attributes:
+        r: ``(T, 2, N)`` log-probabilities of the prefix ending at frame ``t`` in a
+            non-blank (``[:, 0]``) or blank (``[:, 1]``) frame.
+        log_psi: ``(N,)`` prefix log-probability of each hypothesis (0 when empty).
+        last: ``(N,)`` last token of each hypothesis, ``-1`` when empty.
+        utt: ``(N,)`` index of each hypothesis's utterance in the scorer's batch.
+        num_tokens: number of tokens in every hypothesis (the search is synchronous).
+    """
+
+    r: torch.Tensor
+    log_psi: torch.Tensor
+    last: torch.Tensor
+    utt: torch.Tensor
+    num_tokens: int
+
+    @property
+    def num_hyps(self) -> int:
+        return int(self.log_psi.shape[0])
+
+    def index_select(self, rows: torch.Tensor) -> CTCPrefixState:
+        """Keep (and reorder) the hypotheses ``rows``; used to drop finished utterances."""
+        return CTCPrefixState(
+            r=self.r.index_select(2, rows),
+            log_psi=self.log_psi.index_select(0, rows),
+            last=self.last.index_select(0, rows),
+            utt=self.utt.index_select(0, rows),
+            num_tokens=self.num_tokens,
+        )
+
+
+class CTCPrefixScorer:
+    """Prefix scores of CTC posteriors for many hypotheses of many utterances.
+
+    Args:
+        log_probs: ``(B, T, V)`` CTC log-posteriors of a padded batch.
+        lengths: ``(B,)`` valid frames per utterance, each in ``[1, T]``.
+        blank_id: CTC blank index; extending by blank scores :data:`LOGZERO`.
+        eos_id: end-of-sentence index; extending by it scores the whole sequence.
+        max_chunk_elements: cap on ``T * hyps * candidates`` in one tensor; larger
+            requests (e.g. full-vocabulary scoring) are split over hypotheses.
+    """
+
+    def __init__(
+        self,
+        log_probs: torch.Tensor,
+        lengths: torch.Tensor,
+        *,
+        blank_id: int,
+        eos_id: int,
+        max_chunk_elements: int = 1 << 24,
+    ) -> None:
+        if log_probs.dim() != 3:
+            raise ValueError(f"log_probs must be (B, T, V), got shape {tuple(log_probs.shape)}")
+        batch, frames, vocab = log_probs.shape
+        if lengths.shape != (batch,):
+            raise ValueError(
+                f"lengths must have shape ({batch},) to match log_probs, got {tuple(lengths.shape)}"
+            )
+        for name, value in (("blank_id", blank_id), ("eos_id", eos_id)):
+            if not 0 <= value < vocab:
+                raise ValueError(f"{name}={value} is outside the vocabulary [0, {vocab})")
+        lengths = lengths.to(device=log_probs.device, dtype=torch.long)
+        if batch and (int(lengths.min()) < 1 or int(lengths.max()) > frames):
+            raise ValueError(
+                f"every length must be in [1, T={frames}], got {lengths.tolist()}; "
+                "drop empty utterances before decoding"
+            )
+        self.blank_id = blank_id
+        self.eos_id = eos_id
+        self.vocab_size = vocab
+        self.num_frames = frames
+        self.lengths = lengths
+        self.max_chunk_elements = max_chunk_elements
+
+        # Time-major copy, padded so that frames past the end emit blank with prob. 1.
+        x = log_probs.detach().float().transpose(0, 1).clone()  # (T, B, V)
+        pad = torch.arange(frames, device=x.device)[:, None] >= lengths[None, :]  # (T, B)
+        x.masked_fill_(pad[:, :, None], LOGZERO)
+        x[:, :, blank_id].masked_fill_(pad, 0.0)
+        self._x = x
+
+    def init_state(self, utt: torch.Tensor) -> CTCPrefixState:
+        """Empty prefixes, one per entry of ``utt`` (utterance indices, repeats allowed)."""
+        utt = utt.to(device=self._x.device, dtype=torch.long)
+        blank = self._x[:, utt, self.blank_id]  # (T, N)
+        r = torch.full((self.num_frames, 2, utt.shape[0]), LOGZERO, device=self._x.device)
+        r[:, 1] = torch.cumsum(blank, dim=0)
+        return CTCPrefixState(
+            r=r,
+            log_psi=torch.zeros(utt.shape[0], device=self._x.device),
+            last=torch.full_like(utt, -1),
+            utt=utt,
+            num_tokens=0,
+        )
+
+    def final_scores(self, state: CTCPrefixState) -> torch.Tensor:
+        """``(N,)`` log-probability that each hypothesis is the whole transcript."""
+        last_frame = self.lengths.index_select(0, state.utt) - 1
+        rows = torch.arange(state.num_hyps, device=last_frame.device)
+        return torch.logaddexp(state.r[last_frame, 0, rows], state.r[last_frame, 1, rows])
+
+    def score(self, state: CTCPrefixState, candidates: torch.Tensor | None = None) -> torch.Tensor:
+        """Prefix log-probabilities ``psi(g + c)`` of candidate extensions.
+
+        Args:
+            state: the ``N`` current hypotheses ``g``.
+            candidates: ``(N, K)`` token ids to score per hypothesis (partial scoring,
+                e.g. the attention decoder's pre-beam), or ``None`` for all ``V`` tokens.
+
+        Returns:
+            ``(N, K)`` (or ``(N, V)``) absolute prefix log-probabilities; subtract
+            ``state.log_psi[:, None]`` for the score increment. ``eos`` gets the
+            whole-sequence probability of ``g``; blank gets :data:`LOGZERO`.
+        """
+        num_hyps = state.num_hyps
+        if candidates is not None and (candidates.dim() != 2 or candidates.shape[0] != num_hyps):
+            raise ValueError(
+                f"candidates must be (N={num_hyps}, K), got shape {tuple(candidates.shape)}"
+            )
+        width = self.vocab_size if candidates is None else int(candidates.shape[1])
+        out = torch.empty((num_hyps, width), device=self._x.device)
+        if num_hyps == 0 or width == 0:
+            return out
+        rows_per_chunk = max(1, self.max_chunk_elements // max(1, self.num_frames * width))
+        final = self.final_scores(state)
+        for begin in range(0, num_hyps, rows_per_chunk):
+            rows = slice(begin, min(num_hyps, begin + rows_per_chunk))
+            cand = None if candidates is None else candidates[rows].to(self._x.device)
+            out[rows] = self._score_rows(state, rows, cand, final[rows])
+        return out
+
+    def _score_rows(
+        self,
+        state: CTCPrefixState,
+        rows: slice,
+        cand: torch.Tensor | None,
+        final: torch.Tensor,
+    ) -> torch.Tensor:
+        utt = state.utt[rows]
+        if cand is None:
+            xc = self._x[:, utt]  # (T, n, V)
+            tokens = torch.arange(self.vocab_size, device=xc.device)[None, :]
+        else:
+            xc = self._x[:, utt[:, None], cand]  # (T, n, K)
+            tokens = cand
+        r = state.r[:, :, rows]
+        r_sum = torch.logaddexp(r[:, 0], r[:, 1])  # (T, n)
+        same = tokens == state.last[rows][:, None]  # (n, K)
+        phi = torch.where(same[None], r[:, 1, :, None], r_sum[:, :, None])  # (T, n, K)
+
+        num_tokens = state.num_tokens
+        start = max(num_tokens, 1)
+        terms = phi[start - 1 : self.num_frames - 1] + xc[start:]
+        if num_tokens == 0:
+            terms = torch.cat([xc[:1], terms], dim=0)
+        if terms.shape[0] == 0:
+            psi = torch.full(tokens.shape, LOGZERO, device=xc.device).expand_as(same).clone()
+        else:
+            psi = torch.logsumexp(terms, dim=0).clamp_min(LOGZERO)
+        psi = torch.where(tokens == self.eos_id, final[:, None], psi)
+        return psi.masked_fill(tokens == self.blank_id, LOGZERO)
+
+    def extend(
+        self,
+        state: CTCPrefixState,
+        *,
+        rows: torch.Tensor,
+        tokens: torch.Tensor,
+        log_psi: torch.Tensor,
+    ) -> CTCPrefixState:
+        """Advance hypotheses ``rows`` of ``state`` by ``tokens`` (neither blank nor eos).
+
+        Args:
+            state: the current hypotheses.
+            rows: ``(M,)`` parent row of each new hypothesis.
+            tokens: ``(M,)`` token appended to each parent.
+            log_psi: ``(M,)`` prefix scores of the new hypotheses, as returned by
+                :meth:`score` (passed back to avoid recomputing them).
+        """
+        if bool(((tokens == self.eos_id) | (tokens == self.blank_id)).any()):
+            raise ValueError(
+                f"cannot extend by blank ({self.blank_id}) or eos ({self.eos_id}); "
+                f"got tokens {tokens.tolist()}. Finish eos hypotheses instead of extending them"
+            )
+        device = self._x.device
+        rows = rows.to(device)
+        tokens = tokens.to(device)
+        utt = state.utt.index_select(0, rows)
+        r_prev = state.r.index_select(2, rows)  # (T, 2, M)
+        last = state.last.index_select(0, rows)
+        num_new = int(rows.shape[0])
+
+        phi = torch.where(
+            tokens[None, :] == last[None, :],
+            r_prev[:, 1],
+            torch.logaddexp(r_prev[:, 0], r_prev[:, 1]),
+        )  # (T, M)
+        emit = torch.stack(
+            [self._x[:, utt, tokens], self._x[:, utt, self.blank_id]], dim=1
+        )  # (T, 2, M)
+        r = torch.full((self.num_frames, 2, num_new), LOGZERO, device=device)
+        num_tokens = state.num_tokens
+        if num_tokens == 0:
+            r[0, 0] = emit[0, 0]
+        end = int(self.lengths.index_select(0, utt).max()) if num_new else 0
+        other = torch.empty((2, num_new), device=device)
+        for t in range(max(num_tokens, 1), end):
+            # r[t, 0] = (r[t-1, 0] + phi[t-1]) * p_t(c);  r[t, 1] = (r[t-1, 0] + r[t-1, 1]) * p_t(blank)
+            prev = r[t - 1]
+            other[0] = phi[t - 1]
+            other[1] = prev[1]
+            torch.add(torch.logaddexp(prev[0], other), emit[t], out=r[t])
+        r.clamp_(min=LOGZERO)
+        return CTCPrefixState(
+            r=r,
+            log_psi=log_psi.to(device),
+            last=tokens,
+            utt=utt,
+            num_tokens=num_tokens + 1,
+        )

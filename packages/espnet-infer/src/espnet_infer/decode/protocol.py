@@ -1,0 +1,70 @@
+"""The slice of an ASR model that decoding relies on (the ``espnet_model`` contract).
+
+Decoding is written against these structural types rather than a concrete class, so
+any module with the same methods (``espnet_model``'s models, or the dummies in
+:mod:`espnet_infer.decode.testing`) can be decoded.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+__all__ = ["ASRModelLike", "CTCLike", "DecoderLike"]
+
+
+@runtime_checkable
+class CTCLike(Protocol):
+    """CTC output layer: encoder frames to per-frame log-posteriors."""
+
+    def log_softmax(self, enc: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D) -> (B, T, V)`` log-probabilities."""
+        ...
+
+
+@runtime_checkable
+class DecoderLike(Protocol):
+    """Autoregressive attention decoder with an incremental (per-layer) cache."""
+
+    def forward_one_step(
+        self,
+        ys: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor | None,
+        cache: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Score the next token of every prefix.
+
+        Args:
+            ys: ``(N, L)`` prefixes, each starting with ``sos``.
+            memory: ``(N, T, D)`` encoder output.
+            memory_mask: ``(N, 1, T)`` True on valid frames, or None.
+            cache: per layer ``(N, L - 1, D)`` states of the previous positions.
+
+        Returns:
+            ``(N, V)`` next-token log-probabilities and the per-layer ``(N, L, D)`` cache.
+        """
+        ...
+
+
+@runtime_checkable
+class ASRModelLike(Protocol):
+    """Encoder + CTC and/or attention decoder as used by the decoders.
+
+    ``ctc`` is None for a model trained with ``ctc_weight == 0`` and ``decoder`` is
+    None for a CTC-only model (``ctc_weight == 1``).
+    """
+
+    blank_id: int
+    sos_eos_id: int
+    vocab_size: int
+    ctc_weight: float
+    ctc: CTCLike | None
+    decoder: DecoderLike | None
+
+    def encode(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, S), (B,) -> (B, T, D), (B,)``."""
+        ...

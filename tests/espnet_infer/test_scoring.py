@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from espnet_infer.scoring import (
+    ErrorCounts,
+    normalize_text,
+    read_text_file,
+    score_texts,
+    write_scores,
+)
+
+
+def test_counts_match_hand_alignment() -> None:
+    result = score_texts(
+        {"u1": "the cat sat", "u2": "hello world"},
+        {"u1": "the bat sat on", "u2": "hello world"},
+    )
+    assert result.words == ErrorCounts(hits=4, substitutions=1, deletions=0, insertions=1)
+    assert result.wer == pytest.approx(2 / 5)
+    assert result.num_sentences == 2 and result.num_sentence_errors == 1
+    assert result.ser == 0.5
+    u1 = result.utterances[0]
+    assert u1.alignment == [
+        ("the", "the", "C"),
+        ("cat", "bat", "S"),
+        ("sat", "sat", "C"),
+        ("", "on", "I"),
+    ]
+    # characters: "the cat sat" (11) vs "the bat sat on": 1 sub, 3 insertions
+    assert result.chars == ErrorCounts(hits=10 + 11, substitutions=1, deletions=0, insertions=3)
+    assert result.cer == pytest.approx(4 / 22)
+
+
+def test_missing_and_extra_keys() -> None:
+    result = score_texts({"a": "one two", "b": "three"}, {"a": "one two", "z": "extra"})
+    assert result.missing_keys == ["b"] and result.extra_keys == ["z"]
+    assert result.words == ErrorCounts(hits=2, deletions=1)
+    assert result.utterances[1].missing and result.utterances[1].hyp == ""
+
+
+def test_empty_reference_and_no_refs() -> None:
+    result = score_texts({"a": ""}, {"a": "noise"})
+    assert result.words.insertions == 1 and result.wer == float("inf")
+    assert result.to_dict()["wer"] is None
+    assert score_texts({"a": ""}, {"a": ""}).wer == 0.0
+    with pytest.raises(ValueError, match="--ref"):
+        score_texts({}, {"a": "x"})
+
+
+def test_normalisation_is_explicit() -> None:
+    refs, hyps = {"a": "Don't stop, now."}, {"a": "don't STOP now"}
+    assert score_texts(refs, hyps).wer == 1.0
+    assert score_texts(refs, hyps, uppercase=True, strip_punctuation=True).wer == 0.0
+    assert normalize_text(" a\t 'b'  c-d ", strip_punctuation=True) == "a b c d"
+
+
+def test_write_scores_is_readable_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    result = score_texts({"a": "x y", "b": "z"}, {"a": "x q y"})
+    json_path, txt_path = write_scores(result, tmp_path / "score")
+    data = json.loads(json_path.read_text())
+    assert data["words"]["insertions"] == 1 and data["missing_keys"] == ["b"]
+    assert data["utterances"][0]["key"] == "a"
+    text = txt_path.read_text()
+    assert "id: (a)" in text and "Scores: (#C #S #D #I) 2 0 0 1" in text
+    assert "REF:  x * y\nHYP:  x q y\nEval:   I" in text
+    write_scores(result, tmp_path / "score")  # rerun overwrites cleanly
+    assert sorted(p.name for p in (tmp_path / "score").iterdir()) == ["result.txt", "scores.json"]
+
+
+def test_read_kaldi_and_jsonl(tmp_path: Path) -> None:
+    kaldi = tmp_path / "text"
+    kaldi.write_text("utt1 hello  world\n\nutt2\nutt3 a b\n", encoding="utf-8")
+    assert read_text_file(kaldi) == {"utt1": "hello  world", "utt2": "", "utt3": "a b"}
+    jsonl = tmp_path / "hyp.jsonl"
+    jsonl.write_text('{"key": "u1", "text": "hi"}\n{"key": "u2", "text": ""}\n')
+    assert read_text_file(jsonl) == {"u1": "hi", "u2": ""}
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ('{"key": "u1", "text": "hi"}\n{"key": "u2"\n', r"hyp.jsonl:2: invalid JSON"),
+        ('{"key": "u1", "text": "hi"}\n[1, 2]\n', r"hyp.jsonl:2: got list"),
+        ('{"key": "u1", "text": 3}\n', r"hyp.jsonl:1: needs a non-empty string 'key'"),
+        (
+            '{"key": "u1", "text": "a"}\n{"key": "u1", "text": "b"}\n',
+            r"hyp.jsonl:2: duplicate key 'u1' \(first on line 1\)",
+        ),
+    ],
+)
+def test_malformed_lines_name_file_and_line(tmp_path: Path, content: str, match: str) -> None:
+    path = tmp_path / "hyp.jsonl"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=match):
+        read_text_file(path)
+
+
+def test_kaldi_duplicate_and_non_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "text"
+    path.write_text("a x\nb y\na z\n")
+    with pytest.raises(ValueError, match=r"text:3: duplicate key 'a'"):
+        read_text_file(path)
+    path.write_bytes(b"a \xff\xfe\n")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        read_text_file(path)
