@@ -1,1 +1,29 @@
+"""Speech models: fbank frontend, SpecAugment, normalisation, encoders, CTC + attention ASR."""
+
+from espnet_model.asr import ASRModel, count_parameters
+from espnet_model.builder import build_asr_model
+from espnet_model.ctc import CTC
+from espnet_model.decoder import TransformerDecoder
+from espnet_model.encoders import ConformerEncoder, EBranchformerEncoder, TransformerEncoder
+from espnet_model.frontend import Fbank
+from espnet_model.mask import make_pad_mask
+from espnet_model.normalize import GlobalMVN, UtteranceMVN
+from espnet_model.specaug import SpecAug
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ASRModel",
+    "CTC",
+    "ConformerEncoder",
+    "EBranchformerEncoder",
+    "Fbank",
+    "GlobalMVN",
+    "SpecAug",
+    "TransformerDecoder",
+    "TransformerEncoder",
+    "UtteranceMVN",
+    "build_asr_model",
+    "count_parameters",
+    "make_pad_mask",
+]

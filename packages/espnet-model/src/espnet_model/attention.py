@@ -1,0 +1,173 @@
+"""Multi-head attention (absolute and relative-position) and positional encodings.
+
+All attention goes through :func:`torch.nn.functional.scaled_dot_product_attention`.
+The relative-position variant (Transformer-XL style, ESPnet's ``rel_selfattn`` with
+``rel_pos_type: latest``) passes its position term ``matrix_bd`` to SDPA as an
+additive float mask, with padded keys set to ``-inf``.
+
+Masks are *keep* masks (``True`` = may attend) that broadcast to ``(B, Tq, Tk)``;
+build them once per forward with :mod:`espnet_model.mask`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from espnet_model._checks import check_divisible
+
+
+def _sinusoid(positions: torch.Tensor, d_model: int) -> torch.Tensor:
+    """``(len(positions), d_model)`` sinusoidal table for (possibly negative) positions."""
+    div = torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float32) * -(math.log(10000.0) / d_model)
+    )
+    angle = positions.float().unsqueeze(1) * div
+    pe = torch.zeros(positions.numel(), d_model)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle)
+    return pe
+
+
+class PositionalEncoding(nn.Module):
+    """Absolute sinusoidal encoding: ``dropout(x * sqrt(d_model) + pe[:T])``."""
+
+    def __init__(self, d_model: int, dropout_rate: float, max_len: int = 5000) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.xscale = math.sqrt(d_model)
+        self.dropout = nn.Dropout(dropout_rate)
+        self.register_buffer("pe", _sinusoid(torch.arange(max_len), d_model), persistent=False)
+
+    def _table(self, length: int, like: torch.Tensor) -> torch.Tensor:
+        if length > self.pe.size(0):
+            self.pe = _sinusoid(torch.arange(length), self.d_model).to(like.device)
+        return self.pe[:length].to(like.dtype)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        pe = self._table(offset + x.size(1), x)[offset:]
+        return self.dropout(x * self.xscale + pe)
+
+
+class RelPositionalEncoding(nn.Module):
+    """Relative encoding: returns ``(dropout(x * sqrt(d)), dropout(pos_emb))``.
+
+    ``pos_emb`` is ``(1, 2T - 1, d_model)`` for relative positions ``T-1, ..., -(T-1)``.
+    """
+
+    def __init__(self, d_model: int, dropout_rate: float, max_len: int = 5000) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.xscale = math.sqrt(d_model)
+        self.dropout = nn.Dropout(dropout_rate)
+        self.max_len = max_len
+        self.register_buffer("pe", self._build(max_len), persistent=False)
+
+    def _build(self, length: int) -> torch.Tensor:
+        return _sinusoid(torch.arange(length - 1, -length, -1), self.d_model)  # (2L - 1, d)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        length = x.size(1)
+        if length > self.max_len:
+            self.max_len = length
+            self.pe = self._build(length).to(x.device)
+        centre = self.max_len - 1  # index of relative position 0
+        pos_emb = self.pe[centre - length + 1 : centre + length].unsqueeze(0).to(x.dtype)
+        return self.dropout(x * self.xscale), self.dropout(pos_emb)
+
+
+class MultiHeadedAttention(nn.Module):
+    """Standard multi-head attention (ESPnet parameter names ``linear_q/k/v/out``)."""
+
+    def __init__(self, n_head: int, n_feat: int, dropout_rate: float) -> None:
+        super().__init__()
+        check_divisible("output_size", n_feat, "attention_heads", n_head)
+        self.h = n_head
+        self.d_k = n_feat // n_head
+        self.linear_q = nn.Linear(n_feat, n_feat)
+        self.linear_k = nn.Linear(n_feat, n_feat)
+        self.linear_v = nn.Linear(n_feat, n_feat)
+        self.linear_out = nn.Linear(n_feat, n_feat)
+        self.dropout_rate = dropout_rate
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.size(0), -1, self.h, self.d_k).transpose(1, 2)  # (B, H, T, d_k)
+
+    def _merge(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_out(x.transpose(1, 2).reshape(x.size(0), -1, self.h * self.d_k))
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``mask``: bool keep-mask broadcastable to ``(B, Tq, Tk)`` or ``None``."""
+        q = self._heads(self.linear_q(query))
+        k = self._heads(self.linear_k(key))
+        v = self._heads(self.linear_v(value))
+        attn_mask = None if mask is None else mask.unsqueeze(1)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_rate if self.training else 0.0
+        )
+        return self._merge(out)
+
+
+def rel_shift(x: torch.Tensor) -> torch.Tensor:
+    """``(B, H, T, 2T-1)`` scores over relative positions -> ``(B, H, T, T)``.
+
+    Output ``[i, j]`` is input ``[i, T - 1 - i + j]`` (relative position ``i - j``).
+    A strided view, no copy.
+    """
+    x = x.contiguous()
+    b, h, t, n = x.shape
+    s0, s1, s2, s3 = x.stride()
+    return x.as_strided((b, h, t, t), (s0, s1, s2 - s3, s3), x.storage_offset() + (t - 1) * s3)
+
+
+class RelPositionMultiHeadedAttention(MultiHeadedAttention):
+    """Self-attention with relative positions and learned biases ``pos_bias_u/v``.
+
+    ``score = (q + u) k^T / sqrt(d_k) + rel_shift((q + v) p^T) / sqrt(d_k)``.
+    """
+
+    def __init__(self, n_head: int, n_feat: int, dropout_rate: float) -> None:
+        super().__init__(n_head, n_feat, dropout_rate)
+        self.linear_pos = nn.Linear(n_feat, n_feat, bias=False)
+        self.pos_bias_u = nn.Parameter(torch.empty(self.h, self.d_k))
+        self.pos_bias_v = nn.Parameter(torch.empty(self.h, self.d_k))
+        nn.init.xavier_uniform_(self.pos_bias_u)
+        nn.init.xavier_uniform_(self.pos_bias_v)
+
+    def forward(  # type: ignore[override]
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        pos_emb: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``pos_emb``: ``(1, 2T-1, D)``; ``mask``: bool keep-mask ``(B, 1, T)`` or ``None``."""
+        q = self._heads(self.linear_q(query))
+        k = self._heads(self.linear_k(key))
+        v = self._heads(self.linear_v(value))
+        p = (
+            self.linear_pos(pos_emb).view(1, -1, self.h, self.d_k).permute(0, 2, 3, 1)
+        )  # (1,H,dk,2T-1)
+        scale = 1.0 / math.sqrt(self.d_k)
+        q_v = (q + self.pos_bias_v.unsqueeze(1)) * scale
+        bias = rel_shift(torch.matmul(q_v, p))  # (B, H, T, T)
+        if mask is not None:
+            bias = bias.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        out = F.scaled_dot_product_attention(
+            q + self.pos_bias_u.unsqueeze(1),
+            k,
+            v,
+            attn_mask=bias,
+            dropout_p=self.dropout_rate if self.training else 0.0,
+        )
+        return self._merge(out)

@@ -1,0 +1,172 @@
+"""ESPnet2-style model config -> :class:`ASRModel` (the one place config becomes objects).
+
+Example (YAML, as in ``egs2/*/asr1/conf/train_*.yaml``)::
+
+    frontend: default            # or fbank
+    frontend_conf: {n_fft: 512, win_length: 400, hop_length: 160, n_mels: 80}
+    specaug: specaug
+    specaug_conf: {num_freq_mask: 2, time_mask_width_ratio_range: [0.0, 0.05]}
+    normalize: global_mvn
+    normalize_conf: {stats_file: exp/stats/train/feats_stats.npz}
+    encoder: conformer           # transformer | e_branchformer, or {class_path, init_args}
+    encoder_conf: {output_size: 144, num_blocks: 6, cnn_module_kernel: 15}
+    decoder: transformer         # or null for CTC only (ctc_weight: 1.0)
+    decoder_conf: {num_blocks: 2, linear_units: 576}
+    model_conf: {ctc_weight: 0.3, lsm_weight: 0.1, length_normalized_loss: false}
+
+Derived values: the encoder's ``input_size`` is the frontend's ``n_mels``, GlobalMVN's
+``num_features`` likewise, and the decoder's ``encoder_output_size`` is the encoder's
+``output_size()``. Never set them in the config.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import nn
+
+from espnet_model.asr import ASRModel
+from espnet_model.decoder import TransformerDecoder
+from espnet_model.encoders import ConformerEncoder, EBranchformerEncoder, TransformerEncoder
+from espnet_model.frontend import Fbank
+from espnet_model.normalize import GlobalMVN, UtteranceMVN
+from espnet_model.specaug import SpecAug
+
+# The closed set of choices, written once: config key -> {name: class}.
+CHOICES: dict[str, dict[str, Callable[..., nn.Module]]] = {
+    "frontend": {"default": Fbank, "fbank": Fbank},
+    "specaug": {"specaug": SpecAug},
+    "normalize": {"global_mvn": GlobalMVN, "utterance_mvn": UtteranceMVN},
+    "encoder": {
+        "conformer": ConformerEncoder,
+        "transformer": TransformerEncoder,
+        "e_branchformer": EBranchformerEncoder,
+    },
+    "decoder": {"transformer": TransformerDecoder},
+}
+_OPTIONAL = ("specaug", "normalize", "decoder")
+_MODEL_KEYS = ("ctc_weight", "lsm_weight", "length_normalized_loss", "ignore_id")
+_DERIVED = {
+    "encoder_conf": ("input_size",),
+    "decoder_conf": ("vocab_size", "encoder_output_size"),
+    "normalize_conf": ("num_features",),
+}
+VALID_KEYS: tuple[str, ...] = (
+    *(k for name in CHOICES for k in (name, f"{name}_conf")),
+    "model",
+    "model_conf",
+)
+
+
+def _choices_text(options: Mapping[str, Any] | tuple[str, ...]) -> str:
+    return ", ".join(repr(o) for o in options)
+
+
+def _conf(config: Mapping[str, Any], key: str) -> dict[str, Any]:
+    conf = config.get(key) or {}
+    if not isinstance(conf, Mapping):
+        raise ValueError(f"{key} must be a mapping of keyword arguments, got {conf!r}")
+    for derived in _DERIVED.get(key, ()):
+        if derived in conf:
+            raise ValueError(
+                f"{key}.{derived}={conf[derived]!r} is derived by the builder; remove it from the config"
+            )
+    return dict(conf)
+
+
+def _check_kwargs(key: str, factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [n for n in params if n not in ("self", *_DERIVED.get(key, ()))]
+    for name in kwargs:
+        if name not in params:
+            raise ValueError(
+                f"{key}.{name} is not an argument of {factory.__name__}; valid keys: "
+                f"{', '.join(allowed)}"
+            )
+
+
+def _make(key: str, config: Mapping[str, Any], **derived: Any) -> nn.Module | None:
+    """Instantiate ``config[key]`` with ``config[key + '_conf']`` plus derived arguments."""
+    name = config.get(key, "default" if key == "frontend" else None)
+    kwargs = _conf(config, f"{key}_conf")
+    if name is None:
+        if key not in _OPTIONAL:
+            raise ValueError(f"{key} is required; choose one of {_choices_text(CHOICES[key])}")
+        return None
+    if isinstance(name, Mapping) and key == "encoder":
+        return _from_class_path(name, derived)
+    if name not in CHOICES[key]:
+        options = (*CHOICES[key], *((None,) if key in _OPTIONAL else ()))
+        raise ValueError(f"{key}={name!r} is unknown; valid choices: {_choices_text(options)}")
+    factory = CHOICES[key][name]
+    if key == "frontend" and "fs" in kwargs:  # ESPnet2 spells the sampling rate `fs`
+        kwargs["sample_rate"] = _parse_fs(kwargs.pop("fs"))
+    _check_kwargs(f"{key}_conf", factory, kwargs)
+    return factory(**derived, **kwargs)
+
+
+def _parse_fs(fs: int | str) -> int:
+    if isinstance(fs, str) and fs.lower().endswith("k"):
+        return int(float(fs[:-1]) * 1000)
+    return int(fs)
+
+
+def _from_class_path(spec: Mapping[str, Any], derived: Mapping[str, Any]) -> nn.Module:
+    """``{class_path: pkg.mod.Class, init_args: {...}}`` (LightningCLI style) for the encoder."""
+    unknown = set(spec) - {"class_path", "init_args"}
+    if "class_path" not in spec or unknown:
+        raise ValueError(
+            f"encoder={dict(spec)!r}: a mapping must have exactly class_path and optional init_args"
+        )
+    path = str(spec["class_path"])
+    module_name, _, attr = path.rpartition(".")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"encoder.class_path={path!r} cannot be imported: {err}") from err
+    kwargs = dict(spec.get("init_args") or {})
+    _check_kwargs("encoder.init_args", factory, kwargs)
+    return factory(**derived, **kwargs)
+
+
+def build_asr_model(config: Mapping[str, Any], vocab_size: int) -> ASRModel:
+    """Build an :class:`ASRModel` from an ESPnet2-style model config (see module docstring)."""
+    for key in config:
+        if key not in VALID_KEYS:
+            raise ValueError(
+                f"unknown model config key {key!r}; valid keys: {', '.join(VALID_KEYS)}"
+            )
+    if config.get("model", "espnet") != "espnet":
+        raise ValueError(f"model={config['model']!r} is unknown; valid choices: 'espnet'")
+    model_conf = _conf(config, "model_conf")
+    for key in model_conf:
+        if key not in _MODEL_KEYS:
+            raise ValueError(f"model_conf.{key} is unknown; valid keys: {', '.join(_MODEL_KEYS)}")
+    frontend = _make("frontend", config)
+    assert isinstance(frontend, Fbank)
+    n_mels = frontend.output_size
+    specaug = _make("specaug", config)
+    normalize = _make(
+        "normalize",
+        config,
+        **({"num_features": n_mels} if config.get("normalize") == "global_mvn" else {}),
+    )
+    encoder = _make("encoder", config, input_size=n_mels)
+    assert encoder is not None
+    size = encoder.output_size
+    enc_size = int(size() if callable(size) else size)
+    decoder = _make("decoder", config, vocab_size=vocab_size, encoder_output_size=enc_size)
+    return ASRModel(
+        vocab_size=vocab_size,
+        frontend=frontend,
+        encoder=encoder,
+        decoder=decoder,  # type: ignore[arg-type]
+        specaug=specaug,  # type: ignore[arg-type]
+        normalize=normalize,  # type: ignore[arg-type]
+        **model_conf,
+    )

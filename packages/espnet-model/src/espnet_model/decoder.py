@@ -1,0 +1,169 @@
+"""Transformer attention decoder with incremental (cached) one-step scoring."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from espnet_model.attention import MultiHeadedAttention, PositionalEncoding
+from espnet_model.feedforward import PositionwiseFeedForward
+from espnet_model.mask import make_non_pad_mask, subsequent_mask, target_mask
+
+
+class DecoderLayer(nn.Module):
+    """Masked self-attention, source attention, feed-forward (pre- or post-LN).
+
+    With ``cache`` (this layer's outputs for all but the last position) only the
+    last position is computed and appended, as in ESPnet.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        attention_heads: int,
+        linear_units: int,
+        dropout_rate: float,
+        self_attention_dropout_rate: float,
+        src_attention_dropout_rate: float,
+        normalize_before: bool,
+    ) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadedAttention(attention_heads, size, self_attention_dropout_rate)
+        self.src_attn = MultiHeadedAttention(attention_heads, size, src_attention_dropout_rate)
+        self.feed_forward = PositionwiseFeedForward(size, linear_units, dropout_rate)
+        self.norm1 = nn.LayerNorm(size)
+        self.norm2 = nn.LayerNorm(size)
+        self.norm3 = nn.LayerNorm(size)
+        self.dropout = nn.Dropout(dropout_rate)
+        self.normalize_before = normalize_before
+
+    def _norm(self, norm: nn.Module, x: torch.Tensor, before: bool) -> torch.Tensor:
+        return norm(x) if before == self.normalize_before else x
+
+    def forward(
+        self,
+        tgt: torch.Tensor,
+        tgt_mask: torch.Tensor | None,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor | None,
+        cache: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        residual = tgt
+        tgt = self._norm(self.norm1, tgt, True)
+        query = tgt
+        if cache is not None:
+            # The last position sees the whole prefix: no self-attention mask needed.
+            query, residual, tgt_mask = tgt[:, -1:], residual[:, -1:], None
+        x = self._norm(
+            self.norm1, residual + self.dropout(self.self_attn(query, tgt, tgt, tgt_mask)), False
+        )
+        residual = x
+        x = self._norm(self.norm2, x, True)
+        x = residual + self.dropout(self.src_attn(x, memory, memory, memory_mask))
+        x = self._norm(self.norm2, x, False)
+        residual = x
+        x = self._norm(self.norm3, x, True)
+        x = self._norm(self.norm3, residual + self.dropout(self.feed_forward(x)), False)
+        if cache is not None:
+            x = torch.cat([cache, x], dim=1)
+        return x
+
+
+class TransformerDecoder(nn.Module):
+    """Embedding + absolute positions, ``num_blocks`` decoder layers, output projection.
+
+    Args (ESPnet2 ``decoder_conf`` names):
+        vocab_size: output vocabulary (including ``<blank>``, ``<unk>``, ``<sos/eos>``).
+        encoder_output_size: dimension of the encoder memory (derived by the builder).
+        attention_heads: heads per attention.
+        linear_units: feed-forward hidden size.
+        num_blocks: number of decoder layers.
+        dropout_rate: dropout on residual branches.
+        positional_dropout_rate: dropout after the positional encoding.
+        self_attention_dropout_rate: dropout on self-attention weights.
+        src_attention_dropout_rate: dropout on source-attention weights.
+        normalize_before: pre-LayerNorm (plus final LayerNorm) instead of post-LN.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder_output_size: int,
+        attention_heads: int = 4,
+        linear_units: int = 2048,
+        num_blocks: int = 6,
+        dropout_rate: float = 0.1,
+        positional_dropout_rate: float = 0.1,
+        self_attention_dropout_rate: float = 0.0,
+        src_attention_dropout_rate: float = 0.0,
+        normalize_before: bool = True,
+    ) -> None:
+        super().__init__()
+        size = encoder_output_size
+        self.vocab_size = vocab_size
+        self.embed = nn.Embedding(vocab_size, size)
+        self.pos_enc = PositionalEncoding(size, positional_dropout_rate)
+        self.decoders = nn.ModuleList(
+            DecoderLayer(
+                size,
+                attention_heads,
+                linear_units,
+                dropout_rate,
+                self_attention_dropout_rate,
+                src_attention_dropout_rate,
+                normalize_before,
+            )
+            for _ in range(num_blocks)
+        )
+        self.after_norm = nn.LayerNorm(size) if normalize_before else None
+        self.output_layer = nn.Linear(size, vocab_size)
+
+    def _embed(self, ys: torch.Tensor) -> torch.Tensor:
+        return self.pos_enc(self.embed(ys.clamp(min=0)))
+
+    def forward(
+        self,
+        memory: torch.Tensor,
+        memory_lengths: torch.Tensor,
+        ys_in: torch.Tensor,
+        ys_in_lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        """Teacher-forced logits ``(B, L, V)`` for inputs ``ys_in`` ``(B, L)``.
+
+        Padding in ``ys_in`` may be any id (negative ids are clamped to 0).
+        """
+        tgt_mask = target_mask(ys_in_lengths.to(ys_in.device), ys_in.size(1))
+        memory_mask = make_non_pad_mask(memory_lengths.to(memory.device), memory.size(1)).unsqueeze(
+            1
+        )
+        x = self._embed(ys_in)
+        for layer in self.decoders:
+            x = layer(x, tgt_mask, memory, memory_mask)
+        if self.after_norm is not None:
+            x = self.after_norm(x)
+        return self.output_layer(x)
+
+    def forward_one_step(
+        self,
+        ys: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor | None,
+        cache: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Log-probabilities ``(N, V)`` of the token after each prefix ``ys`` ``(N, L)``.
+
+        ``memory_mask`` is a bool keep-mask ``(N, 1, T)`` (or ``None``). ``cache`` is
+        the list returned by the previous call (prefix one shorter, same row order;
+        reorder it with ``[c[idx] for c in cache]`` after beam pruning), or ``None``.
+        """
+        x = self._embed(ys)
+        tgt_mask = subsequent_mask(ys.size(1), ys.device).unsqueeze(0)
+        new_cache: list[torch.Tensor] = []
+        for i, layer in enumerate(self.decoders):
+            c = None if cache is None else cache[i]
+            x = layer(x, tgt_mask, memory, memory_mask, cache=c)
+            new_cache.append(x)
+        y = x[:, -1]
+        if self.after_norm is not None:
+            y = self.after_norm(y)
+        return torch.log_softmax(self.output_layer(y), dim=-1), new_cache

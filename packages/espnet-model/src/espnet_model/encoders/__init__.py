@@ -1,0 +1,7 @@
+"""Speech encoders: ``forward(xs, lengths) -> (out, out_lengths)`` and ``output_size()``."""
+
+from espnet_model.encoders.conformer import ConformerEncoder
+from espnet_model.encoders.e_branchformer import EBranchformerEncoder
+from espnet_model.encoders.transformer import TransformerEncoder
+
+__all__ = ["ConformerEncoder", "EBranchformerEncoder", "TransformerEncoder"]

@@ -1,0 +1,190 @@
+"""Conformer encoder (ESPnet2 ``encoder: conformer``) with relative-position MHSA."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from espnet_model._checks import check_choice, check_positive
+from espnet_model.attention import RelPositionalEncoding, RelPositionMultiHeadedAttention
+from espnet_model.feedforward import Activation, PositionwiseFeedForward, make_activation
+from espnet_model.mask import make_non_pad_mask
+from espnet_model.subsampling import Conv2dSubsampling, InputLayer
+
+
+class ConvolutionModule(nn.Module):
+    """Pointwise -> GLU -> depthwise conv -> BatchNorm -> activation -> pointwise.
+
+    Padded frames are zeroed before the depthwise convolution so they cannot leak
+    into valid frames. Pointwise convolutions are ``nn.Linear`` on ``(B, T, C)``.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, activation: Activation = "swish") -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(
+                f"encoder_conf.cnn_module_kernel={kernel_size} must be odd (e.g. {kernel_size + 1})"
+            )
+        self.pointwise_conv1 = nn.Linear(channels, 2 * channels)
+        self.depthwise_conv = nn.Conv1d(
+            channels, channels, kernel_size, padding=(kernel_size - 1) // 2, groups=channels
+        )
+        self.norm = nn.BatchNorm1d(channels)
+        self.activation = make_activation(activation)
+        self.pointwise_conv2 = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
+        """``x`` ``(B, T, C)``; ``pad_mask`` ``(B, T, 1)`` bool, ``True`` on padding."""
+        x = nn.functional.glu(self.pointwise_conv1(x), dim=-1)
+        if pad_mask is not None:
+            x = x.masked_fill(pad_mask, 0.0)
+        x = self.depthwise_conv(x.transpose(1, 2))
+        x = self.activation(self.norm(x))
+        return self.pointwise_conv2(x.transpose(1, 2))
+
+
+class ConformerBlock(nn.Module):
+    """(Macaron FFN/2) -> rel-pos MHSA -> conv module -> FFN(/2) -> LayerNorm."""
+
+    def __init__(
+        self,
+        size: int,
+        attention_heads: int,
+        linear_units: int,
+        dropout_rate: float,
+        attention_dropout_rate: float,
+        macaron_style: bool,
+        use_cnn_module: bool,
+        cnn_module_kernel: int,
+        activation_type: Activation,
+    ) -> None:
+        super().__init__()
+        self.self_attn = RelPositionMultiHeadedAttention(
+            attention_heads, size, attention_dropout_rate
+        )
+        self.feed_forward = PositionwiseFeedForward(
+            size, linear_units, dropout_rate, activation_type
+        )
+        self.norm_ff = nn.LayerNorm(size)
+        self.norm_mha = nn.LayerNorm(size)
+        self.feed_forward_macaron: nn.Module | None = None
+        self.norm_ff_macaron: nn.Module | None = None
+        if macaron_style:
+            self.feed_forward_macaron = PositionwiseFeedForward(
+                size, linear_units, dropout_rate, activation_type
+            )
+            self.norm_ff_macaron = nn.LayerNorm(size)
+        self.ff_scale = 0.5 if macaron_style else 1.0
+        self.conv_module: ConvolutionModule | None = None
+        self.norm_conv: nn.Module | None = None
+        self.norm_final: nn.Module | None = None
+        if use_cnn_module:
+            self.conv_module = ConvolutionModule(size, cnn_module_kernel, activation_type)
+            self.norm_conv = nn.LayerNorm(size)
+            self.norm_final = nn.LayerNorm(size)
+        self.dropout = nn.Dropout(dropout_rate)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        pos_emb: torch.Tensor,
+        mask: torch.Tensor,
+        pad_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        if self.feed_forward_macaron is not None and self.norm_ff_macaron is not None:
+            x = x + self.ff_scale * self.dropout(self.feed_forward_macaron(self.norm_ff_macaron(x)))
+        h = self.norm_mha(x)
+        x = x + self.dropout(self.self_attn(h, h, h, pos_emb, mask))
+        if self.conv_module is not None and self.norm_conv is not None:
+            x = x + self.dropout(self.conv_module(self.norm_conv(x), pad_mask))
+        x = x + self.ff_scale * self.dropout(self.feed_forward(self.norm_ff(x)))
+        if self.norm_final is not None:
+            x = self.norm_final(x)
+        return x
+
+
+class ConformerEncoder(nn.Module):
+    """Conv2d subsampling, relative positional encoding and ``num_blocks`` conformer blocks.
+
+    Args (ESPnet2 ``encoder_conf`` names; the ``*_type`` keys accept only the
+    value implemented here, so ESPnet2 configs that spell them out still load):
+        input_size: feature dimension (derived from the frontend by the builder).
+        output_size: model dimension ``D``.
+        attention_heads: heads per self-attention (must divide ``output_size``).
+        linear_units: feed-forward hidden size.
+        num_blocks: number of conformer blocks.
+        dropout_rate: dropout on every residual branch.
+        positional_dropout_rate: dropout on the scaled input and position embeddings.
+        attention_dropout_rate: dropout on attention weights.
+        input_layer: ``conv2d`` (x4), ``conv2d6`` (x6) or ``conv2d8`` (x8).
+        normalize_before: must be ``True`` (conformer blocks are pre-LN).
+        macaron_style: two half-step feed-forward modules around attention.
+        use_cnn_module: include the convolution module.
+        cnn_module_kernel: depthwise kernel size (odd).
+        activation_type: ``swish`` | ``relu`` | ``gelu``.
+        pos_enc_layer_type / selfattention_layer_type / rel_pos_type: ``rel_pos`` /
+            ``rel_selfattn`` / ``latest`` only.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int = 256,
+        attention_heads: int = 4,
+        linear_units: int = 1024,
+        num_blocks: int = 12,
+        dropout_rate: float = 0.1,
+        positional_dropout_rate: float = 0.1,
+        attention_dropout_rate: float = 0.0,
+        input_layer: InputLayer = "conv2d",
+        normalize_before: bool = True,
+        macaron_style: bool = True,
+        use_cnn_module: bool = True,
+        cnn_module_kernel: int = 31,
+        activation_type: Activation = "swish",
+        pos_enc_layer_type: Literal["rel_pos"] = "rel_pos",
+        selfattention_layer_type: Literal["rel_selfattn"] = "rel_selfattn",
+        rel_pos_type: Literal["latest"] = "latest",
+    ) -> None:
+        super().__init__()
+        check_choice("encoder_conf.normalize_before", normalize_before, (True,))
+        check_choice("encoder_conf.pos_enc_layer_type", pos_enc_layer_type, ("rel_pos",))
+        check_choice(
+            "encoder_conf.selfattention_layer_type", selfattention_layer_type, ("rel_selfattn",)
+        )
+        check_choice("encoder_conf.rel_pos_type", rel_pos_type, ("latest",))
+        check_positive("encoder_conf.num_blocks", num_blocks, allow_zero=True)
+        self._output_size = output_size
+        self.embed = Conv2dSubsampling(input_size, output_size, input_layer)
+        self.pos_enc = RelPositionalEncoding(output_size, positional_dropout_rate)
+        self.encoders = nn.ModuleList(
+            ConformerBlock(
+                output_size,
+                attention_heads,
+                linear_units,
+                dropout_rate,
+                attention_dropout_rate,
+                macaron_style,
+                use_cnn_module,
+                cnn_module_kernel,
+                activation_type,
+            )
+            for _ in range(num_blocks)
+        )
+        self.after_norm = nn.LayerNorm(output_size)
+
+    def output_size(self) -> int:
+        return self._output_size
+
+    def forward(self, xs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths."""
+        x, out_lengths = self.embed(xs, lengths)
+        x, pos_emb = self.pos_enc(x)
+        keep = make_non_pad_mask(out_lengths, x.size(1))
+        mask = keep.unsqueeze(1)  # (B, 1, T') for attention
+        pad_mask = ~keep.unsqueeze(-1)  # (B, T', 1) for the conv module
+        for block in self.encoders:
+            x = block(x, pos_emb, mask, pad_mask)
+        return self.after_norm(x), out_lengths

@@ -1,0 +1,178 @@
+"""E-Branchformer encoder (ESPnet2 ``encoder: e_branchformer``).
+
+Each block runs relative-position self-attention (global branch) and a
+convolutional gating MLP (cgMLP, local branch) in parallel, merges them with a
+depthwise convolution plus a linear projection, and is wrapped in macaron
+feed-forward modules. Padded frames are zeroed before every time convolution.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from espnet_model._checks import check_choice
+from espnet_model.attention import RelPositionalEncoding, RelPositionMultiHeadedAttention
+from espnet_model.feedforward import Activation, PositionwiseFeedForward
+from espnet_model.mask import make_non_pad_mask
+from espnet_model.subsampling import Conv2dSubsampling, InputLayer
+
+
+def _odd(key: str, kernel: int) -> None:
+    if kernel % 2 != 1:
+        raise ValueError(f"encoder_conf.{key}={kernel} must be odd (e.g. {kernel + 1})")
+
+
+class ConvolutionalGatingMLP(nn.Module):
+    """``Linear(D, U) + GELU``; split; gate = depthwise conv(LayerNorm(half)); ``Linear(U/2, D)``."""
+
+    def __init__(self, size: int, linear_units: int, kernel_size: int, dropout_rate: float) -> None:
+        super().__init__()
+        if linear_units % 2 != 0:
+            raise ValueError(f"encoder_conf.cgmlp_linear_units={linear_units} must be even")
+        _odd("cgmlp_conv_kernel", kernel_size)
+        half = linear_units // 2
+        self.channel_proj1 = nn.Sequential(nn.Linear(size, linear_units), nn.GELU())
+        self.norm = nn.LayerNorm(half)
+        self.conv = nn.Conv1d(half, half, kernel_size, padding=(kernel_size - 1) // 2, groups=half)
+        self.dropout = nn.Dropout(dropout_rate)
+        self.channel_proj2 = nn.Linear(half, size)
+
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        x_r, x_g = self.channel_proj1(x).chunk(2, dim=-1)
+        x_g = self.norm(x_g).masked_fill(pad_mask, 0.0)
+        x_g = self.conv(x_g.transpose(1, 2)).transpose(1, 2)
+        return self.channel_proj2(self.dropout(x_r * x_g))
+
+
+class EBranchformerBlock(nn.Module):
+    """Macaron FFN/2 -> (attention || cgMLP) -> depthwise merge -> FFN/2 -> LayerNorm."""
+
+    def __init__(
+        self,
+        size: int,
+        attention_heads: int,
+        linear_units: int,
+        cgmlp_linear_units: int,
+        cgmlp_conv_kernel: int,
+        merge_conv_kernel: int,
+        dropout_rate: float,
+        attention_dropout_rate: float,
+        activation_type: Activation,
+    ) -> None:
+        super().__init__()
+        _odd("merge_conv_kernel", merge_conv_kernel)
+        self.attn = RelPositionMultiHeadedAttention(attention_heads, size, attention_dropout_rate)
+        self.cgmlp = ConvolutionalGatingMLP(
+            size, cgmlp_linear_units, cgmlp_conv_kernel, dropout_rate
+        )
+        self.feed_forward_macaron = PositionwiseFeedForward(
+            size, linear_units, dropout_rate, activation_type
+        )
+        self.feed_forward = PositionwiseFeedForward(
+            size, linear_units, dropout_rate, activation_type
+        )
+        self.norm_ff_macaron = nn.LayerNorm(size)
+        self.norm_ff = nn.LayerNorm(size)
+        self.norm_mha = nn.LayerNorm(size)
+        self.norm_mlp = nn.LayerNorm(size)
+        self.norm_final = nn.LayerNorm(size)
+        self.depthwise_conv_fusion = nn.Conv1d(
+            2 * size,
+            2 * size,
+            merge_conv_kernel,
+            padding=(merge_conv_kernel - 1) // 2,
+            groups=2 * size,
+        )
+        self.merge_proj = nn.Linear(2 * size, size)
+        self.dropout = nn.Dropout(dropout_rate)
+
+    def forward(
+        self, x: torch.Tensor, pos_emb: torch.Tensor, mask: torch.Tensor, pad_mask: torch.Tensor
+    ) -> torch.Tensor:
+        x = x + 0.5 * self.dropout(self.feed_forward_macaron(self.norm_ff_macaron(x)))
+        h = self.norm_mha(x)
+        x1 = self.dropout(self.attn(h, h, h, pos_emb, mask))
+        x2 = self.dropout(self.cgmlp(self.norm_mlp(x), pad_mask))
+        merged = torch.cat([x1, x2], dim=-1)
+        fused = self.depthwise_conv_fusion(merged.masked_fill(pad_mask, 0.0).transpose(1, 2))
+        x = x + self.dropout(self.merge_proj(merged + fused.transpose(1, 2)))
+        x = x + 0.5 * self.dropout(self.feed_forward(self.norm_ff(x)))
+        return self.norm_final(x)
+
+
+class EBranchformerEncoder(nn.Module):
+    """Conv2d subsampling, relative positional encoding and ``num_blocks`` E-Branchformer blocks.
+
+    Args (ESPnet2 ``encoder_conf`` names):
+        input_size: feature dimension (derived from the frontend by the builder).
+        output_size: model dimension ``D``.
+        attention_heads: heads per self-attention (must divide ``output_size``).
+        linear_units: macaron feed-forward hidden size.
+        cgmlp_linear_units: cgMLP hidden size (even; half is gated).
+        cgmlp_conv_kernel: cgMLP depthwise kernel (odd).
+        merge_conv_kernel: depthwise kernel of the branch merge (odd).
+        num_blocks: number of blocks.
+        dropout_rate / positional_dropout_rate / attention_dropout_rate: as conformer.
+        input_layer: ``conv2d`` (x4), ``conv2d6`` (x6) or ``conv2d8`` (x8).
+        activation_type: feed-forward activation.
+        attention_layer_type / pos_enc_layer_type / rel_pos_type: ``rel_selfattn`` /
+            ``rel_pos`` / ``latest`` only.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int = 256,
+        attention_heads: int = 4,
+        linear_units: int = 1024,
+        cgmlp_linear_units: int = 1024,
+        cgmlp_conv_kernel: int = 31,
+        merge_conv_kernel: int = 3,
+        num_blocks: int = 12,
+        dropout_rate: float = 0.1,
+        positional_dropout_rate: float = 0.1,
+        attention_dropout_rate: float = 0.0,
+        input_layer: InputLayer = "conv2d",
+        activation_type: Activation = "swish",
+        attention_layer_type: Literal["rel_selfattn"] = "rel_selfattn",
+        pos_enc_layer_type: Literal["rel_pos"] = "rel_pos",
+        rel_pos_type: Literal["latest"] = "latest",
+    ) -> None:
+        super().__init__()
+        check_choice("encoder_conf.attention_layer_type", attention_layer_type, ("rel_selfattn",))
+        check_choice("encoder_conf.pos_enc_layer_type", pos_enc_layer_type, ("rel_pos",))
+        check_choice("encoder_conf.rel_pos_type", rel_pos_type, ("latest",))
+        self._output_size = output_size
+        self.embed = Conv2dSubsampling(input_size, output_size, input_layer)
+        self.pos_enc = RelPositionalEncoding(output_size, positional_dropout_rate)
+        self.encoders = nn.ModuleList(
+            EBranchformerBlock(
+                output_size,
+                attention_heads,
+                linear_units,
+                cgmlp_linear_units,
+                cgmlp_conv_kernel,
+                merge_conv_kernel,
+                dropout_rate,
+                attention_dropout_rate,
+                activation_type,
+            )
+            for _ in range(num_blocks)
+        )
+        self.after_norm = nn.LayerNorm(output_size)
+
+    def output_size(self) -> int:
+        return self._output_size
+
+    def forward(self, xs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths."""
+        x, out_lengths = self.embed(xs, lengths)
+        x, pos_emb = self.pos_enc(x)
+        keep = make_non_pad_mask(out_lengths, x.size(1))
+        mask, pad_mask = keep.unsqueeze(1), ~keep.unsqueeze(-1)
+        for block in self.encoders:
+            x = block(x, pos_emb, mask, pad_mask)
+        return self.after_norm(x), out_lengths

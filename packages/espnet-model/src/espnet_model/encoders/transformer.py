@@ -1,0 +1,108 @@
+"""Transformer encoder (ESPnet2 ``encoder: transformer``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from espnet_model.attention import MultiHeadedAttention, PositionalEncoding
+from espnet_model.feedforward import PositionwiseFeedForward
+from espnet_model.mask import make_non_pad_mask
+from espnet_model.subsampling import Conv2dSubsampling, InputLayer
+
+
+class TransformerEncoderLayer(nn.Module):
+    """Self-attention + feed-forward, each with residual and (pre- or post-) LayerNorm."""
+
+    def __init__(
+        self,
+        size: int,
+        attention_heads: int,
+        linear_units: int,
+        dropout_rate: float,
+        attention_dropout_rate: float,
+        normalize_before: bool,
+    ) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadedAttention(attention_heads, size, attention_dropout_rate)
+        self.feed_forward = PositionwiseFeedForward(size, linear_units, dropout_rate)
+        self.norm1 = nn.LayerNorm(size)
+        self.norm2 = nn.LayerNorm(size)
+        self.dropout = nn.Dropout(dropout_rate)
+        self.normalize_before = normalize_before
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        residual = x
+        if self.normalize_before:
+            x = self.norm1(x)
+        x = residual + self.dropout(self.self_attn(x, x, x, mask))
+        if not self.normalize_before:
+            x = self.norm1(x)
+        residual = x
+        if self.normalize_before:
+            x = self.norm2(x)
+        x = residual + self.dropout(self.feed_forward(x))
+        if not self.normalize_before:
+            x = self.norm2(x)
+        return x
+
+
+class TransformerEncoder(nn.Module):
+    """Conv2d subsampling, absolute positional encoding and ``num_blocks`` layers.
+
+    Args (ESPnet2 ``encoder_conf`` names):
+        input_size: feature dimension (derived from the frontend by the builder).
+        output_size: model dimension ``D``.
+        attention_heads: heads per self-attention (must divide ``output_size``).
+        linear_units: feed-forward hidden size.
+        num_blocks: number of layers.
+        dropout_rate: dropout after attention / feed-forward.
+        positional_dropout_rate: dropout after adding the positional encoding.
+        attention_dropout_rate: dropout on attention weights.
+        input_layer: ``conv2d`` (x4), ``conv2d6`` (x6) or ``conv2d8`` (x8).
+        normalize_before: pre-LayerNorm (plus a final LayerNorm) instead of post-LN.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int = 256,
+        attention_heads: int = 4,
+        linear_units: int = 2048,
+        num_blocks: int = 6,
+        dropout_rate: float = 0.1,
+        positional_dropout_rate: float = 0.1,
+        attention_dropout_rate: float = 0.0,
+        input_layer: InputLayer = "conv2d",
+        normalize_before: bool = True,
+    ) -> None:
+        super().__init__()
+        self._output_size = output_size
+        self.embed = Conv2dSubsampling(input_size, output_size, input_layer)
+        self.pos_enc = PositionalEncoding(output_size, positional_dropout_rate)
+        self.encoders = nn.ModuleList(
+            TransformerEncoderLayer(
+                output_size,
+                attention_heads,
+                linear_units,
+                dropout_rate,
+                attention_dropout_rate,
+                normalize_before,
+            )
+            for _ in range(num_blocks)
+        )
+        self.after_norm = nn.LayerNorm(output_size) if normalize_before else None
+
+    def output_size(self) -> int:
+        return self._output_size
+
+    def forward(self, xs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths."""
+        x, out_lengths = self.embed(xs, lengths)
+        x = self.pos_enc(x)
+        mask = make_non_pad_mask(out_lengths, x.size(1)).unsqueeze(1)  # (B, 1, T')
+        for layer in self.encoders:
+            x = layer(x, mask)
+        if self.after_norm is not None:
+            x = self.after_norm(x)
+        return x, out_lengths

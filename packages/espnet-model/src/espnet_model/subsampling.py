@@ -1,0 +1,83 @@
+"""Convolutional front subsampling of encoder inputs (x4, x6, x8 in time).
+
+``Conv2dSubsampling`` is ESPnet's ``conv2d`` / ``conv2d6`` / ``conv2d8`` input
+layer without the positional encoding (the encoder applies that). Convolutions
+are unpadded in time, so each valid output frame reads only valid input frames.
+Output lengths: each ``(kernel, stride)`` stage maps ``T -> (T - kernel) // stride + 1``:
+
+- ``conv2d``  (x4): ``((T - 1) // 2 - 1) // 2``
+- ``conv2d6`` (x6): ``((T - 1) // 2 - 2) // 3``
+- ``conv2d8`` (x8): ``(((T - 1) // 2 - 1) // 2 - 1) // 2``
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from espnet_model._checks import check_choice
+
+InputLayer = Literal["conv2d", "conv2d6", "conv2d8"]
+_STAGES: dict[str, tuple[tuple[int, int], ...]] = {
+    "conv2d": ((3, 2), (3, 2)),
+    "conv2d6": ((3, 2), (5, 3)),
+    "conv2d8": ((3, 2), (3, 2), (3, 2)),
+}
+
+
+def subsampled_lengths(lengths: torch.Tensor, input_layer: InputLayer) -> torch.Tensor:
+    """Output lengths of :class:`Conv2dSubsampling` for ``lengths`` input frames."""
+    check_choice("encoder_conf.input_layer", input_layer, tuple(_STAGES))
+    for kernel, stride in _STAGES[input_layer]:
+        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+    return lengths
+
+
+def min_input_frames(input_layer: InputLayer) -> int:
+    """Fewest input frames that give one output frame."""
+    need = 1
+    for kernel, stride in reversed(_STAGES[input_layer]):
+        need = (need - 1) * stride + kernel
+    return need
+
+
+class Conv2dSubsampling(nn.Module):
+    """``(B, T, idim) -> (B, T', odim)``: ReLU conv stack, then a linear projection.
+
+    Args:
+        idim: input feature dimension (e.g. 80 mel bins).
+        odim: output dimension (= encoder ``output_size``), also the conv channels.
+        input_layer: ``conv2d`` (x4), ``conv2d6`` (x6) or ``conv2d8`` (x8).
+    """
+
+    def __init__(self, idim: int, odim: int, input_layer: InputLayer = "conv2d") -> None:
+        super().__init__()
+        check_choice("encoder_conf.input_layer", input_layer, tuple(_STAGES))
+        self.input_layer: InputLayer = input_layer
+        layers: list[nn.Module] = []
+        channels, freq = 1, idim
+        for kernel, stride in _STAGES[input_layer]:
+            layers += [nn.Conv2d(channels, odim, kernel, stride), nn.ReLU()]
+            channels, freq = odim, (freq - kernel) // stride + 1
+        if freq < 1:
+            raise ValueError(
+                f"encoder input_size={idim} is too small for input_layer={input_layer!r}; "
+                f"use at least {min_input_frames(input_layer)} features"
+            )
+        # channels_last is ~25% faster for these convolutions with oneDNN on CPU.
+        self.conv = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+        self.out = nn.Linear(odim * freq, odim)
+        self.min_frames = min_input_frames(input_layer)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.size(1) < self.min_frames:
+            raise ValueError(
+                f"input has {x.size(1)} frames but input_layer={self.input_layer!r} needs at "
+                f"least {self.min_frames}; drop shorter utterances or use input_layer='conv2d'"
+            )
+        h = self.conv(x.unsqueeze(1))  # (B, C, T', F')
+        b, c, t, f = h.shape
+        h = self.out(h.transpose(1, 2).reshape(b, t, c * f))
+        return h, subsampled_lengths(lengths, self.input_layer).clamp(min=1)

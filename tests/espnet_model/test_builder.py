@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from espnet_model import ASRModel, ConformerEncoder, GlobalMVN, TransformerEncoder, build_asr_model
+
+ENC = {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 1}
+
+
+def _config(**overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "frontend": "default",
+        "frontend_conf": {"n_mels": 24, "fs": "16k"},
+        "specaug": "specaug",
+        "specaug_conf": {
+            "freq_mask_width_range": [0, 5],
+            "time_mask_width_ratio_range": [0.0, 0.05],
+        },
+        "normalize": "utterance_mvn",
+        "encoder": "conformer",
+        "encoder_conf": {**ENC, "cnn_module_kernel": 5, "rel_pos_type": "latest"},
+        "decoder": "transformer",
+        "decoder_conf": {"attention_heads": 2, "linear_units": 32, "num_blocks": 1},
+        "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1, "length_normalized_loss": False},
+    }
+    config.update(overrides)
+    return config
+
+
+def test_builds_and_derives_sizes() -> None:
+    model = build_asr_model(_config(), vocab_size=12)
+    assert isinstance(model, ASRModel) and isinstance(model.encoder, ConformerEncoder)
+    assert model.encoder.embed.conv[0].in_channels == 1
+    assert model.encoder.embed.out.in_features == 16 * 5  # 24 mels -> 5 after x4
+    assert model.decoder is not None and model.decoder.output_layer.out_features == 12
+    assert model.ctc is not None and model.ctc.ctc_lo.in_features == 16
+    assert model.frontend.sample_rate == 16000
+
+
+@pytest.mark.parametrize("encoder", ["transformer", "e_branchformer"])
+def test_other_encoders(encoder: str) -> None:
+    model = build_asr_model(_config(encoder=encoder, encoder_conf=ENC), vocab_size=12)
+    loss, _, _ = model(
+        torch.randn(1, 4000), torch.tensor([4000]), torch.tensor([[2, 3]]), torch.tensor([2])
+    )
+    assert torch.isfinite(loss)
+
+
+def test_class_path_encoder() -> None:
+    spec = {"class_path": "espnet_model.encoders.transformer.TransformerEncoder", "init_args": ENC}
+    model = build_asr_model(_config(encoder=spec), vocab_size=12)
+    assert isinstance(model.encoder, TransformerEncoder)
+
+
+def test_global_mvn_gets_num_features(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    stats = tmp_path / "feats_stats.npz"
+    np.savez(stats, count=np.array(10), sum=np.ones(24), sum_square=np.full(24, 2.0))
+    model = build_asr_model(
+        _config(normalize="global_mvn", normalize_conf={"stats_file": str(stats)}), vocab_size=12
+    )
+    assert isinstance(model.normalize, GlobalMVN) and model.normalize.mean.shape == (24,)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        ({"encoder": "rnn"}, r"encoder='rnn'.*'conformer'"),
+        ({"frontend": "s3prl"}, r"frontend='s3prl'.*'default'"),
+        ({"normalize": "gmvn"}, r"normalize='gmvn'.*'global_mvn'"),
+        ({"preencoder": "linear"}, r"'preencoder'.*valid keys"),
+        ({"encoder_conf": {**ENC, "num_layers": 2}}, r"encoder_conf\.num_layers.*num_blocks"),
+        ({"encoder_conf": {**ENC, "input_size": 80}}, r"encoder_conf\.input_size.*derived"),
+        ({"model_conf": {"ctc_weigth": 0.3}}, r"model_conf\.ctc_weigth.*ctc_weight"),
+        ({"decoder": None}, r"ctc_weight=0\.3.*decoder"),
+        ({"encoder": {"class_path": "nope.Encoder"}}, r"encoder\.class_path='nope\.Encoder'"),
+    ],
+)
+def test_errors_name_key_value_and_choices(overrides: dict[str, Any], pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        build_asr_model(_config(**overrides), vocab_size=12)

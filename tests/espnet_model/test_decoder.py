@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from espnet_model.decoder import TransformerDecoder
+
+
+@pytest.mark.parametrize("normalize_before", [True, False])
+def test_one_step_with_cache_matches_full_forward(normalize_before: bool) -> None:
+    dec = TransformerDecoder(
+        11, 16, attention_heads=2, linear_units=32, num_blocks=2, normalize_before=normalize_before
+    ).eval()
+    memory = torch.randn(3, 9, 16)
+    mem_lens = torch.tensor([9, 6, 4])
+    ys = torch.randint(1, 11, (3, 5))
+    full = dec(memory, mem_lens, ys, torch.full((3,), 5)).log_softmax(-1)
+    mem_mask = (torch.arange(9)[None] < mem_lens[:, None]).unsqueeze(1)
+    cache = None
+    for step in range(1, 6):
+        logp, cache = dec.forward_one_step(ys[:, :step], memory, mem_mask, cache)
+        assert logp.shape == (3, 11) and len(cache) == 2
+        torch.testing.assert_close(logp, full[:, step - 1], atol=1e-5, rtol=1e-5)
+        no_cache, _ = dec.forward_one_step(ys[:, :step], memory, mem_mask, None)
+        torch.testing.assert_close(no_cache, logp, atol=1e-5, rtol=1e-5)
+
+
+def test_padded_targets_do_not_change_valid_positions() -> None:
+    dec = TransformerDecoder(11, 16, attention_heads=2, linear_units=32, num_blocks=1).eval()
+    memory = torch.randn(1, 7, 16)
+    ys = torch.randint(1, 11, (1, 3))
+    short = dec(memory, torch.tensor([7]), ys, torch.tensor([3]))
+    padded = dec(
+        memory, torch.tensor([7]), torch.cat([ys, torch.full((1, 2), -1)], 1), torch.tensor([3])
+    )
+    torch.testing.assert_close(padded[:, :3], short, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from espnet_model.frontend import Fbank
+
+
+def test_shapes_and_lengths() -> None:
+    fb = Fbank(n_mels=40)
+    speech = torch.randn(3, 16000)
+    lengths = torch.tensor([16000, 8000, 100])
+    feats, flens = fb(speech, lengths)
+    assert fb.output_size == 40
+    assert feats.shape == (3, 1 + (16000 - 400) // 160, 40)
+    assert flens.tolist() == [98, 48, 1]
+    assert (feats[1, 48:] == 0).all()
+    assert torch.isfinite(feats).all()
+
+
+def test_padding_invariance() -> None:
+    fb = Fbank()
+    short = torch.randn(1, 5000)
+    alone, n_alone = fb(short, torch.tensor([5000]))
+    batch = torch.cat([short, torch.zeros(1, 5000)], dim=1).repeat(2, 1)
+    batch[1] = torch.randn(10000)
+    together, n_together = fb(batch, torch.tensor([5000, 10000]))
+    assert n_together[0] == n_alone[0]
+    torch.testing.assert_close(together[0, : n_alone[0]], alone[0])
+
+
+def test_short_input_is_padded_to_one_window() -> None:
+    feats, flens = Fbank()(torch.randn(2, 50), torch.tensor([50, 20]))
+    assert feats.shape[1] == 1 and flens.tolist() == [1, 1]
+
+
+def test_bad_arguments_name_the_key() -> None:
+    with pytest.raises(ValueError, match="win_length"):
+        Fbank(n_fft=256, win_length=400)
+    with pytest.raises(ValueError, match="fmax"):
+        Fbank(fmax=10000.0)
+    with pytest.raises(ValueError, match=r"\(B, S\)"):
+        Fbank()(torch.randn(2, 1, 800), torch.tensor([800, 800]))

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from espnet_model.subsampling import Conv2dSubsampling, min_input_frames, subsampled_lengths
+
+
+@pytest.mark.parametrize(
+    ("layer", "formula"),
+    [
+        ("conv2d", lambda t: ((t - 1) // 2 - 1) // 2),
+        ("conv2d6", lambda t: ((t - 1) // 2 - 2) // 3),
+        ("conv2d8", lambda t: (((t - 1) // 2 - 1) // 2 - 1) // 2),
+    ],
+)
+def test_length_formula_matches_output(layer: str, formula) -> None:  # type: ignore[no-untyped-def]
+    sub = Conv2dSubsampling(20, 8, layer)  # type: ignore[arg-type]
+    for t in (min_input_frames(layer), 23, 40, 101):  # type: ignore[arg-type]
+        out, lengths = sub(torch.randn(1, t, 20), torch.tensor([t]))
+        assert out.shape == (1, formula(t), 8)
+        assert lengths.item() == formula(t) == subsampled_lengths(torch.tensor(t), layer).item()  # type: ignore[arg-type]
+
+
+def test_errors() -> None:
+    with pytest.raises(ValueError, match="input_layer='conv4'"):
+        Conv2dSubsampling(80, 8, "conv4")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 7"):
+        Conv2dSubsampling(80, 8)(torch.randn(1, 5, 80), torch.tensor([5]))
