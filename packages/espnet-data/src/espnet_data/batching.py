@@ -28,8 +28,9 @@ class DynamicBatcher:
         max_batch_size: hard cap on utterances per batch.
         buffer_size: samples sorted together; larger wastes less padding, costs memory.
         shuffle: shuffle the buffer's batches (training); False keeps input order stable.
-        drop_last: drop a final batch smaller than ``min_batch_size`` of a stream.
+        min_batch_size: batches with fewer utterances are dropped (not counted).
         seed: random seed of the batch-order shuffle.
+        length_jitter: seconds of random noise added to durations before sorting (shuffle only).
     """
 
     max_seconds: float = 120.0

@@ -24,8 +24,18 @@ Sample = dict[str, Any]
 Stage = Callable[[Iterable[Any]], Iterator[Any]]
 
 
+def warn_and_skip(err: Exception) -> bool:
+    """The default error policy: log the broken sample and skip it.
+
+    Unlike ``wds.warn_and_continue`` it does not sleep 0.5 s per broken sample.
+    """
+    notes = "".join(f" ({note})" for note in getattr(err, "__notes__", ()))
+    log.warning("skipping a broken sample: %r%s", err, notes)
+    return True
+
+
 def decode_samples(
-    raw: Iterable[dict[str, Any]], handler: Callable[[Exception], bool] = wds.warn_and_continue
+    raw: Iterable[dict[str, Any]], handler: Callable[[Exception], bool] = warn_and_skip
 ) -> Iterator[Sample]:
     """Turn raw tar members (``flac``/``wav`` + ``json``) into samples.
 
@@ -49,6 +59,7 @@ def decode_samples(
                 "duration": len(audio) / rate,
             }
         except Exception as err:  # noqa: BLE001 - the handler is the error policy
+            err.add_note(f"sample {key!r} of {item.get('__url__')}")
             if handler(err):
                 continue
             break
@@ -90,7 +101,7 @@ class ShardDataset(IterableDataset):
             nodesplitter=wds.split_by_node,
             workersplitter=wds.split_by_worker,
             empty_check=False,
-            handler=wds.warn_and_continue,
+            handler=warn_and_skip,
             seed=self.seed + self.epoch if self.shuffle_shards else None,
         )
         stream: Iterable[Any] = decode_samples(dataset)

@@ -19,8 +19,10 @@ import io
 import json
 import logging
 import os
+import re
 import tarfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -91,7 +93,8 @@ def write_shard(
     rejected: list[dict[str, str]] = []
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        # PAX, not USTAR: USTAR cannot store member names over 100 bytes (long keys)
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
             for entry in entries:
                 try:
                     flac, meta = _prepare(corpus, entry, opts)
@@ -107,7 +110,8 @@ def write_shard(
         if tmp.exists():
             tmp.unlink()
     result = ShardResult(shard=path.name, rows=rows, rejected=rejected)
-    write_json(path.with_suffix(".json"), asdict(result))
+    # rows keep their key order, so a resumed run writes a byte-identical index.jsonl
+    write_json(path.with_suffix(".json"), asdict(result), sort_keys=False)
     return result
 
 
@@ -122,6 +126,31 @@ def plan_shards(entries: Sequence[Entry], utterances_per_shard: int) -> list[lis
         list(entries[i : i + utterances_per_shard])
         for i in range(0, len(entries), utterances_per_shard)
     ]
+
+
+def _check_keys(split: str, keys: Sequence[str]) -> None:
+    """Keys name tar members: unique, non-empty, no '.' (WebDataset cuts keys at the first dot)."""
+    dupes = sorted(k for k, n in Counter(keys).items() if n > 1)[:5]
+    if dupes:
+        raise ValueError(f"split {split!r} has duplicate keys, e.g. {dupes}; keys must be unique")
+    bad = [k for k in keys if not k or "." in k][:5]
+    if bad:
+        raise ValueError(
+            f"split {split!r} has keys that are empty or contain '.', e.g. {bad}: WebDataset "
+            "splits a member name at its first dot; replace the dots in the corpus's keys"
+        )
+
+
+_SHARD_FILE = re.compile(r"shard-(\d{6})\.(tar|json)")
+
+
+def _remove_stale_shards(out: Path, num_shards: int) -> None:
+    """Delete shards numbered past the plan (left by a run with other entries or sizes)."""
+    for path in out.glob("shard-*"):
+        match = _SHARD_FILE.fullmatch(path.name)
+        if match and int(match.group(1)) >= num_shards:
+            log.info("removing %s: the split now has %d shards", path, num_shards)
+            path.unlink()
 
 
 def write_split(
@@ -142,24 +171,28 @@ def write_split(
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     entries = corpus.entries(split)
-    keys = [e.key for e in entries]
-    if len(set(keys)) != len(keys):
-        dupes = sorted({k for k in keys if keys.count(k) > 1})[:5]
-        raise ValueError(f"split {split!r} has duplicate keys, e.g. {dupes}; keys must be unique")
+    _check_keys(split, [e.key for e in entries])
     groups = plan_shards(entries, utterances_per_shard)
+    _remove_stale_shards(out, len(groups))
     results: dict[int, ShardResult] = {}
     todo: list[tuple[int, tuple[Corpus, Sequence[Entry], Path, ShardOptions]]] = []
     for i, group in enumerate(groups):
         path = out / f"shard-{i:06d}.tar"
         done = path.with_suffix(".json")
         if done.exists() and path.exists():
-            results[i] = ShardResult(**json.loads(done.read_text()))
-        else:
-            todo.append((i, (corpus, group, path, options)))
+            result = ShardResult(**json.loads(done.read_text()))
+            stored = {r["key"] for r in result.rows} | {r["key"] for r in result.rejected}
+            if stored == {e.key for e in group}:
+                results[i] = result
+                continue
+            log.info("%s holds other keys than planned (entries changed); rewriting it", path)
+        todo.append((i, (corpus, group, path, options)))
     log.info("%s: %d shards, %d to write, %d done", split, len(groups), len(todo), len(results))
     if num_workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(min(num_workers, len(todo))) as pool:
-            for (i, _), result in zip(todo, pool.map(_write_shard_job, [a for _, a in todo])):
+            for (i, _), result in zip(
+                todo, pool.map(_write_shard_job, [a for _, a in todo]), strict=True
+            ):
                 results[i] = result
                 if on_shard_complete:
                     on_shard_complete(result)

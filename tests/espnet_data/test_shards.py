@@ -1,0 +1,322 @@
+"""Tests for espnet_data.shards: bad samples, resampling, resuming, parallel writing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from espnet_data import Entry, ShardDataset, ShardOptions, read_index, shard_paths, write_split
+from espnet_data.audio import encode_flac, read_audio
+from espnet_data.shards import plan_shards
+from espnet_data.testing import ListCorpus, tone
+
+OLD = 1_000_000_000  # an mtime (2001) that a rewritten file cannot keep
+
+
+def _tones(n: int, prefix: str = "utt") -> list[Entry]:
+    return [
+        Entry(f"{prefix}-{i:03d}", f"WORD {i}", f"spk{i % 3}", (tone(0.2 + 0.05 * i), 16000))
+        for i in range(n)
+    ]
+
+
+def _write(entries: list[Entry], out: Path, **kwargs) -> dict:
+    return write_split(ListCorpus({"train": entries}), "train", out, **kwargs)
+
+
+def _rejected(summary: dict) -> dict[str, str]:
+    return {r["key"]: r["reason"] for r in summary["rejected"]}
+
+
+def _tar_keys(split_dir: Path) -> list[str]:
+    names = []
+    for path in shard_paths(split_dir):
+        with tarfile.open(path) as tar:
+            names += tar.getnames()
+    return names
+
+
+@pytest.fixture
+def good_entries(tiny_shards: Path) -> list[Entry]:
+    return ListCorpus.from_dir(tiny_shards.parent / "audio").entries("train")
+
+
+def test_corrupt_audio_files_are_rejected_and_good_ones_kept(tmp_path, good_entries) -> None:
+    flac = encode_flac(tone(1.0), 16000)
+    (tmp_path / "random.flac").write_bytes(np.random.default_rng(0).bytes(3000))
+    (tmp_path / "truncated.flac").write_bytes(flac[: len(flac) // 2])
+    bad = [
+        Entry("bad-random", "HELLO", source=str(tmp_path / "random.flac")),
+        Entry("bad-truncated", "HELLO", source=str(tmp_path / "truncated.flac")),
+        Entry("bad-missing", "HELLO", source=str(tmp_path / "missing.flac")),
+    ]
+    entries = good_entries[:3] + bad + good_entries[3:]
+    summary = _write(entries, tmp_path / "train", utterances_per_shard=4)
+
+    good_keys = [e.key for e in good_entries]
+    assert summary["num_utterances"] == len(good_entries) == 6
+    assert summary["num_rejected"] == 3
+    rejected = _rejected(summary)
+    assert set(rejected) == {"bad-random", "bad-truncated", "bad-missing"}
+    assert "cannot decode audio" in rejected["bad-random"]
+    assert "random.flac" in rejected["bad-random"]
+    assert "truncated.flac" in rejected["bad-truncated"]
+    on_disk = json.loads((tmp_path / "train" / "summary.json").read_text())
+    assert {k: v for k, v in on_disk.items() if k != "elapsed_seconds"} == {
+        k: v for k, v in summary.items() if k != "elapsed_seconds"
+    }
+    assert [r["key"] for r in read_index(tmp_path / "train")] == good_keys
+    assert sorted(_tar_keys(tmp_path / "train")) == sorted(
+        f"{k}.{ext}" for k in good_keys for ext in ("flac", "json")
+    )
+    # each shard's companion lists its own rejects
+    companion = json.loads((tmp_path / "train" / "shard-000001.json").read_text())
+    assert {r["key"] for r in companion["rejected"]} == {"bad-truncated", "bad-missing"}
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\t\n"])
+def test_empty_transcript_is_rejected(tmp_path, text) -> None:
+    entries = _tones(3)
+    entries.insert(1, Entry("empty", text, source=(tone(1.0), 16000)))
+    summary = _write(entries, tmp_path)
+    assert _rejected(summary) == {"empty": "empty transcript"}
+    assert [r["key"] for r in read_index(tmp_path)] == ["utt-000", "utt-001", "utt-002"]
+
+
+def test_transcripts_are_whitespace_normalised(tmp_path) -> None:
+    _write([Entry("a", "  HELLO \t  WORLD\n", source=(tone(0.5), 16000))], tmp_path)
+    assert read_index(tmp_path)[0]["text"] == "HELLO WORLD"
+
+
+@pytest.mark.parametrize("rate", [8000, 22050])
+def test_other_sample_rates_are_resampled_by_default(tmp_path, rate) -> None:
+    entries = [Entry("odd", "HELLO", source=(tone(1.25, sample_rate=rate), rate))]
+    summary = _write(entries, tmp_path)
+    assert summary["num_rejected"] == 0 and summary["sample_rate"] == 16000
+    (row,) = read_index(tmp_path)
+    assert row["duration"] == pytest.approx(1.25, abs=1e-3)
+    (sample,) = list(ShardDataset(shard_paths(tmp_path)))
+    assert sample["sample_rate"] == 16000
+    assert abs(len(sample["audio"]) - 20000) <= 1
+
+
+@pytest.mark.parametrize("rate", [8000, 22050])
+def test_other_sample_rates_are_rejected_without_resampling(tmp_path, rate) -> None:
+    entries = [*_tones(2), Entry("odd", "HELLO", source=(tone(1.0, sample_rate=rate), rate))]
+    summary = _write(entries, tmp_path, options=ShardOptions(resample=False))
+    reason = _rejected(summary)["odd"]
+    assert f"{rate} Hz" in reason and "16000 Hz" in reason and "resample" in reason
+    assert summary["num_utterances"] == 2
+
+
+def test_a_target_rate_other_than_16k(tmp_path) -> None:
+    entries = [Entry("a", "HELLO", source=(tone(1.0), 16000))]
+    summary = _write(entries, tmp_path, options=ShardOptions(sample_rate=8000))
+    assert summary["sample_rate"] == 8000
+    (sample,) = list(ShardDataset(shard_paths(tmp_path)))
+    assert sample["sample_rate"] == 8000 and len(sample["audio"]) == 8000
+
+
+def test_silence_nan_and_bad_durations_are_rejected(tmp_path) -> None:
+    nan = tone(1.0)
+    nan[100] = np.nan
+    bad = {
+        "silence": np.zeros(16000, dtype=np.float32),
+        "nan": nan,
+        "inf": np.full(16000, np.inf, dtype=np.float32),
+        "empty": np.zeros(0, dtype=np.float32),
+        "short": tone(0.05),
+        "long": tone(3.0),
+    }
+    entries = _tones(2) + [Entry(k, "HELLO", source=(a, 16000)) for k, a in bad.items()]
+    options = ShardOptions(min_duration=0.1, max_duration=2.0)
+    summary = _write(entries, tmp_path, options=options, utterances_per_shard=3)
+    reasons = _rejected(summary)
+    assert set(reasons) == set(bad)
+    assert "digital silence" in reasons["silence"]
+    assert "NaN" in reasons["nan"] and "NaN or Inf" in reasons["inf"]
+    assert "empty audio" in reasons["empty"]
+    assert "duration 0.05s" in reasons["short"] and "[0.1, 2.0]" in reasons["short"]
+    assert "duration 3.00s" in reasons["long"]
+    assert summary["num_utterances"] == 2
+    assert summary["hours"] == pytest.approx((0.2 + 0.25) / 3600, abs=1e-4)
+
+
+def test_index_rows_carry_metadata_and_extras(tmp_path) -> None:
+    entry = Entry("a", "HI", "alice", (tone(0.5), 16000), extra={"lang": "en"})
+    _write([entry], tmp_path)
+    assert read_index(tmp_path) == [
+        {
+            "key": "a",
+            "text": "HI",
+            "speaker": "alice",
+            "duration": 0.5,
+            "lang": "en",
+            "shard": "shard-000000.tar",
+        }
+    ]
+
+
+def test_rerun_rewrites_only_the_missing_shard(tmp_path) -> None:
+    entries = _tones(10)
+    first = _write(entries, tmp_path, utterances_per_shard=3)
+    assert first["num_shards"] == 4
+    index = (tmp_path / "index.jsonl").read_bytes()
+    for path in tmp_path.glob("shard-*"):
+        os.utime(path, (OLD, OLD))
+    (tmp_path / "shard-000001.tar").unlink()
+    (tmp_path / "shard-000001.json").unlink()
+
+    written = []
+    second = _write(entries, tmp_path, utterances_per_shard=3, on_shard_complete=written.append)
+    assert [r.shard for r in written] == ["shard-000001.tar"]
+    mtimes = {p.name: p.stat().st_mtime for p in tmp_path.glob("shard-*")}
+    assert mtimes.pop("shard-000001.tar") > OLD and mtimes.pop("shard-000001.json") > OLD
+    assert set(mtimes.values()) == {OLD}
+    assert (tmp_path / "index.jsonl").read_bytes() == index
+    first.pop("elapsed_seconds"), second.pop("elapsed_seconds")
+    assert second == first
+
+
+def test_rerun_rewrites_a_shard_without_its_companion(tmp_path) -> None:
+    entries = _tones(4)
+    _write(entries, tmp_path, utterances_per_shard=2)
+    index = (tmp_path / "index.jsonl").read_bytes()
+    # a job killed between renaming the tar and writing its .json
+    (tmp_path / "shard-000000.json").unlink()
+    (tmp_path / "shard-000000.tar").write_bytes(b"half a shard")
+    written = []
+    _write(entries, tmp_path, utterances_per_shard=2, on_shard_complete=written.append)
+    assert [r.shard for r in written] == ["shard-000000.tar"]
+    assert (tmp_path / "index.jsonl").read_bytes() == index
+    assert len(list(ShardDataset(shard_paths(tmp_path)))) == 4
+
+
+def test_stale_temporary_files_do_not_break_a_rerun(tmp_path) -> None:
+    entries = _tones(4)
+    _write(entries, tmp_path, utterances_per_shard=2)
+    (tmp_path / "shard-000001.tar").unlink()
+    (tmp_path / "shard-000001.json").unlink()
+    (tmp_path / ".shard-000001.tar.99999.tmp").write_bytes(b"garbage from a killed job")
+    (tmp_path / f".shard-000001.tar.{os.getpid()}.tmp").write_bytes(b"same pid as ours")
+    (tmp_path / ".index.jsonl.99999.tmp").write_text('{"broken": ')
+    summary = _write(entries, tmp_path, utterances_per_shard=2)
+    assert summary["num_utterances"] == 4
+    assert [Path(p).name for p in shard_paths(tmp_path)] == ["shard-000000.tar", "shard-000001.tar"]
+    assert [s["key"] for s in ShardDataset(shard_paths(tmp_path))] == [e.key for e in entries]
+
+
+def test_rerun_with_other_shard_size_leaves_no_duplicates(tmp_path) -> None:
+    entries = _tones(6)
+    _write(entries, tmp_path, utterances_per_shard=1)
+    assert len(shard_paths(tmp_path)) == 6
+    summary = _write(entries, tmp_path, utterances_per_shard=4)
+    assert summary["num_utterances"] == 6 and summary["num_shards"] == 2
+    assert len(shard_paths(tmp_path)) == 2
+    assert not list(tmp_path.glob("shard-00000[2-5].*"))
+    keys = [s["key"] for s in ShardDataset(shard_paths(tmp_path))]
+    assert keys == [e.key for e in entries]
+    assert [r["key"] for r in read_index(tmp_path)] == keys
+
+
+def test_rerun_with_changed_entries_rewrites_their_shards(tmp_path) -> None:
+    _write(_tones(4), tmp_path, utterances_per_shard=2)
+    entries = _tones(4, prefix="new")[:2] + _tones(4)[2:]
+    written = []
+    _write(entries, tmp_path, utterances_per_shard=2, on_shard_complete=written.append)
+    assert [r.shard for r in written] == ["shard-000000.tar"]
+    assert [r["key"] for r in read_index(tmp_path)] == [e.key for e in entries]
+
+
+def test_duplicate_keys_are_a_clear_error(tmp_path) -> None:
+    entries = _tones(3) + _tones(2)
+    with pytest.raises(ValueError, match=r"duplicate keys.*utt-000.*utt-001"):
+        _write(entries, tmp_path)
+    assert not list(tmp_path.glob("shard-*"))
+
+
+@pytest.mark.parametrize("key", ["utt.1", ""])
+def test_keys_webdataset_cannot_read_are_a_clear_error(tmp_path, key) -> None:
+    with pytest.raises(ValueError, match="'\\.'"):
+        _write([*_tones(1), Entry(key, "HI", source=(tone(0.5), 16000))], tmp_path)
+
+
+def test_long_and_unicode_keys_round_trip(tmp_path) -> None:
+    keys = ["k" * 150, "ütt-é-001", "dir/sub-utt"]
+    entries = [Entry(k, "HI", source=(tone(0.3), 16000)) for k in keys]
+    assert _write(entries, tmp_path)["num_utterances"] == 3
+    assert [s["key"] for s in ShardDataset(shard_paths(tmp_path))] == keys
+
+
+def test_parallel_writing_matches_serial(tmp_path) -> None:
+    entries = _tones(9)
+    entries[4] = Entry("utt-004", "", source=(tone(0.3), 16000))
+    serial = _write(entries, tmp_path / "serial", utterances_per_shard=2)
+    done = []
+    parallel = _write(
+        entries,
+        tmp_path / "parallel",
+        utterances_per_shard=2,
+        num_workers=2,
+        on_shard_complete=done.append,
+    )
+    assert sorted(r.shard for r in done) == [f"shard-{i:06d}.tar" for i in range(5)]
+    assert (tmp_path / "serial" / "index.jsonl").read_bytes() == (
+        tmp_path / "parallel" / "index.jsonl"
+    ).read_bytes()
+    serial.pop("elapsed_seconds"), parallel.pop("elapsed_seconds")
+    assert serial == parallel
+    for name in (f"shard-{i:06d}.tar" for i in range(5)):
+        assert (tmp_path / "serial" / name).read_bytes() == (
+            tmp_path / "parallel" / name
+        ).read_bytes()
+
+
+def test_shards_hold_flac_and_json_per_utterance(tiny_shards) -> None:
+    rows = read_index(tiny_shards)
+    assert len(rows) == 6 and len(shard_paths(tiny_shards)) == 3
+    with tarfile.open(shard_paths(tiny_shards)[0]) as tar:
+        members = tar.getmembers()
+        assert [m.name for m in members] == [
+            f"{r['key']}.{ext}" for r in rows[:2] for ext in ("flac", "json")
+        ]
+        meta = json.loads(tar.extractfile(members[1]).read())
+        audio, rate = read_audio(tar.extractfile(members[0]).read())
+    assert meta == {k: v for k, v in rows[0].items() if k != "shard"}
+    assert rate == 16000 and meta["duration"] == pytest.approx(len(audio) / 16000, abs=1e-4)
+
+
+def test_split_dirs_can_be_copied(tmp_path, tiny_shards) -> None:
+    copy = shutil.copytree(tiny_shards, tmp_path / "copy")
+    assert read_index(copy) == read_index(tiny_shards)
+
+
+def test_read_index_and_shard_paths_say_to_run_create_dataset(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="create_dataset"):
+        read_index(tmp_path)
+    with pytest.raises(FileNotFoundError, match="create_dataset"):
+        shard_paths(tmp_path)
+
+
+def test_read_index_names_a_broken_line(tmp_path) -> None:
+    (tmp_path / "index.jsonl").write_text('{"key": "a"}\n{"key": \n')
+    with pytest.raises(ValueError, match="index.jsonl:2"):
+        read_index(tmp_path)
+
+
+def test_plan_shards() -> None:
+    entries = _tones(5)
+    assert [len(g) for g in plan_shards(entries, 2)] == [2, 2, 1]
+    assert plan_shards([], 2) == []
+    with pytest.raises(ValueError, match="utterances_per_shard"):
+        plan_shards(entries, 0)
+
+
+def test_unknown_split_names_the_choices(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"'dev'.*\['train'\]"):
+        write_split(ListCorpus({"train": _tones(1)}), "dev", tmp_path)
