@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import jiwer
+from espnet_data.atomic import atomic_open
 
 __all__ = [
     "ErrorCounts",
@@ -319,17 +319,6 @@ def _format_utterance(u: UtteranceScore) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_scores(result: ScoreResult, out_dir: Pathlike) -> tuple[Path, Path]:
     """Write ``scores.json`` and the per-utterance ``result.txt`` into ``out_dir``, atomically.
 
@@ -339,10 +328,12 @@ def write_scores(result: ScoreResult, out_dir: Pathlike) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, txt_path = out / "scores.json", out / "result.txt"
-    _atomic_write_text(json_path, json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    with atomic_open(json_path) as f:
+        f.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
     body = [format_summary(result), ""]
     body += [_format_utterance(u) + "\n" for u in result.utterances]
-    _atomic_write_text(txt_path, "\n".join(body))
+    with atomic_open(txt_path) as f:
+        f.write("\n".join(body))
     return json_path, txt_path
 
 

@@ -10,7 +10,7 @@ _TEMPLATE = '''\
 """Gradio demo: record or upload speech and get the transcript from an ESPnet model.
 
 The packed model folder ships next to this file in ``model/`` and is loaded once with
-``espnet_infer.load_model_folder``.
+``espnet_infer.Speech2Text``.
 
 Usage (locally)::
 
@@ -23,45 +23,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
-import soundfile as sf
-from espnet_infer import load_model_folder
+from espnet_data.audio import read_audio, resample
+from espnet_infer import DecodeConfig, Speech2Text
 
 TITLE = __TITLE__
 SAMPLE_RATE = __SAMPLE_RATE__
 MODEL_DIR = Path(__file__).resolve().parent / "model"
-MODEL = load_model_folder(MODEL_DIR)
-
-
-def _resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Linear-interpolation resampling; enough for a demo, no extra dependency."""
-    if orig_sr == target_sr or wav.size == 0:
-        return wav
-    n_out = int(round(wav.shape[0] * target_sr / orig_sr))
-    t_in = np.arange(wav.shape[0], dtype=np.float64) / orig_sr
-    t_out = np.arange(n_out, dtype=np.float64) / target_sr
-    return np.interp(t_out, t_in, wav).astype(np.float32)
-
-
-def _decode(wav: np.ndarray) -> str:
-    """Run the loaded model on a mono float32 waveform at SAMPLE_RATE."""
-    if hasattr(MODEL, "transcribe"):
-        result = MODEL.transcribe(wav)
-    else:
-        result = MODEL(wav)
-    if isinstance(result, (list, tuple)):
-        result = result[0] if result else ""
-    text = getattr(result, "text", result)
-    return str(text)
+S2T = Speech2Text(MODEL_DIR, decode=DecodeConfig(method="beam_search", beam_size=5))
 
 
 def transcribe(audio_path: str | None) -> str:
     if not audio_path:
         return "Record or upload some audio first."
-    wav, sr = sf.read(audio_path, dtype="float32", always_2d=True)
-    wav = wav.mean(axis=1)  # mix down to mono
-    wav = _resample(wav, int(sr), SAMPLE_RATE)
-    return _decode(wav)
+    wav, rate = read_audio(audio_path, channel=None)  # mixed down to mono
+    return S2T.transcribe([resample(wav, rate, SAMPLE_RATE)])[0]
 
 
 demo = gr.Interface(

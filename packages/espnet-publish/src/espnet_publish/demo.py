@@ -14,7 +14,7 @@ Folder layout::
 
     <out_dir>/README.md         Space front matter (title, sdk: gradio, app_file: app.py)
     <out_dir>/app.py            microphone / file input -> espnet_infer -> transcript
-    <out_dir>/requirements.txt  espnet-infer, gradio, soundfile
+    <out_dir>/requirements.txt  espnet-infer, gradio
     <out_dir>/model/            copy of the packed model folder (with MANIFEST.json)
 """
 
@@ -39,7 +39,7 @@ Pathlike = str | os.PathLike[str]
 
 _MODEL_SUBDIR = "model"
 _DEFAULT_SAMPLE_RATE = 16000
-_REQUIREMENTS = "# Installed by the Hugging Face Space builder.\nespnet-infer\ngradio\nsoundfile\n"
+_REQUIREMENTS = "# Installed by the Hugging Face Space builder.\nespnet-infer\ngradio\n"
 
 
 def _space_readme(*, title: str, license: str | None) -> str:

@@ -125,7 +125,12 @@ class ASRSystem(BaseSystem):
             hyps = read_text_file(root / name / "hyp.txt")
             result = score_texts(refs, hyps)
             write_scores(result, root / name)
-            scores[name] = result.as_dict()
+            scores[name] = {
+                "wer": round(100 * result.wer, 2),  # percent, as in the printed table
+                "cer": round(100 * result.cer, 2),
+                "num_utterances": result.num_sentences,
+                "details": result.to_dict(),
+            }
         write_json(cfg.out_file, scores)
         lines = [f"{'set':<12} {'WER %':>7} {'CER %':>7} {'utts':>6}"]
         for name, s in scores.items():
