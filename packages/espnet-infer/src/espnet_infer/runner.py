@@ -11,7 +11,6 @@ tasks are done, one process (rank 0 under MPI) merges the shard files into
 from __future__ import annotations
 
 import logging
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -121,7 +120,6 @@ def merge_results(config: InferenceConfig) -> dict[str, Any]:
 def run_inference(config: InferenceConfig) -> dict[str, Any]:
     """Decode every pending shard with the configured backend, then merge (rank 0)."""
     tasks = plan_tasks(config)
-    todo = [t for t in tasks if not Path(t.output).exists()]
     backend = config.parallel.backend
     rank, size, comm = 0, 1, None
     if backend == "mpi":
@@ -134,6 +132,11 @@ def run_inference(config: InferenceConfig) -> dict[str, Any]:
             ) from err
         comm = MPI.COMM_WORLD
         rank, size = comm.Get_rank(), comm.Get_size()
+    todo = [t for t in tasks if not Path(t.output).exists()]
+    if comm is not None:
+        # One list for every rank: a rank that looks later could see shards another rank
+        # has just finished, shift its ``todo[rank::size]`` slice and leave a shard out.
+        todo = comm.bcast(todo, root=0)
     if rank == 0:
         log.info("%d shard tasks, %d pending, backend %s (%d ranks)", len(tasks), len(todo), backend, size)
     start = time.perf_counter()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -22,6 +23,14 @@ from .base import BaseSystem
 from .configs import DataPrepConfig, MetricsConfig, PublishConfig
 
 log = logging.getLogger(__name__)
+
+
+def format_scores(scores: dict[str, dict[str, float]]) -> str:
+    """A small WER/CER table, one row per test set."""
+    lines = [f"{'set':<12} {'WER %':>7} {'CER %':>7} {'utts':>6}"]
+    for name, s in scores.items():
+        lines.append(f"{name:<12} {s['wer']:>7.2f} {s['cer']:>7.2f} {s['num_utterances']:>6}")
+    return "\n".join(lines)
 
 
 class ASRSystem(BaseSystem):
@@ -132,12 +141,16 @@ class ASRSystem(BaseSystem):
                 "details": result.to_dict(),
             }
         write_json(cfg.out_file, scores)
-        lines = [f"{'set':<12} {'WER %':>7} {'CER %':>7} {'utts':>6}"]
-        for name, s in scores.items():
-            lines.append(f"{name:<12} {s['wer']:>7.2f} {s['cer']:>7.2f} {s['num_utterances']:>6}")
-        table = "\n".join(lines)
-        log.info("scores:\n%s", table)
-        print(table, flush=True)
+        log.info("scores -> %s\n%s", cfg.out_file, format_scores(scores))
+
+    def report(self, stages: Sequence[str]) -> str:
+        """The scores table, after a run that measured."""
+        if "measure" not in stages:
+            return ""
+        path = Path(self.config("metrics").out_file)
+        if not path.is_file():
+            return ""
+        return f"{path}:\n" + format_scores(json.loads(path.read_text()))
 
     def pack_model(self) -> None:
         """A self-contained model folder with checksums and a model card."""

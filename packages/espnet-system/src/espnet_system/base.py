@@ -114,6 +114,10 @@ class BaseSystem:
                 self.run_stage(stage)
         return stages
 
+    def report(self, stages: Sequence[str]) -> str:
+        """A short summary printed after ``stages`` ran (e.g. scores); empty by default."""
+        return ""
+
     def run_stage(self, stage: str) -> None:
         """Run one stage inside its rotated log (cross-cutting concerns live here)."""
         role = self.config_roles.get(stage)

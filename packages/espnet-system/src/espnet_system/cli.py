@@ -13,6 +13,7 @@ publish) and optionally ``src/system.py`` defining ``System``, a subclass of
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -50,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
                 note = " (only when named)" if stage in system.explicit_only else ""
                 print(f"{stage:<16} conf/{role}.yaml{note}" if role else stage)
             return 0
-        system.run(args.stages)
+        ran = system.run(args.stages)
+        with contextlib.chdir(system.recipe_dir):
+            report = system.report(ran)
+        if report:
+            print(report, flush=True)
     except StageError as err:
         print(f"espnet-run: {err}", file=sys.stderr)
         return 2
