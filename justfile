@@ -20,6 +20,10 @@ test *args:
 bench name="all":
     uv run --locked python benchmarks/run.py {{name}}
 
+# Install each package alone in a fresh venv and import it (as CI does)
+isolation:
+    bash .ci/isolation.sh
+
 # Lint the code with ruff
 lint:
     uv run --locked ruff check packages tests benchmarks

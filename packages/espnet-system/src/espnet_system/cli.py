@@ -17,6 +17,7 @@ import contextlib
 import logging
 import sys
 
+from espnet_publish import PublishError
 from jsonargparse import ArgumentParser
 
 from .recipe import load_system
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             report = system.report(ran)
         if report:
             print(report, flush=True)
-    except StageError as err:
+    except (StageError, PublishError) as err:  # problems the user fixes: no traceback
         print(f"espnet-run: {err}", file=sys.stderr)
         return 2
     return 0
