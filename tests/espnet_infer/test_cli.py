@@ -1,0 +1,66 @@
+"""espnet-infer and espnet-score from their main functions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from espnet_infer.cli import main, parse_inference_config
+from espnet_infer.score_cli import main as score_main
+
+from tests._fixtures import Pipeline
+
+
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["--help"])
+    assert err.value.code == 0
+    out = capsys.readouterr().out
+    assert "--parallel.backend" in out and "--decode.method" in out
+
+
+def test_score_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as err:
+        score_main(["--help"])
+    assert err.value.code == 0
+    assert "--hyp" in capsys.readouterr().out
+
+
+def test_recipe_inference_yaml_parses() -> None:
+    recipe = Path(__file__).parents[2] / "egs" / "mini" / "asr" / "conf" / "inference.yaml"
+    cfg = parse_inference_config(["--config", str(recipe), "--parallel.backend", "processes"])
+    assert cfg.parallel.backend == "processes"
+    assert cfg.decode.method == "beam_search"
+    assert set(cfg.test_sets) == {"dev", "test"}
+
+
+def test_bad_backend_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "inference.yaml"
+    conf.write_text(yaml.safe_dump({"model_dir": "m", "test_sets": {}, "output_dir": "o",
+                                    "parallel": {"backend": "slurm"}}))
+    with pytest.raises(SystemExit) as err:
+        main(["--config", str(conf)])
+    assert err.value.code != 0
+    assert "backend" in capsys.readouterr().err
+
+
+def test_decode_then_score(
+    pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "inference.yaml"
+    conf.write_text(yaml.safe_dump({
+        "model_dir": str(pipeline.model_dir),
+        "test_sets": {"test": str(pipeline.data / "test")},
+        "output_dir": str(tmp_path / "out"),
+        "decode": {"method": "beam_search", "beam_size": 2},
+    }))
+    assert main(["--config", str(conf), "--decode.method", "ctc_greedy"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["decode"]["method"] == "ctc_greedy"
+    test = tmp_path / "out" / "test"
+    assert score_main(["--ref", str(test / "ref.txt"), "--hyp", str(test / "hyp.txt"),
+                       "--out", str(test / "score")]) == 0
+    scores = json.loads((test / "score" / "scores.json").read_text())
+    assert {"wer", "cer"} <= set(scores)

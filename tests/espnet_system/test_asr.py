@@ -1,0 +1,80 @@
+"""ASRSystem: its stage table, measure, and the upload stages' token check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from espnet_publish import PublishError
+from espnet_system import ASRSystem
+from espnet_system.cli import main
+
+STAGES = ("create_dataset", "train_tokenizer", "collect_stats", "train", "infer", "measure",
+          "pack_model", "upload_model", "pack_demo", "upload_demo")
+
+
+def test_stage_table_is_consistent() -> None:
+    assert ASRSystem.stages == STAGES
+    assert set(ASRSystem.config_roles) == set(STAGES)
+    assert set(ASRSystem.config_roles.values()) == set(ASRSystem.config_schemas)
+    assert ASRSystem.explicit_only == {"upload_model", "upload_demo"}
+    assert all(callable(getattr(ASRSystem, s)) for s in STAGES)
+
+
+def test_measure_scores_every_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "metrics.yaml").write_text("inference_dir: out\nout_file: out/scores.json\n")
+    for name, hyp in (("dev", "A B C"), ("test", "A X C")):
+        (tmp_path / "out" / name).mkdir(parents=True)
+        (tmp_path / "out" / name / "ref.txt").write_text("u1 A B C\nu2 D E\n")
+        (tmp_path / "out" / name / "hyp.txt").write_text(f"u1 {hyp}\nu2 D E\n")
+    assert main([str(tmp_path), "--stages", "measure"]) == 0
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert scores["dev"]["wer"] == 0.0
+    assert scores["test"]["wer"] == pytest.approx(20.0)  # 1 of 5 words, in percent
+    assert scores["test"]["num_utterances"] == 2
+    assert (tmp_path / "out" / "test" / "scores.json").is_file()
+    out = capsys.readouterr().out
+    assert "WER %" in out and "test" in out  # the table is printed after the run
+
+
+def test_measure_without_inference_says_what_to_run(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "metrics.yaml").write_text("inference_dir: out\n")
+    with pytest.raises(FileNotFoundError, match="infer stage"):
+        ASRSystem(tmp_path).run(["measure"])
+
+
+def test_collect_stats_without_stats_file_does_nothing(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "training.yaml").write_text(
+        "exp_dir: e\ntokenizer: t\ndata: {train: nowhere, valid: nowhere}\n"
+    )
+    assert ASRSystem(tmp_path).run(["collect_stats"]) == ["collect_stats"]
+
+
+@pytest.fixture
+def no_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    class NoNetwork:
+        def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+            raise AssertionError("the Hub was contacted")
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    monkeypatch.setattr(huggingface_hub, "HfApi", NoNetwork)
+
+
+@pytest.mark.parametrize("stage", ["upload_model", "upload_demo"])
+def test_upload_without_token_fails_before_the_network(
+    tmp_path: Path, no_token: None, capsys: pytest.CaptureFixture[str], stage: str
+) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "publish.yaml").write_text("repo_id: me/model\ndemo_repo_id: me/demo\n")
+    with pytest.raises(PublishError, match="HF_TOKEN"):
+        ASRSystem(tmp_path).run([stage])
+    assert main([str(tmp_path), "--stages", stage]) == 2
+    assert "HF_TOKEN" in capsys.readouterr().err
+    assert "HF_TOKEN" in (tmp_path / "exp" / "logs" / f"{stage}.log").read_text()

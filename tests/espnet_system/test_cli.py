@@ -1,0 +1,52 @@
+"""espnet-run from its main function: --help, --list, errors without a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from espnet_system.cli import main
+
+from .test_recipe import RECIPE_SYSTEM
+
+
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["--help"])
+    assert err.value.code == 0
+    assert "--stages" in capsys.readouterr().out
+
+
+def test_list_shows_stages_and_their_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path), "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["create_dataset", "conf/data.yaml"]
+    assert lines[3].split() == ["train", "conf/training.yaml"]
+    assert "only when named" in lines[7] and lines[7].startswith("upload_model")
+    assert len(lines) == 10
+
+
+def test_list_of_a_recipe_system(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "system.py").write_text(RECIPE_SYSTEM)
+    assert main([str(tmp_path), "--list"]) == 0
+    assert "lm" in capsys.readouterr().out.split()
+
+
+def test_unknown_stage_exits_2_with_the_valid_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([str(tmp_path), "--stages", "trian"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown stage 'trian'" in err and "create_dataset" in err
+
+
+def test_missing_recipe_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path / "nope"), "--stages", "train"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_missing_config_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path), "--stages", "measure"]) == 2
+    assert "metrics.yaml is missing" in capsys.readouterr().err
+    assert not (tmp_path / "exp").exists()

@@ -1,0 +1,58 @@
+"""train(config): checkpoints, the averaged model folder and the resolved config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from espnet_infer import load_model_folder
+from espnet_train.train import _save_resolved, build_model
+
+from tests._fixtures import Pipeline, training_config
+
+
+def test_outputs_of_a_run(pipeline: Pipeline) -> None:
+    exp = pipeline.exp_dir
+    assert pipeline.model_dir == exp / "model"
+    ckpts = sorted(p.name for p in (exp / "checkpoints").glob("*.ckpt"))
+    assert ckpts == ["epoch000.ckpt", "epoch001.ckpt", "last.ckpt"]
+    summary = json.loads((exp / "train_summary.json").read_text())
+    assert summary["epochs"] == 2
+    assert summary["skipped_batches"] == 0
+    assert sorted(summary["averaged"]) == ["epoch000.ckpt", "epoch001.ckpt"]
+    resolved = yaml.safe_load((exp / "config.yaml").read_text())
+    assert resolved["trainer"]["max_epochs"] == 2
+    assert resolved["model"]["encoder_conf"]["output_size"] == 32
+    assert (exp / "tensorboard").is_dir()
+    config = yaml.safe_load((pipeline.model_dir / "config.yaml").read_text())
+    assert config["training"]["epochs"] == 2
+    loaded = load_model_folder(pipeline.model_dir)
+    assert loaded.sample_rate == 16000
+    assert loaded.tokenizer.vocab_size == config["vocab_size"]
+
+
+def test_resolved_config_is_never_overwritten(pipeline: Pipeline, tmp_path: Path) -> None:
+    cfg = training_config(pipeline.data, pipeline.tokenizer, pipeline.stats, tmp_path)
+    _save_resolved(cfg, tmp_path)
+    (tmp_path / "config.yaml").write_text("first: 1\n")
+    _save_resolved(cfg, tmp_path)
+    _save_resolved(cfg, tmp_path)
+    assert (tmp_path / "config.1.yaml").read_text() == "first: 1\n"
+    assert (tmp_path / "config.2.yaml").is_file()
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["exp_dir"] == str(tmp_path)
+
+
+def test_global_mvn_without_stats_says_what_to_do(pipeline: Pipeline, tmp_path: Path) -> None:
+    cfg = training_config(pipeline.data, pipeline.tokenizer, tmp_path / "missing.npz", tmp_path)
+    with pytest.raises(FileNotFoundError, match="collect_stats"):
+        build_model(cfg, vocab_size=10)
+
+
+def test_missing_tokenizer_is_named(pipeline: Pipeline, tmp_path: Path) -> None:
+    from espnet_train import train
+
+    cfg = training_config(pipeline.data, tmp_path / "no_tok", pipeline.stats, tmp_path / "exp")
+    with pytest.raises(FileNotFoundError, match="tokenizer.yaml"):
+        train(cfg)
