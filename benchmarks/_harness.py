@@ -1,0 +1,212 @@
+"""Shared pieces of the benchmarks: settings, the model config, timing, the peer bridge.
+
+A benchmark module ``benchmarks/NAME.py`` defines ``run(quick: bool) -> dict`` and
+returns a :func:`result`; ``benchmarks/run.py`` prints it and writes it to
+``benchmarks/out/NAME.json``. Peers (ESPnet2) run in their own venv,
+``benchmarks/.peer``, through a script in ``benchmarks/peer/`` that reads a JSON
+request file and prints one JSON object on its last stdout line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "benchmarks"
+PEER_DIR = BENCH_DIR / "peer"
+PEER_PYTHON = BENCH_DIR / ".peer" / "bin" / "python"
+TRAINING_CONFIG = ROOT / "egs" / "mini" / "asr" / "conf" / "training.yaml"
+SETUP_COMMAND = "bash benchmarks/peer/setup.sh"
+
+# Every benchmark pins torch to this many threads, here and in the peer.
+DEFAULT_THREADS = 2
+VOCAB_SIZE = 128
+SAMPLE_RATE = 16000
+PEER_TIMEOUT_S = 1800
+
+Seconds = float
+
+
+def num_threads() -> int:
+    """Torch threads for both sides: ``BENCH_THREADS`` or :data:`DEFAULT_THREADS`.
+
+    On a machine whose cores are busy with other work, 2 OpenMP threads can make
+    small ops tens of times slower on both sides alike (threads wait for a core at
+    every barrier); ``BENCH_THREADS=1`` then gives steadier figures.
+    """
+    value = os.environ.get("BENCH_THREADS", str(DEFAULT_THREADS))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"BENCH_THREADS={value!r} must be a positive integer, e.g. BENCH_THREADS=2")
+    return int(value)
+
+
+def quick_requested(argv: list[str] | None = None) -> bool:
+    """``--quick`` on the command line or ``BENCH_QUICK=1`` in the environment."""
+    args = sys.argv[1:] if argv is None else argv
+    return "--quick" in args or os.environ.get("BENCH_QUICK", "") not in ("", "0")
+
+
+def model_block(config_file: Path = TRAINING_CONFIG) -> dict[str, Any]:
+    """The recipe's ``model:`` block with ``global_mvn`` swapped for ``utterance_mvn``.
+
+    Global MVN needs statistics from a corpus; utterance MVN costs about the same
+    and needs none, so both sides can be built from nothing.
+    """
+    config = yaml.safe_load(config_file.read_text()) or {}
+    if "model" not in config:
+        raise KeyError(f"{config_file} has no 'model:' block; the benchmarks build their model from it")
+    block = dict(config["model"])
+    if block.get("normalize") == "global_mvn":
+        block["normalize"] = "utterance_mvn"
+        block.pop("normalize_conf", None)
+    return block
+
+
+def token_list(vocab_size: int = VOCAB_SIZE) -> list[str]:
+    """``<blank>``, ``<unk>``, printable characters, ``<sos/eos>``: ``vocab_size`` tokens."""
+    chars = [chr(c) for c in range(ord("!"), ord("~") + 1)]
+    chars += [chr(c) for c in range(0xC0, 0xC0 + vocab_size)]  # more letters if needed
+    body = ["<space>", *chars][: vocab_size - 3]
+    return ["<blank>", "<unk>", *body, "<sos/eos>"]
+
+
+def peer_model_spec(block: dict[str, Any], tokens: list[str]) -> dict[str, Any]:
+    """The keyword arguments ESPnet2's classes need to build the architecture of ``block``.
+
+    ``encoder_conf``/``decoder_conf``/``model_conf`` keys are passed through; where
+    ESPnet2's defaults differ from this project's, this project's value is written
+    out (macaron FFN, latest rel-pos, the frontend's window/hop, SpecAug widths) so
+    the two models have the same layers and the same parameter count.
+    """
+    from espnet_model import ConformerEncoder, Fbank, SpecAug
+
+    if block.get("encoder") != "conformer" or block.get("decoder") != "transformer":
+        raise ValueError(
+            f"{TRAINING_CONFIG}: the peer is built for encoder: conformer and decoder: transformer, "
+            f"got {block.get('encoder')!r} and {block.get('decoder')!r}"
+        )
+    fbank = Fbank(**dict(block.get("frontend_conf") or {}))
+    frontend_conf = {
+        "fs": fbank.sample_rate,
+        "n_fft": fbank.n_fft,
+        "win_length": fbank.win_length,
+        "hop_length": fbank.hop_length,
+        "n_mels": fbank.n_mels,
+    }
+    specaug_conf = None
+    if block.get("specaug"):
+        aug = SpecAug(**dict(block.get("specaug_conf") or {}))
+        specaug_conf = {
+            "apply_time_warp": aug.apply_time_warp,
+            "time_warp_window": aug.time_warp_window,
+            "time_warp_mode": aug.time_warp_mode,
+            "apply_freq_mask": aug.apply_freq_mask,
+            "freq_mask_width_range": [int(v) for v in aug.freq_mask_width_range],
+            "num_freq_mask": aug.num_freq_mask,
+            "apply_time_mask": aug.apply_time_mask,
+            "num_time_mask": aug.num_time_mask,
+        }
+        if aug.time_mask_width_ratio_range is not None:
+            specaug_conf["time_mask_width_ratio_range"] = list(aug.time_mask_width_ratio_range)
+        else:
+            assert aug.time_mask_width_range is not None
+            specaug_conf["time_mask_width_range"] = [int(v) for v in aug.time_mask_width_range]
+    encoder_defaults = {
+        name: param.default
+        for name, param in inspect.signature(ConformerEncoder).parameters.items()
+        if name in ("macaron_style", "rel_pos_type", "pos_enc_layer_type", "selfattention_layer_type",
+                    "activation_type", "use_cnn_module", "cnn_module_kernel", "attention_dropout_rate",
+                    "positional_dropout_rate", "normalize_before")
+    }
+    return {
+        "token_list": tokens,
+        "frontend_conf": frontend_conf,
+        "specaug_conf": specaug_conf,
+        "encoder_conf": {**encoder_defaults, **dict(block.get("encoder_conf") or {})},
+        "decoder_conf": dict(block.get("decoder_conf") or {}),
+        "model_conf": {
+            "ctc_weight": 0.3,
+            "lsm_weight": 0.1,
+            "length_normalized_loss": False,
+            **dict(block.get("model_conf") or {}),
+        },
+    }
+
+
+def median_time(
+    step: Callable[[], object], warmup: int, iterations: int
+) -> dict[str, Any]:
+    """Run ``step`` ``warmup`` times untimed, then ``iterations`` times timed."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "max_s": max(times),
+        "times_s": times,
+        "warmup": warmup,
+        "iterations": iterations,
+    }
+
+
+def run_peer(script: str, request: dict[str, Any], timeout_s: float = PEER_TIMEOUT_S) -> dict[str, Any]:
+    """Run ``benchmarks/peer/<script>`` in the peer venv; its JSON, or ``{"unavailable": why}``."""
+    if not PEER_PYTHON.exists():
+        return {"unavailable": f"no peer venv at {PEER_PYTHON.parent.parent}; run `{SETUP_COMMAND}`"}
+    request_file = Path(request["work_dir"]) / f"{Path(script).stem}.request.json"
+    request_file.write_text(json.dumps(request))
+    env = {**os.environ, "OMP_NUM_THREADS": str(num_threads()), "PYTHONWARNINGS": "ignore"}
+    env.pop("VIRTUAL_ENV", None)
+    try:
+        proc = subprocess.run(
+            [str(PEER_PYTHON), str(PEER_DIR / script), str(request_file)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=env,
+            cwd=str(ROOT),
+        )
+    except subprocess.TimeoutExpired:
+        return {"unavailable": f"peer script {script} ran past {timeout_s:.0f} s"}
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"unavailable": f"peer script {script} exited {proc.returncode}: {tail}"}
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError:
+        return {"unavailable": f"peer script {script} printed no JSON: {lines[-1][:200]}"}
+
+
+def metric(
+    name: str, unit: str, ours: float | int | None, peer: float | int | None | str,
+    higher_is_better: bool | None = None,
+) -> dict[str, Any]:
+    """One row of the table: this project's figure and the peer's (or why it is missing)."""
+    return {"name": name, "unit": unit, "ours": ours, "peer": peer, "higher_is_better": higher_is_better}
+
+
+def peer_value(peer: dict[str, Any], *keys: str) -> float | int | str | None:
+    """``peer[k1][k2]...`` or ``"unavailable: <reason>"`` when the peer did not run."""
+    if "unavailable" in peer:
+        return f"unavailable: {peer['unavailable']}"
+    value: Any = peer
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value

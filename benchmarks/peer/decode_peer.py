@@ -1,0 +1,122 @@
+"""Peer side of ``benchmarks/decode.py``: ESPnet2's ``espnet2.bin.asr_inference.Speech2Text``.
+
+Usage (in the peer venv; ``benchmarks/decode.py`` writes the request)::
+
+    benchmarks/.peer/bin/python benchmarks/peer/decode_peer.py REQUEST.json
+
+Writes an ESPnet2 experiment folder (``config.yaml`` from ``ASRTask``'s own parser
+defaults plus the request's model spec, the token list, and ``model.pth`` holding
+this project's random weights renamed to ESPnet2's keys), builds ``Speech2Text``
+from it, and decodes each utterance alone. ``ctc_greedy`` is ESPnet2's own
+``encode`` + ``ctc.argmax`` (what its error calculator uses); ``beam_search`` is
+``Speech2Text.__call__``. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from espnet2_model import build_espnet2_model, to_espnet2_state
+
+
+def write_experiment(request: dict[str, Any], exp: Path) -> tuple[Path, Path, str]:
+    from espnet2.tasks.asr import ASRTask
+
+    spec = request["model"]
+    config = vars(ASRTask.get_parser().parse_args([]))
+    config.update(
+        token_list=spec["token_list"],
+        token_type="char",
+        frontend="default",
+        frontend_conf=spec["frontend_conf"],
+        specaug="specaug" if spec["specaug_conf"] is not None else None,
+        specaug_conf=spec["specaug_conf"] or {},
+        normalize="utterance_mvn",
+        normalize_conf={},
+        encoder="conformer",
+        encoder_conf=spec["encoder_conf"],
+        decoder="transformer",
+        decoder_conf=spec["decoder_conf"],
+        model="espnet",
+        model_conf=spec["model_conf"],
+    )
+    exp.mkdir(parents=True, exist_ok=True)
+    config_file = exp / "config.yaml"
+    config_file.write_text(yaml.safe_dump(json.loads(json.dumps(config, default=str))))
+    ours = torch.load(request["weights_file"], map_location="cpu", weights_only=True)
+    weights_note = "same weights as ours (renamed)"
+    target = build_espnet2_model(spec)
+    try:
+        state = to_espnet2_state(ours, target)
+    except (KeyError, ValueError) as err:  # still a fair speed test, with other weights
+        torch.manual_seed(int(request["seed"]))
+        state = target.state_dict()
+        weights_note = f"own random weights ({err})"
+    model_file = exp / "model.pth"
+    torch.save(state, model_file)
+    return config_file, model_file, weights_note
+
+
+def main(request_file: str) -> None:
+    from espnet2.bin.asr_inference import Speech2Text
+
+    request = json.loads(Path(request_file).read_text())
+    torch.set_num_threads(int(request["threads"]))
+    config_file, model_file, weights_note = write_experiment(request, Path(request["work_dir"]) / "peer_exp")
+    audio = np.load(request["audio_file"])
+    utterances = [torch.from_numpy(audio[k]) for k in sorted(audio.files, key=lambda k: int(k[1:]))]
+    results: dict[str, Any] = {}
+    for method in request["methods"]:
+        beam = method == "beam_search"
+        s2t = Speech2Text(
+            asr_train_config=str(config_file),
+            asr_model_file=str(model_file),
+            device="cpu",
+            beam_size=int(request["beam_size"]) if beam else 1,
+            ctc_weight=float(request["ctc_weight"]),
+            lm_weight=0.0,
+            penalty=0.0,
+            maxlenratio=float(request["maxlenratio"]),
+            minlenratio=0.0,
+            nbest=1,
+        )
+        model = s2t.asr_model
+
+        @torch.no_grad()
+        def decode(
+            speech: torch.Tensor, s2t: Speech2Text = s2t, model: Any = model, beam: bool = beam
+        ) -> list[int]:
+            if beam:
+                return list(s2t(speech)[0][2])
+            enc, enc_lens = model.encode(speech.unsqueeze(0), torch.tensor([speech.numel()]))
+            ids = torch.unique_consecutive(model.ctc.argmax(enc)[0, : int(enc_lens[0])])
+            return [int(i) for i in ids if int(i) != 0]
+
+        decode(utterances[0])  # warm-up, not timed
+        tokens = 0
+        start = time.perf_counter()
+        for speech in utterances:
+            tokens += len(decode(speech))
+        results[method] = {"decode_s": time.perf_counter() - start, "tokens": tokens}
+
+    import espnet
+
+    print(json.dumps({
+        "methods": results,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "weights": weights_note,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "espnet": espnet.__version__,
+    }))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
