@@ -1,4 +1,4 @@
-"""File-system helpers: hashing, atomic text writes and staged, atomically swapped folders.
+"""File-system helpers: hashing and staged, atomically swapped folders.
 
 A packed folder is built in a staging directory next to its destination (same parent,
 so the final ``os.rename`` never crosses a file system) and only renamed into place once
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import PublishError
 
-__all__ = ["atomic_write_text", "check_relative", "copy_file", "sha256_file", "staged_dir"]
+__all__ = ["check_relative", "copy_file", "sha256_file", "staged_dir"]
 
 _CHUNK = 1 << 20
 
@@ -31,21 +31,6 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_destination(out_dir: Path, *, overwrite: bool, what: str) -> None:

@@ -26,7 +26,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ._files import atomic_write_text, check_relative, sha256_file
+from espnet_data.atomic import atomic_open
+
+from ._files import check_relative, sha256_file
 from .errors import PublishError
 
 __all__ = ["MANIFEST_NAME", "package_versions", "verify_manifest", "write_manifest"]
@@ -78,7 +80,8 @@ def write_manifest(folder: Path, *, model_name: str) -> dict[str, Any]:
         "packages": package_versions(),
         "files": files,
     }
-    atomic_write_text(folder / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+    with atomic_open(folder / MANIFEST_NAME) as f:
+        f.write(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
