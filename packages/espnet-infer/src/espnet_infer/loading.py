@@ -1,4 +1,7 @@
-"""Load a model folder (``config.yaml`` + ``model.pt`` + tokenizer) for inference.
+"""Load a model folder (``config.yaml`` + weights + tokenizer) for inference.
+
+The weights are ``model.safetensors`` (a packed model, as published on the Hugging Face
+Hub) or ``model.pt`` (the folder training exports); the first one found is used.
 
 The folder is the one training exports and ``pack_model`` packs; no recipe, no
 training package and no Lightning are needed to load it.
@@ -54,10 +57,23 @@ def load_model_folder(path: str | os.PathLike[str], device: str | torch.device =
     if block.get("normalize") == "global_mvn":  # the statistics are restored from model.pt
         block["normalize_conf"] = {**block.get("normalize_conf", {}), "stats_file": None}
     model = build_asr_model(block, vocab_size=int(config["vocab_size"]))
-    weights = folder / "model.pt"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} not found: the model folder is incomplete")
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = _load_weights(folder)
     model.load_state_dict(state)
     model.to(device).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, config=config, path=folder)
+
+
+def _load_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The state dict of ``model.safetensors`` or, failing that, ``model.pt``."""
+    safetensors_file = folder / "model.safetensors"
+    if safetensors_file.is_file():
+        from safetensors.torch import load_file
+
+        return load_file(safetensors_file, device="cpu")
+    weights = folder / "model.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"neither {safetensors_file.name} nor {weights.name} found in {folder}: "
+            "the model folder is incomplete"
+        )
+    return torch.load(weights, map_location="cpu", weights_only=True)
