@@ -4,8 +4,9 @@ from .config import DecodeConfig, InferenceConfig, ParallelConfig
 from .decode.beam_search import BeamSearch, Hypothesis
 from .decode.greedy import ctc_greedy_search
 from .loading import LoadedModel, load_model_folder
-from .runner import run_inference
-from .speech2text import Speech2Text
+from .provider import InferenceProvider, WorkerEnv
+from .runner import decode_shard, run_inference
+from .speech2text import Speech2Text, Transcript
 
 __version__ = "0.1.0"
 
@@ -14,10 +15,14 @@ __all__ = [
     "DecodeConfig",
     "Hypothesis",
     "InferenceConfig",
+    "InferenceProvider",
     "LoadedModel",
     "ParallelConfig",
     "Speech2Text",
+    "Transcript",
+    "WorkerEnv",
     "ctc_greedy_search",
+    "decode_shard",
     "load_model_folder",
     "run_inference",
 ]

@@ -14,8 +14,17 @@ class DecodeConfig:
         method: ``ctc_greedy`` (fastest) or ``beam_search`` (joint CTC/attention).
         beam_size: hypotheses kept per utterance (beam search).
         ctc_weight: weight of the CTC prefix score against the attention decoder (0..1).
-        penalty: insertion bonus per token.
-        maxlenratio: maximum output length as a ratio of encoder frames (0: no limit).
+        penalty: length bonus added per emitted token (``eos`` included); positive values
+            favour longer hypotheses.
+        maxlenratio: maximum output length as a ratio of encoder frames (0: the number
+            of encoder frames).
+        minlenratio: ``eos`` is not allowed before ``minlenratio * frames`` tokens.
+        nbest: hypotheses kept per utterance, best first (``beam_search`` only; at most
+            ``beam_size``). With ``nbest > 1`` every row of ``hyp.jsonl`` lists them with
+            their scores.
+
+    ``ctc_weight: 0`` is attention-only decoding, ``ctc_weight: 1`` a CTC prefix beam
+    search that never calls the attention decoder.
     """
 
     method: Literal["ctc_greedy", "beam_search"] = "beam_search"
@@ -24,6 +33,7 @@ class DecodeConfig:
     penalty: float = 0.0
     maxlenratio: float = 0.0
     minlenratio: float = 0.0
+    nbest: int = 1
 
 
 @dataclass

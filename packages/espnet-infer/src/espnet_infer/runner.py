@@ -1,30 +1,44 @@
-"""Sharded, resumable inference over local, process-pool and MPI backends.
+"""Sharded, resumable inference: the runner, and ``run_inference`` over the backends.
 
 One task is one shard of one test set; its result is one JSONL file written atomically
 (``<output_dir>/<set>/shards/<shard>.jsonl``). A rerun decodes only shards without a
 result, so a killed run resumes where it stopped and no utterance is written twice.
-The same ``decode_shard`` runs in every backend; only the task split differs. When all
-tasks are done, one process (rank 0 under MPI) merges the shard files into
-``hyp.jsonl``, ``hyp.txt`` and ``ref.txt`` per set and writes ``summary.json``.
+:func:`decode_shard` is the runner's ``forward``: it consumes the worker's objects
+(:class:`~espnet_infer.provider.WorkerEnv`, built once per worker by the provider)
+for one shard, and runs unchanged in every backend (:mod:`espnet_infer.backends`).
+An utterance that cannot be read or decoded is written with its ``error`` instead
+of a hypothesis; the rest of its shard is decoded. When all tasks are done, one
+process (rank 0 under MPI) merges the shard files into ``hyp.jsonl``, ``hyp.txt`` and
+``ref.txt`` per set and writes ``summary.json``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from espnet_data import Collate, DynamicBatcher, ShardDataset, map_stage, shard_paths
+import webdataset as wds
+from espnet_data import Collate, DynamicBatcher, read_index, shard_paths
 from espnet_data.atomic import atomic_open, read_jsonl, write_json, write_jsonl
+from espnet_data.dataset import decode_samples
 
+from .backends import run_local, run_mpi, run_processes
 from .config import InferenceConfig
-from .speech2text import Speech2Text
+from .progress import Progress, ProgressFn
+from .provider import InferenceProvider, WorkerEnv
+
+__all__ = ["ShardTask", "decode_shard", "merge_results", "plan_tasks", "run_inference"]
 
 log = logging.getLogger(__name__)
+
+#: failures listed by key in summary.json (all of them are in hyp.jsonl)
+MAX_LISTED_FAILURES = 50
 
 
 @dataclass(frozen=True)
@@ -44,64 +58,121 @@ def plan_tasks(config: InferenceConfig) -> list[ShardTask]:
     return tasks
 
 
-def decode_shard(s2t: Speech2Text, task: ShardTask, config: InferenceConfig) -> dict[str, Any]:
-    """Decode one shard and write its result file; return timing figures."""
+def _reraise(err: Exception) -> bool:
+    raise err
+
+
+def _read_shard(shard: str, failures: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Decoded samples of one shard; unreadable or empty ones go to ``failures``.
+
+    A shard that cannot be opened as a tar raises (the task fails, and is retried by
+    the next run).
+    """
+    raw = wds.WebDataset(
+        [shard], shardshuffle=False, empty_check=False, nodesplitter=None, workersplitter=None
+    )
+    for item in raw:
+        key = str(item.get("__key__", "?"))
+        try:
+            (sample,) = list(decode_samples([item], handler=_reraise))
+        except Exception as err:  # noqa: BLE001 - recorded with the key, not fatal
+            failures.append({"key": key, "ref": "", "hyp": "", "duration": 0.0,
+                             "error": f"cannot read the sample: {err}"})
+            continue
+        if sample["audio"].size == 0:
+            failures.append({"key": sample["key"], "ref": sample["text"], "hyp": "",
+                             "duration": 0.0, "error": "empty audio (0 samples)"})
+            continue
+        yield sample
+
+
+def _rows(env: WorkerEnv, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """Result rows of one collated batch; a batch that fails is retried one by one."""
+    s2t = env.s2t
+    keys, texts, speech, lengths = (
+        batch["keys"], batch["texts"], batch["speech"], batch["speech_lengths"]
+    )
+    rate = s2t.sample_rate
+    try:
+        results: list[Any] = s2t.nbest_padded(speech, lengths)
+    except Exception as err:  # noqa: BLE001 - narrowed down to the failing utterances
+        if len(keys) == 1:
+            results = [err]
+        else:
+            results = []
+            for i, n in enumerate(lengths.tolist()):
+                try:
+                    results.append(s2t.nbest_padded(speech[i : i + 1, :n], lengths[i : i + 1])[0])
+                except Exception as one_err:  # noqa: BLE001 - recorded with the key
+                    results.append(one_err)
+    rows = []
+    for key, ref, n, hyps in zip(keys, texts, lengths.tolist(), results, strict=True):
+        row: dict[str, Any] = {"key": key, "ref": ref, "hyp": "", "duration": n / rate}
+        if isinstance(hyps, Exception):
+            log.warning("%s: decoding failed: %r", key, hyps)
+            row["error"] = f"decoding failed: {type(hyps).__name__}: {hyps}"
+        elif hyps:
+            row["hyp"], row["score"] = hyps[0].text, hyps[0].score
+            if s2t.decode.nbest > 1:
+                row["nbest"] = [h.to_dict() for h in hyps]
+        rows.append(row)
+    return rows
+
+
+def decode_shard(
+    env: WorkerEnv, task: ShardTask, progress: ProgressFn | None = None
+) -> dict[str, Any]:
+    """The runner's forward: decode one shard, write its result file, return figures.
+
+    ``progress`` is called after every batch with (utterances, audio seconds).
+    """
+    config = env.config
+    failures: list[dict[str, Any]] = []
     batcher = DynamicBatcher(
         max_seconds=config.max_seconds, max_batch_size=config.max_batch_size, shuffle=False
     )
-    dataset = ShardDataset([task.shard], stages=[batcher, map_stage(Collate())])
-    rows, audio_seconds, start = [], 0.0, time.perf_counter()
-    for batch in dataset:
-        hyps = s2t.transcribe_batch(batch["speech"], batch["speech_lengths"])
-        lengths = batch["speech_lengths"].tolist()
-        for key, ref, hyp, n in zip(batch["keys"], batch["texts"], hyps, lengths, strict=True):
-            rows.append({"key": key, "ref": ref, "hyp": hyp, "duration": n / s2t.sample_rate})
-            audio_seconds += n / s2t.sample_rate
+    collate = Collate()
+    rows: list[dict[str, Any]] = []
+    started, start = time.time(), time.perf_counter()
+    batches: Iterable[list[dict[str, Any]]] = batcher(_read_shard(task.shard, failures))
+    for samples in batches:
+        new = _rows(env, collate(samples))
+        rows.extend(new)
+        if progress is not None:
+            progress(len(new), sum(r["duration"] for r in new))
+    rows.extend(failures)
+    if failures and progress is not None:
+        progress(len(failures), 0.0)
     rows.sort(key=lambda r: r["key"])
     write_jsonl(task.output, rows)
     elapsed = time.perf_counter() - start
-    log.info("%s: %d utterances, RTF %.3f", task.output, len(rows), elapsed / max(audio_seconds, 1e-9))
-    return {"utterances": len(rows), "audio_seconds": audio_seconds, "decode_seconds": elapsed}
+    audio_seconds = sum(r["duration"] for r in rows)
+    failed = sum(1 for r in rows if "error" in r)
+    log.info("%s: %d utterances (%d failed), RTF %.3f", task.output, len(rows), failed,
+             elapsed / max(audio_seconds, 1e-9))
+    return {"shard": task.shard, "utterances": len(rows), "failed": failed,
+            "audio_seconds": audio_seconds, "decode_seconds": elapsed,
+            "started": started, "finished": time.time(), "rank": env.rank}
 
 
-def _device_for_rank(device: str, rank: int) -> str:
-    if device == "cuda" and torch.cuda.is_available():
-        return f"cuda:{rank % torch.cuda.device_count()}"
-    return device
-
-
-class _Worker:
-    """Per-process provider: loads the model once, then decodes any number of shards."""
-
-    s2t: Speech2Text | None = None
-    config: InferenceConfig | None = None
-
-    @classmethod
-    def init(cls, config: InferenceConfig, rank: int = 0) -> None:
-        threads = config.parallel.threads_per_worker
-        if threads:
-            torch.set_num_threads(threads)
-        cls.config = config
-        cls.s2t = Speech2Text(
-            config.model_dir, decode=config.decode, device=_device_for_rank(config.device, rank)
-        )
-
-    @classmethod
-    def run(cls, task: ShardTask) -> dict[str, Any]:
-        assert cls.s2t is not None and cls.config is not None
-        return decode_shard(cls.s2t, task, cls.config)
-
-
-def _run_processes(config: InferenceConfig, todo: list[ShardTask]) -> list[dict[str, Any]]:
-    workers = max(1, min(config.parallel.num_workers, len(todo)))
-    ctx = torch.multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_Worker.init,
-                             initargs=(config,)) as pool:
-        return list(pool.map(_Worker.run, todo))
+def safe_decode_shard(
+    env: WorkerEnv, task: ShardTask, progress: ProgressFn | None = None
+) -> dict[str, Any]:
+    """:func:`decode_shard`, with a shard-level error (an unreadable tar) returned, not
+    raised: the other shards go on and a rerun retries this one."""
+    try:
+        return decode_shard(env, task, progress)
+    except Exception as err:  # noqa: BLE001 - reported in summary.json, run exits non-zero
+        log.exception("%s: shard failed", task.shard)
+        return {"shard": task.shard, "error": f"{type(err).__name__}: {err}", "rank": env.rank}
 
 
 def merge_results(config: InferenceConfig) -> dict[str, Any]:
-    """Join shard results per test set into ``hyp.jsonl``, ``hyp.txt``, ``ref.txt``."""
+    """Join shard results per test set into ``hyp.jsonl``, ``hyp.txt``, ``ref.txt``.
+
+    Failed utterances are in ``hyp.jsonl`` (with ``error``) and ``ref.txt`` but not in
+    ``hyp.txt``, so scoring lists them as references without hypothesis.
+    """
     summary: dict[str, Any] = {}
     for task_set in config.test_sets:
         set_dir = Path(config.output_dir) / task_set
@@ -109,64 +180,108 @@ def merge_results(config: InferenceConfig) -> dict[str, Any]:
         for shard in sorted((set_dir / "shards").glob("*.jsonl")):
             rows.extend(read_jsonl(shard))
         rows.sort(key=lambda r: r["key"])
+        duplicates = [k for k, n in Counter(r["key"] for r in rows).items() if n > 1]
+        if duplicates:
+            raise ValueError(
+                f"{set_dir / 'shards'}: keys {duplicates[:5]} appear in more than one shard "
+                "result; the test set's shards must hold distinct keys"
+            )
         write_jsonl(set_dir / "hyp.jsonl", rows)
-        for name, field in (("hyp.txt", "hyp"), ("ref.txt", "ref")):
-            with atomic_open(set_dir / name) as f:
-                f.writelines(f"{r['key']} {r[field]}\n" for r in rows)
-        summary[task_set] = {"utterances": len(rows), "audio_seconds": sum(r["duration"] for r in rows)}
+        with atomic_open(set_dir / "hyp.txt") as f:
+            f.writelines(f"{r['key']} {r['hyp']}\n" for r in rows if "error" not in r)
+        with atomic_open(set_dir / "ref.txt") as f:
+            f.writelines(f"{r['key']} {r['ref']}\n" for r in rows)
+        failed = [{"key": r["key"], "error": r["error"]} for r in rows if "error" in r]
+        summary[task_set] = {
+            "utterances": len(rows),
+            "failed": len(failed),
+            "audio_seconds": sum(r["duration"] for r in rows),
+            "failures": failed[:MAX_LISTED_FAILURES],
+        }
     return summary
 
 
+def _pending_utterances(todo: list[ShardTask], config: InferenceConfig) -> int | None:
+    """Utterances in the pending shards, from each split's ``index.jsonl`` (None if absent)."""
+    total = 0
+    for name in {t.test_set for t in todo}:
+        try:
+            counts = Counter(row["shard"] for row in read_index(config.test_sets[name]))
+        except (FileNotFoundError, KeyError):
+            return None
+        total += sum(counts.get(Path(t.shard).name, 0) for t in todo if t.test_set == name)
+    return total
+
+
+def _mpi_comm() -> Any:
+    try:
+        from mpi4py import MPI
+    except ImportError as err:
+        raise ImportError(
+            "parallel.backend: mpi needs mpi4py: install espnet-infer[mpi] "
+            "(gives mpi4py and mpich's mpiexec)"
+        ) from err
+    return MPI.COMM_WORLD
+
+
 def run_inference(config: InferenceConfig) -> dict[str, Any]:
-    """Decode every pending shard with the configured backend, then merge (rank 0)."""
+    """Decode every pending shard with the configured backend, then merge (rank 0).
+
+    Returns the summary (also written to ``<output_dir>/summary.json``); ``{}`` on
+    MPI ranks other than 0. ``failed_shards`` lists shards that raised (no result
+    file: a rerun retries them).
+    """
     tasks = plan_tasks(config)
     backend = config.parallel.backend
-    rank, size, comm = 0, 1, None
-    if backend == "mpi":
-        try:
-            from mpi4py import MPI
-        except ImportError as err:
-            raise ImportError(
-                "parallel.backend: mpi needs mpi4py: install espnet-infer[mpi] "
-                "(gives mpi4py and mpich's mpiexec)"
-            ) from err
-        comm = MPI.COMM_WORLD
-        rank, size = comm.Get_rank(), comm.Get_size()
+    comm = _mpi_comm() if backend == "mpi" else None
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     todo = [t for t in tasks if not Path(t.output).exists()]
     if comm is not None:
         # One list for every rank: a rank that looks later could see shards another rank
         # has just finished, shift its ``todo[rank::size]`` slice and leave a shard out.
         todo = comm.bcast(todo, root=0)
+    progress: Progress | None = None
     if rank == 0:
-        log.info("%d shard tasks, %d pending, backend %s (%d ranks)", len(tasks), len(todo), backend, size)
+        log.info("%d shard tasks, %d pending, backend %s (%d ranks)",
+                 len(tasks), len(todo), backend, size)
+        progress = Progress(_pending_utterances(todo, config) if todo else 0)
+    provider = InferenceProvider(config)
     start = time.perf_counter()
     stats: list[dict[str, Any]] = []
     if todo:
-        if backend == "processes" and config.parallel.num_workers > 1:
-            stats = _run_processes(config, todo)
+        if backend == "processes":
+            stats = run_processes(provider, todo, safe_decode_shard,
+                                  num_workers=config.parallel.num_workers, progress=progress)
+        elif comm is not None:
+            stats = run_mpi(provider, todo, safe_decode_shard, comm=comm, progress=progress)
         else:
-            mine = todo[rank::size]
-            if mine:
-                _Worker.init(config, rank)
-                stats = [_Worker.run(t) for t in mine]
-    if comm is not None:
-        gathered = comm.gather(stats, root=0)
-        stats = [s for part in gathered or [] for s in part]
-        if rank != 0:
-            return {}
+            stats = run_local(provider, todo, safe_decode_shard, progress=progress)
+    if rank != 0:
+        return {}
+    assert progress is not None
+    progress.close()
     elapsed = time.perf_counter() - start
+    failed_shards = [s for s in stats if "error" in s]
+    done = [s for s in stats if "error" not in s]
     summary = merge_results(config)
-    audio = sum(s["audio_seconds"] for s in stats)
+    audio = sum(s["audio_seconds"] for s in done)
+    span = (max(s["finished"] for s in done) - min(s["started"] for s in done)) if done else 0.0
     result = {
         "sets": summary,
-        "decoded_shards": len(stats),
+        "decoded_shards": len(done),
         "skipped_shards": len(tasks) - len(todo),
+        "failed_shards": [{"shard": s["shard"], "error": s["error"]} for s in failed_shards],
+        "failed_utterances": sum(s["failed"] for s in summary.values()),
+        "utterances_decoded": sum(s["utterances"] for s in done),
         "wall_seconds": round(elapsed, 2),
+        "decode_span_seconds": round(span, 3),
         "audio_seconds_decoded": round(audio, 2),
         "rtf": round(elapsed / audio, 4) if audio else None,
         "backend": backend,
-        "workers": size if backend == "mpi" else config.parallel.num_workers,
-        "decode": config.decode.__dict__,
+        "workers": size if backend == "mpi" else (
+            config.parallel.num_workers if backend == "processes" else 1),
+        "decode": asdict(config.decode),
+        "threads": torch.get_num_threads(),
     }
     write_json(Path(config.output_dir) / "summary.json", result)
     return result

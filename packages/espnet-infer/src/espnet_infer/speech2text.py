@@ -1,27 +1,75 @@
-"""Speech2Text: waveforms in, transcripts out, from a model folder."""
+"""Speech2Text: audio in, transcripts out, from a model folder or a Hub repository.
+
+Usage::
+
+    from espnet_infer import Speech2Text
+    s2t = Speech2Text.from_pretrained("exp/train/model")       # or a packed folder,
+    s2t = Speech2Text.from_pretrained("owner/repo")            # or a Hub repo id
+    print(s2t.transcribe("utt.flac"))                          # a path or a waveform
+    print(s2t.transcribe_batch(["a.flac", "b.flac"]))
+    for t in s2t.transcribe_nbest("utt.flac"):                 # with decode nbest > 1
+        print(t.score, t.text)
+
+Named after ESPnet2's ``espnet2.bin.asr_inference.Speech2Text`` so its users find it.
+Nothing here imports Lightning.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, overload
 
 import numpy as np
 import torch
+from espnet_data import read_audio
+from espnet_data.audio import resample
 from espnet_data.batching import pad_sequences
 
 from .config import DecodeConfig
 from .decode.beam_search import BeamSearch
 from .decode.greedy import ctc_greedy_search
+from .hub import resolve_model_dir
 from .loading import LoadedModel, load_model_folder
+
+__all__ = ["AudioInput", "Speech2Text", "Transcript"]
+
+AudioInput = str | os.PathLike[str] | np.ndarray | torch.Tensor
+"""An audio file path, or a 1-D float waveform at the model's sample rate."""
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """One hypothesis of one utterance.
+
+    Attributes:
+        text: the detokenised transcript.
+        tokens: its token ids.
+        score: the ranking score (beam search: the weighted total; greedy CTC: the
+            best path's log-probability).
+        scores: unweighted parts, ``att`` and/or ``ctc`` (beam search), ``ctc_path``
+            (greedy).
+    """
+
+    text: str
+    tokens: list[int]
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "tokens": self.tokens, "score": self.score,
+                "scores": dict(self.scores)}
 
 
 class Speech2Text:
     """Transcribe audio with a trained model.
 
-    Example::
-
-        s2t = Speech2Text("exp/train/model", decode=DecodeConfig(method="ctc_greedy"))
-        print(s2t.transcribe([audio])[0])   # audio: float32 numpy array at the model's rate
+    Args:
+        model: a model folder (``config.yaml`` + ``model.pt`` + tokenizer) or a
+            :class:`LoadedModel`.
+        decode: the search (:class:`DecodeConfig`); default joint CTC/attention beam search.
+        device: ``cpu``, ``cuda``, ``cuda:1``...
     """
 
     def __init__(
@@ -38,7 +86,11 @@ class Speech2Text:
         self.tokenizer = self.loaded.tokenizer
         self.search: BeamSearch | None = None
         if self.decode.method == "beam_search":
-            ctc_weight = 1.0 if self.model.decoder is None else self.decode.ctc_weight
+            ctc_weight = self.decode.ctc_weight
+            if self.model.decoder is None:
+                ctc_weight = 1.0
+            elif self.model.ctc is None:
+                ctc_weight = 0.0
             self.search = BeamSearch(
                 self.model,
                 beam_size=self.decode.beam_size,
@@ -46,28 +98,127 @@ class Speech2Text:
                 penalty=self.decode.penalty,
                 maxlenratio=self.decode.maxlenratio,
                 minlenratio=self.decode.minlenratio,
+                nbest=self.decode.nbest,
             )
+        elif self.decode.nbest != 1:
+            raise ValueError(
+                f"decode.nbest={self.decode.nbest} needs decode.method: beam_search "
+                "(greedy CTC gives one hypothesis); set nbest: 1 or method: beam_search"
+            )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str],
+        *,
+        decode: DecodeConfig | None = None,
+        device: str = "cpu",
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        **decode_options: Any,
+    ) -> Speech2Text:
+        """Load a model folder, a packed model (``pack_model``), a local Hub snapshot, or
+        a Hugging Face repo id ``owner/name`` (fetched with ``huggingface_hub``).
+
+        ``decode_options`` override fields of ``decode``, e.g.
+        ``Speech2Text.from_pretrained(path, beam_size=4, ctc_weight=0.3, nbest=2)``.
+        """
+        folder = resolve_model_dir(name_or_path, revision=revision, cache_dir=cache_dir)
+        config = decode or DecodeConfig()
+        if decode_options:
+            unknown = sorted(set(decode_options) - set(DecodeConfig.__dataclass_fields__))
+            if unknown:
+                raise TypeError(
+                    f"unknown decoding option(s) {unknown}; choose from "
+                    f"{sorted(DecodeConfig.__dataclass_fields__)}"
+                )
+            config = replace(config, **decode_options)
+        return cls(folder, decode=config, device=device)
 
     @property
     def sample_rate(self) -> int:
         return self.loaded.sample_rate
 
+    # -- padded tensors ---------------------------------------------------------------
+
     @torch.inference_mode()
-    def token_ids(self, speech: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-        """Best token ids for a padded batch ``(B, S)`` of waveforms."""
+    def nbest_padded(self, speech: torch.Tensor, lengths: torch.Tensor) -> list[list[Transcript]]:
+        """Hypotheses, best first, for a padded batch ``(B, S)`` of waveforms."""
         enc, enc_lengths = self.model.encode(speech.to(self.device), lengths.to(self.device))
         if self.search is None:
             log_probs = self.model.ctc.log_softmax(enc)
-            return ctc_greedy_search(log_probs, enc_lengths, blank_id=self.model.blank_id)
-        return [hyps[0].tokens if hyps else [] for hyps in self.search(enc, enc_lengths)]
+            ids = ctc_greedy_search(log_probs, enc_lengths, blank_id=self.model.blank_id)
+            valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < (
+                enc_lengths.to(log_probs.device)[:, None]
+            )
+            path = (log_probs.max(dim=-1).values * valid).sum(dim=1).tolist()
+            return [
+                [Transcript(self.tokenizer.decode(t), t, s, {"ctc_path": s})]
+                for t, s in zip(ids, path, strict=True)
+            ]
+        return [
+            [Transcript(self.tokenizer.decode(h.tokens), h.tokens, h.score, dict(h.scores))
+             for h in hyps]
+            for hyps in self.search(enc, enc_lengths)
+        ]
 
-    def transcribe_batch(self, speech: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-        return [self.tokenizer.decode(ids) for ids in self.token_ids(speech, lengths)]
+    def token_ids(self, speech: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """Best token ids for a padded batch ``(B, S)`` of waveforms."""
+        return [hyps[0].tokens if hyps else [] for hyps in self.nbest_padded(speech, lengths)]
 
-    def transcribe(self, audios: Sequence[np.ndarray]) -> list[str]:
-        """Transcribe a list of float32 waveforms at :attr:`sample_rate`."""
+    def transcribe_padded(self, speech: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        """Best transcript for a padded batch ``(B, S)`` of waveforms."""
+        return [hyps[0].text if hyps else "" for hyps in self.nbest_padded(speech, lengths)]
+
+    # -- paths and waveforms ----------------------------------------------------------
+
+    def load_audio(self, audio: AudioInput) -> np.ndarray:
+        """A float32 mono waveform at :attr:`sample_rate` from a path or a waveform."""
+        if isinstance(audio, str | os.PathLike):
+            wave, rate = read_audio(audio)
+            return resample(wave, rate, self.sample_rate)
+        if isinstance(audio, torch.Tensor):
+            audio = audio.detach().cpu().numpy()
+        wave = np.asarray(audio, dtype=np.float32)
+        if wave.ndim != 1:
+            raise ValueError(
+                f"a waveform must be 1-D (samples,), got shape {wave.shape}; pass one "
+                "channel, e.g. audio[:, 0], or a list of waveforms to transcribe_batch"
+            )
+        if wave.size == 0:
+            raise ValueError("empty waveform (0 samples): nothing to transcribe")
+        return wave
+
+    def transcribe_batch_nbest(self, audios: Sequence[AudioInput]) -> list[list[Transcript]]:
+        """Hypotheses, best first, for each of ``audios`` (decoded as one batch)."""
         if not audios:
             return []
-        speech = pad_sequences([np.asarray(a, dtype=np.float32) for a in audios], 0.0)
-        lengths = torch.tensor([len(a) for a in audios], dtype=torch.long)
-        return self.transcribe_batch(speech, lengths)
+        waves = [self.load_audio(a) for a in audios]
+        speech = pad_sequences(waves, 0.0)
+        lengths = torch.tensor([len(w) for w in waves], dtype=torch.long)
+        return self.nbest_padded(speech, lengths)
+
+    def transcribe_batch(self, audios: Sequence[AudioInput]) -> list[str]:
+        """The best transcript of each of ``audios`` (paths or waveforms), one batch."""
+        return [hyps[0].text if hyps else "" for hyps in self.transcribe_batch_nbest(audios)]
+
+    def transcribe_nbest(self, audio: AudioInput) -> list[Transcript]:
+        """Up to ``decode.nbest`` hypotheses of one utterance, best first."""
+        return self.transcribe_batch_nbest([audio])[0]
+
+    @overload
+    def transcribe(self, audio: AudioInput) -> str: ...
+
+    @overload
+    def transcribe(self, audio: list[Any] | tuple[Any, ...]) -> list[str]: ...
+
+    def transcribe(self, audio: AudioInput | list[Any] | tuple[Any, ...]) -> str | list[str]:
+        """The best transcript of one path or waveform.
+
+        A list or tuple of them is decoded as :meth:`transcribe_batch` and gives a list
+        (the form of earlier releases).
+        """
+        if isinstance(audio, list | tuple):
+            return self.transcribe_batch(audio)
+        hyps = self.transcribe_nbest(audio)
+        return hyps[0].text if hyps else ""

@@ -1,0 +1,129 @@
+"""Where the runner runs: this process, a process pool, or MPI ranks.
+
+Every backend gets the same three things: the provider (builds a worker's objects
+once per worker), the task list, and the runner's ``forward(env, task, progress)``.
+Only the split of the tasks differs:
+
+- ``local``: this process builds one worker and runs every task.
+- ``processes``: a spawn-based pool; each process builds its worker in the pool's
+  initializer; the parent counts progress as shards finish.
+- ``mpi``: rank ``r`` takes tasks ``r, r + N, ...``; every rank sends its per-batch
+  counts to rank 0, which shows the progress of all ranks and gathers the figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
+
+import torch
+
+from .progress import Progress, ProgressFn
+from .provider import InferenceProvider, WorkerEnv
+
+__all__ = ["Forward", "run_local", "run_mpi", "run_processes"]
+
+Forward = Callable[[WorkerEnv, Any, ProgressFn | None], dict[str, Any]]
+"""The runner's forward: (worker env, task, progress callback) -> figures of the task."""
+
+_PROGRESS_TAG = 77
+
+
+def _update(progress: Progress | None) -> ProgressFn | None:
+    return None if progress is None else progress.update
+
+
+def run_local(
+    provider: InferenceProvider, tasks: list[Any], forward: Forward, *,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Build one worker here and run every task in order."""
+    env = provider.build(0)
+    return [forward(env, task, _update(progress)) for task in tasks]
+
+
+# Per-process state of a pool worker: its env, built once by the initializer.
+_POOL_ENV: WorkerEnv | None = None
+
+
+def _pool_init(provider: InferenceProvider) -> None:
+    global _POOL_ENV
+    _POOL_ENV = provider.build(0)
+
+
+def _pool_run(forward: Forward, task: Any) -> dict[str, Any]:
+    if _POOL_ENV is None:
+        raise RuntimeError("pool worker used before its initializer built the model")
+    return forward(_POOL_ENV, task, None)
+
+
+def run_processes(
+    provider: InferenceProvider, tasks: list[Any], forward: Forward, *,
+    num_workers: int, progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Run the tasks on a spawn-based pool of ``num_workers`` processes (at most one
+    per task); results come back in task order."""
+    workers = max(1, min(num_workers, len(tasks)))
+    ctx = torch.multiprocessing.get_context("spawn")
+    results: list[dict[str, Any] | None] = [None] * len(tasks)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init,
+                             initargs=(provider,)) as pool:
+        futures = {pool.submit(_pool_run, forward, task): i for i, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            stats = future.result()
+            results[futures[future]] = stats
+            if progress is not None:
+                progress.update(int(stats.get("utterances", 0)), float(stats.get("audio_seconds", 0.0)))
+    return [r for r in results if r is not None]
+
+
+def run_mpi(
+    provider: InferenceProvider, tasks: list[Any], forward: Forward, *,
+    comm: Any, progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``tasks[rank::size]`` on each rank; rank 0 returns everyone's figures
+    (other ranks return ``[]``). ``tasks`` must be the same list on every rank."""
+    from mpi4py import MPI
+
+    rank, size = comm.Get_rank(), comm.Get_size()
+    mine = tasks[rank::size]
+    stats: list[dict[str, Any]] = []
+    if rank == 0:
+        finished = 0
+
+        def drain(block: bool) -> None:
+            nonlocal finished
+            while block or comm.iprobe(source=MPI.ANY_SOURCE, tag=_PROGRESS_TAG):
+                message = comm.recv(source=MPI.ANY_SOURCE, tag=_PROGRESS_TAG)
+                if message is None:
+                    finished += 1
+                elif progress is not None:
+                    progress.update(*message)
+                if block:
+                    return
+
+        def report(utterances: int, audio_seconds: float) -> None:
+            if progress is not None:
+                progress.update(utterances, audio_seconds)
+            drain(block=False)
+
+        if mine:
+            env = provider.build(rank)
+            stats = [forward(env, task, report) for task in mine]
+        while finished < size - 1:
+            drain(block=True)
+    else:
+        requests = []
+
+        def report(utterances: int, audio_seconds: float) -> None:
+            requests.append(comm.isend((utterances, audio_seconds), dest=0, tag=_PROGRESS_TAG))
+
+        if mine:
+            env = provider.build(rank)
+            stats = [forward(env, task, report) for task in mine]
+        requests.append(comm.isend(None, dest=0, tag=_PROGRESS_TAG))
+        for request in requests:
+            request.wait()
+    gathered = comm.gather(stats, root=0)
+    return [s for part in gathered or [] for s in part] if rank == 0 else []

@@ -1,0 +1,61 @@
+"""The provider: builds the per-worker objects once per worker (ESPnet3's design).
+
+A worker is the local process, one process of a pool, or one MPI rank. Its
+:class:`WorkerEnv` holds the loaded model (a :class:`Speech2Text`) and the dataset
+settings; the runner's ``forward`` consumes it for every shard the worker is given.
+Building it is the expensive part (loading the weights), so it happens once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .config import InferenceConfig
+from .speech2text import Speech2Text
+
+__all__ = ["InferenceProvider", "WorkerEnv"]
+
+
+@dataclass
+class WorkerEnv:
+    """What one worker decodes with.
+
+    Attributes:
+        s2t: the model and its search.
+        config: the run's configuration (batching: ``max_seconds``, ``max_batch_size``).
+        rank: the worker's index (MPI rank, or 0).
+    """
+
+    s2t: Speech2Text
+    config: InferenceConfig
+    rank: int = 0
+
+
+class InferenceProvider:
+    """Builds a :class:`WorkerEnv` from an :class:`InferenceConfig`.
+
+    Picklable (it holds only the config), so a process pool can call :meth:`build` in
+    each worker.
+    """
+
+    def __init__(self, config: InferenceConfig) -> None:
+        self.config = config
+
+    def device_for_rank(self, rank: int) -> str:
+        """``device: cuda`` spreads ranks over the visible GPUs; other values are kept."""
+        device = self.config.device
+        if device == "cuda" and torch.cuda.is_available():
+            return f"cuda:{rank % torch.cuda.device_count()}"
+        return device
+
+    def build(self, rank: int = 0) -> WorkerEnv:
+        """Set torch's threads, load the model on the rank's device."""
+        threads = self.config.parallel.threads_per_worker
+        if threads:
+            torch.set_num_threads(threads)
+        s2t = Speech2Text(
+            self.config.model_dir, decode=self.config.decode, device=self.device_for_rank(rank)
+        )
+        return WorkerEnv(s2t=s2t, config=self.config, rank=rank)
