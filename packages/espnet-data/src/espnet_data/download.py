@@ -1,0 +1,281 @@
+"""Fetch corpus archives over HTTP(S): resumable, checksum-checked, extracted atomically.
+
+Usage::
+
+    from espnet_data.download import extract_archive, fetch
+
+    archive = fetch(
+        "dev-clean.tar.gz",
+        ["https://www.openslr.org/resources/12", "https://us.openslr.org/resources/12"],
+        "downloads/archives",
+        md5="42e2234ba48799c1f50f24a7926300a1",
+    )
+    extract_archive(archive, "downloads")      # -> downloads/LibriSpeech/dev-clean/...
+
+Bytes arrive in ``<name>.part``. An interrupted transfer (a dropped connection, a killed
+job) continues from the end of that file with an HTTP ``Range`` request, on the next
+attempt or the next run. The file gets its final name only after its checksum matched,
+so a file under its final name is always complete. Extraction unpacks into a hidden
+folder beside the destination and then renames each new top-level entry into place, so
+a folder that exists was extracted completely.
+
+Only the standard library talks HTTP here (``urllib``): no chosen dependency offers a
+resumable download with checksums for arbitrary URLs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import shutil
+import tarfile
+import time
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ChecksumError",
+    "DownloadError",
+    "download",
+    "extract_archive",
+    "fetch",
+    "file_digest",
+    "md5sum",
+]
+
+log = logging.getLogger(__name__)
+
+Pathlike = str | os.PathLike[str]
+
+_USER_AGENT = "espnet-data (resumable downloader)"
+_LOG_EVERY_SECONDS = 15.0
+
+
+class DownloadError(RuntimeError):
+    """A file could not be fetched or unpacked; the message says what to do."""
+
+
+class ChecksumError(DownloadError):
+    """A fetched file does not have the expected checksum."""
+
+
+def file_digest(path: Pathlike, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
+    """The hex digest of a file (any ``hashlib`` algorithm), read in chunks."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def md5sum(path: Pathlike) -> str:
+    """The hex MD5 digest of a file (the checksum most corpora publish)."""
+    return file_digest(path, "md5")
+
+
+def _mismatch(path: Path, md5: str | None, sha256: str | None, size: int | None) -> str:
+    """What is wrong with ``path`` against the expected size and checksums ("" if nothing)."""
+    if size is not None and (actual := path.stat().st_size) != size:
+        return f"{actual} bytes != expected {size}"
+    for algorithm, expected in (("md5", md5), ("sha256", sha256)):
+        if expected is not None and (actual_digest := file_digest(path, algorithm)) != expected.lower():
+            return f"{algorithm} {actual_digest} != expected {expected}"
+    return ""
+
+
+class _Retryable(Exception):
+    """A transfer that stopped early; the next attempt resumes it."""
+
+
+def _transfer(url: str, part: Path, timeout: float, chunk_size: int) -> None:
+    """Append the rest of ``url`` to ``part`` (start it when the server ignores ``Range``)."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": _USER_AGENT}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and offset:  # nothing past the end: the .part file is complete
+            log.info("%s: %s already holds all %d bytes", url, part, offset)
+            return
+        raise
+    with response:
+        if offset and response.status == 206:
+            content_range = response.headers.get("Content-Range", "")
+            if not content_range.startswith(f"bytes {offset}-"):
+                raise DownloadError(
+                    f"{url}: asked for bytes from {offset}, server answered Content-Range "
+                    f"{content_range!r}; delete {part} to download from the start"
+                )
+            mode = "ab"
+        else:
+            if offset:
+                log.info("%s: server ignored the Range request; downloading from the start", url)
+            offset, mode = 0, "wb"
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        received = offset
+        last_log = time.monotonic()
+        with open(part, mode) as handle:
+            try:
+                while chunk := response.read(chunk_size):
+                    handle.write(chunk)
+                    received += len(chunk)
+                    if time.monotonic() - last_log > _LOG_EVERY_SECONDS:
+                        last_log = time.monotonic()
+                        shown = f"{received / total:.0%}" if total else f"{received >> 20} MiB"
+                        log.info("%s: %s", part.name, shown)
+            finally:
+                handle.flush()
+                os.fsync(handle.fileno())
+        if total is not None and received < total:
+            raise _Retryable(f"connection closed after {received} of {total} bytes")
+
+
+def download(
+    url: str,
+    dest: Pathlike,
+    *,
+    md5: str | None = None,
+    sha256: str | None = None,
+    size: int | None = None,
+    retries: int = 3,
+    retry_wait: float = 2.0,
+    timeout: float = 60.0,
+    chunk_size: int = 1 << 20,
+) -> Path:
+    """Download ``url`` to ``dest``, resuming ``<dest>.part``; return ``dest``.
+
+    ``md5``, ``sha256`` and ``size`` (bytes) are checked when given. An existing
+    ``dest`` that passes them is kept (nothing is fetched). A dropped connection is
+    retried ``retries`` times, each attempt resuming where the last one stopped. A
+    mismatch deletes the ``.part`` file (so the next run starts afresh) and raises
+    :class:`ChecksumError`.
+    """
+    dest = Path(dest)
+    if dest.is_file():
+        problem = _mismatch(dest, md5, sha256, size)
+        if not problem:
+            log.info("%s is already downloaded", dest)
+            return dest
+        raise ChecksumError(
+            f"{dest} exists but does not match ({problem}): it is not the file at {url} "
+            "or it is damaged; delete it and run again to download it"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    for attempt in range(retries + 1):
+        try:
+            _transfer(url, part, timeout, chunk_size)
+            break
+        except urllib.error.HTTPError as err:
+            if err.code < 500 and err.code != 429:
+                raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from err
+            failure: Exception = err
+        except (_Retryable, urllib.error.URLError, http.client.HTTPException, OSError) as err:
+            failure = err
+        have = part.stat().st_size if part.exists() else 0
+        if attempt == retries:
+            raise DownloadError(
+                f"{url}: {failure} (after {retries + 1} attempts); {have} bytes are kept in "
+                f"{part}: run again to resume"
+            ) from failure
+        wait = retry_wait * 2**attempt
+        log.warning("%s: %s; resuming from byte %d in %.0f s", url, failure, have, wait)
+        time.sleep(wait)
+    problem = _mismatch(part, md5, sha256, size)
+    if problem:
+        part.unlink()
+        raise ChecksumError(
+            f"{url}: {problem}; the download was deleted. Run again to download it "
+            "afresh, or use another mirror if it happens again"
+        )
+    os.replace(part, dest)
+    log.info("downloaded %s", dest)
+    return dest
+
+
+def fetch(
+    name: str,
+    base_urls: Sequence[str],
+    dest_dir: Pathlike,
+    *,
+    md5: str | None = None,
+    sha256: str | None = None,
+    size: int | None = None,
+    **options: Any,
+) -> Path:
+    """Download ``<base_url>/<name>`` into ``dest_dir``, trying each base URL in turn.
+
+    ``options`` go to :func:`download` (``retries``, ``timeout``...). A partial file from
+    one mirror is resumed from the next: the checksum vouches for the result.
+    """
+    if not base_urls:
+        raise DownloadError(f"no URL to download {name} from: give at least one base URL")
+    failures: list[str] = []
+    for base in base_urls:
+        url = f"{base.rstrip('/')}/{name}"
+        try:
+            return download(
+                url, Path(dest_dir) / name, md5=md5, sha256=sha256, size=size, **options
+            )
+        except DownloadError as err:
+            log.warning("%s", err)
+            failures.append(str(err))
+    raise DownloadError(f"could not download {name} from any URL:\n  " + "\n  ".join(failures))
+
+
+def _merge(src: Path, dest: Path, moved: list[Path]) -> None:
+    """Rename the entries of ``src`` into ``dest``; folders present on both sides merge."""
+    for child in sorted(src.iterdir()):
+        target = dest / child.name
+        if target.is_dir() and child.is_dir() and not child.is_symlink():
+            _merge(child, target, moved)
+            continue
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(child, target)
+        moved.append(target)
+
+
+def extract_archive(archive: Pathlike, dest_dir: Pathlike) -> list[Path]:
+    """Unpack a tar archive (``.tar``, ``.tar.gz``, ``.tgz``, ``.tar.bz2``, ``.tar.xz``).
+
+    Members are unpacked into a hidden folder inside ``dest_dir`` with tarfile's ``data``
+    filter (no absolute paths, no ``..``, no device files), then renamed into place:
+    a folder already in ``dest_dir`` gains the new entries, a new one appears whole.
+    Returns the paths renamed into ``dest_dir``.
+    """
+    archive, dest = Path(archive), Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = dest / f".extract-{archive.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        log.info("extracting %s into %s", archive, dest)
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, EOFError, zlib.error) as err:
+            raise DownloadError(
+                f"cannot extract {archive}: {err}; the archive is damaged or not a tar file: "
+                "delete it and download it again"
+            ) from err
+        except OSError as err:
+            raise DownloadError(
+                f"cannot extract {archive} into {dest}: {err} (check that the archive exists "
+                "and that the disk has room)"
+            ) from err
+        moved: list[Path] = []
+        if tmp.is_dir():
+            _merge(tmp, dest, moved)
+        return moved
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
