@@ -15,7 +15,7 @@ from torch import nn
 
 from espnet_model.ctc import CTC
 from espnet_model.decoder import TransformerDecoder
-from espnet_model.frontend import Fbank
+from espnet_model.frontend import Fbank, StftFrontend
 from espnet_model.mask import make_pad_mask
 from espnet_model.normalize import GlobalMVN, UtteranceMVN
 from espnet_model.specaug import SpecAug
@@ -70,6 +70,21 @@ def label_smoothing_loss(
     return total / denom
 
 
+class LabelSmoothingLoss(nn.Module):
+    """Module form of :func:`label_smoothing_loss` (ESPnet2's ``criterion_att``; no state)."""
+
+    def __init__(self, smoothing: float, ignore_id: int, normalize_length: bool) -> None:
+        super().__init__()
+        self.smoothing = smoothing
+        self.ignore_id = ignore_id
+        self.normalize_length = normalize_length
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return label_smoothing_loss(
+            logits, target, self.smoothing, self.ignore_id, self.normalize_length
+        )
+
+
 class ASRModel(nn.Module):
     """Frontend -> SpecAug -> normalisation -> encoder -> CTC and attention decoder.
 
@@ -91,7 +106,7 @@ class ASRModel(nn.Module):
     def __init__(
         self,
         vocab_size: int,
-        frontend: Fbank,
+        frontend: Fbank | StftFrontend,
         encoder: nn.Module,
         decoder: TransformerDecoder | None = None,
         specaug: SpecAug | None = None,
@@ -129,6 +144,7 @@ class ASRModel(nn.Module):
         enc_size = int(size() if callable(size) else size)
         self.decoder = decoder if ctc_weight < 1.0 else None
         self.ctc: CTC | None = CTC(vocab_size, enc_size) if ctc_weight > 0.0 else None
+        self.criterion_att = LabelSmoothingLoss(lsm_weight, ignore_id, length_normalized_loss)
 
     def collect_feats(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
@@ -189,9 +205,7 @@ class ASRModel(nn.Module):
         assert self.decoder is not None
         ys_in, ys_out = add_sos_eos(text, text_lengths, self.sos_eos_id, self.ignore_id)
         logits = self.decoder(enc, enc_lengths, ys_in, text_lengths + 1)
-        loss = label_smoothing_loss(
-            logits, ys_out, self.lsm_weight, self.ignore_id, self.length_normalized_loss
-        )
+        loss = self.criterion_att(logits, ys_out)
         valid = ys_out != self.ignore_id
         correct = (logits.argmax(-1) == ys_out) & valid
         acc = correct.sum().float() / valid.sum().clamp(min=1).float()

@@ -2,7 +2,7 @@
 
 Example (YAML, as in ``egs2/*/asr1/conf/train_*.yaml``)::
 
-    frontend: default            # or fbank
+    frontend: default            # = fbank; stft = ESPnet2's DefaultFrontend (centred STFT)
     frontend_conf: {n_fft: 512, win_length: 400, hop_length: 160, n_mels: 80}
     specaug: specaug
     specaug_conf: {num_freq_mask: 2, time_mask_width_ratio_range: [0.0, 0.05]}
@@ -31,13 +31,13 @@ from torch import nn
 from espnet_model.asr import ASRModel
 from espnet_model.decoder import TransformerDecoder
 from espnet_model.encoders import ConformerEncoder, EBranchformerEncoder, TransformerEncoder
-from espnet_model.frontend import Fbank
+from espnet_model.frontend import Fbank, StftFrontend, parse_fs
 from espnet_model.normalize import GlobalMVN, UtteranceMVN
 from espnet_model.specaug import SpecAug
 
 # The closed set of choices, written once: config key -> {name: class}.
 CHOICES: dict[str, dict[str, Callable[..., nn.Module]]] = {
-    "frontend": {"default": Fbank, "fbank": Fbank},
+    "frontend": {"default": Fbank, "fbank": Fbank, "stft": StftFrontend},
     "specaug": {"specaug": SpecAug},
     "normalize": {"global_mvn": GlobalMVN, "utterance_mvn": UtteranceMVN},
     "encoder": {
@@ -104,16 +104,10 @@ def _make(key: str, config: Mapping[str, Any], **derived: Any) -> nn.Module | No
         options = (*CHOICES[key], *((None,) if key in _OPTIONAL else ()))
         raise ValueError(f"{key}={name!r} is unknown; valid choices: {_choices_text(options)}")
     factory = CHOICES[key][name]
-    if key == "frontend" and "fs" in kwargs:  # ESPnet2 spells the sampling rate `fs`
-        kwargs["sample_rate"] = _parse_fs(kwargs.pop("fs"))
+    if factory is Fbank and "fs" in kwargs:  # ESPnet2 spells the sampling rate `fs`
+        kwargs["sample_rate"] = parse_fs(kwargs.pop("fs"))
     _check_kwargs(f"{key}_conf", factory, kwargs)
     return factory(**derived, **kwargs)
-
-
-def _parse_fs(fs: int | str) -> int:
-    if isinstance(fs, str) and fs.lower().endswith("k"):
-        return int(float(fs[:-1]) * 1000)
-    return int(fs)
 
 
 def _from_class_path(spec: Mapping[str, Any], derived: Mapping[str, Any]) -> nn.Module:
@@ -148,7 +142,7 @@ def build_asr_model(config: Mapping[str, Any], vocab_size: int) -> ASRModel:
         if key not in _MODEL_KEYS:
             raise ValueError(f"model_conf.{key} is unknown; valid keys: {', '.join(_MODEL_KEYS)}")
     frontend = _make("frontend", config)
-    assert isinstance(frontend, Fbank)
+    assert isinstance(frontend, Fbank | StftFrontend)
     n_mels = frontend.output_size
     specaug = _make("specaug", config)
     normalize = _make(

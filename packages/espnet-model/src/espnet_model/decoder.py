@@ -101,8 +101,10 @@ class TransformerDecoder(nn.Module):
         super().__init__()
         size = encoder_output_size
         self.vocab_size = vocab_size
-        self.embed = nn.Embedding(vocab_size, size)
-        self.pos_enc = PositionalEncoding(size, positional_dropout_rate)
+        # ESPnet2's layout: ``embed.0`` is the token embedding, ``embed.1`` the positions.
+        self.embed = nn.Sequential(
+            nn.Embedding(vocab_size, size), PositionalEncoding(size, positional_dropout_rate)
+        )
         self.decoders = nn.ModuleList(
             DecoderLayer(
                 size,
@@ -119,7 +121,7 @@ class TransformerDecoder(nn.Module):
         self.output_layer = nn.Linear(size, vocab_size)
 
     def _embed(self, ys: torch.Tensor) -> torch.Tensor:
-        return self.pos_enc(self.embed(ys.clamp(min=0)))
+        return self.embed(ys.clamp(min=0))
 
     def forward(
         self,

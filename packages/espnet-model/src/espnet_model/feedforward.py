@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import nn
 
 from espnet_model._checks import check_choice
@@ -18,15 +19,17 @@ def make_activation(name: Activation, key: str = "activation_type") -> nn.Module
     return _ACTIVATIONS[name]()
 
 
-class PositionwiseFeedForward(nn.Sequential):
-    """``Linear(d, units) -> activation -> dropout -> Linear(units, d)``."""
+class PositionwiseFeedForward(nn.Module):
+    """``w_2(dropout(activation(w_1(x))))`` (ESPnet parameter names ``w_1`` / ``w_2``)."""
 
     def __init__(
         self, idim: int, hidden_units: int, dropout_rate: float, activation: Activation = "relu"
     ) -> None:
-        super().__init__(
-            nn.Linear(idim, hidden_units),
-            make_activation(activation),
-            nn.Dropout(dropout_rate),
-            nn.Linear(hidden_units, idim),
-        )
+        super().__init__()
+        self.w_1 = nn.Linear(idim, hidden_units)
+        self.w_2 = nn.Linear(hidden_units, idim)
+        self.dropout = nn.Dropout(dropout_rate)
+        self.activation = make_activation(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w_2(self.dropout(self.activation(self.w_1(x))))

@@ -14,11 +14,25 @@ from espnet_model.mask import make_non_pad_mask
 from espnet_model.subsampling import Conv2dSubsampling, InputLayer
 
 
+class PointwiseConv1d(nn.Conv1d):
+    """``Conv1d(kernel_size=1)`` applied to ``(B, T, C)`` as a matrix product.
+
+    The weight has ESPnet's ``(out, in, 1)`` shape, so checkpoints load as-is, while
+    the forward pass is one ``F.linear`` on channels-last input (no transposes).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight.squeeze(-1), self.bias)
+
+
 class ConvolutionModule(nn.Module):
     """Pointwise -> GLU -> depthwise conv -> BatchNorm -> activation -> pointwise.
 
     Padded frames are zeroed before the depthwise convolution so they cannot leak
-    into valid frames. Pointwise convolutions are ``nn.Linear`` on ``(B, T, C)``.
+    into valid frames (as ESPnet2 does since ``mask_pad``).
     """
 
     def __init__(self, channels: int, kernel_size: int, activation: Activation = "swish") -> None:
@@ -27,13 +41,13 @@ class ConvolutionModule(nn.Module):
             raise ValueError(
                 f"encoder_conf.cnn_module_kernel={kernel_size} must be odd (e.g. {kernel_size + 1})"
             )
-        self.pointwise_conv1 = nn.Linear(channels, 2 * channels)
+        self.pointwise_conv1 = PointwiseConv1d(channels, 2 * channels)
         self.depthwise_conv = nn.Conv1d(
             channels, channels, kernel_size, padding=(kernel_size - 1) // 2, groups=channels
         )
         self.norm = nn.BatchNorm1d(channels)
         self.activation = make_activation(activation)
-        self.pointwise_conv2 = nn.Linear(channels, channels)
+        self.pointwise_conv2 = PointwiseConv1d(channels, channels)
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
         """``x`` ``(B, T, C)``; ``pad_mask`` ``(B, T, 1)`` bool, ``True`` on padding."""

@@ -25,30 +25,41 @@ def _odd(key: str, kernel: int) -> None:
         raise ValueError(f"encoder_conf.{key}={kernel} must be odd (e.g. {kernel + 1})")
 
 
+class ConvolutionalSpatialGatingUnit(nn.Module):
+    """Split channels; gate = depthwise conv(LayerNorm(second half)); ``first * gate``."""
+
+    def __init__(self, linear_units: int, kernel_size: int, dropout_rate: float) -> None:
+        super().__init__()
+        half = linear_units // 2
+        self.norm = nn.LayerNorm(half)
+        self.conv = nn.Conv1d(half, half, kernel_size, padding=(kernel_size - 1) // 2, groups=half)
+        self.dropout = nn.Dropout(dropout_rate)
+
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        x_r, x_g = x.chunk(2, dim=-1)
+        x_g = self.norm(x_g).masked_fill(pad_mask, 0.0)
+        x_g = self.conv(x_g.transpose(1, 2)).transpose(1, 2)
+        return self.dropout(x_r * x_g)
+
+
 class ConvolutionalGatingMLP(nn.Module):
-    """``Linear(D, U) + GELU``; split; gate = depthwise conv(LayerNorm(half)); ``Linear(U/2, D)``."""
+    """``Linear(D, U) + GELU`` -> spatial gating unit (``csgu``) -> ``Linear(U/2, D)``."""
 
     def __init__(self, size: int, linear_units: int, kernel_size: int, dropout_rate: float) -> None:
         super().__init__()
         if linear_units % 2 != 0:
             raise ValueError(f"encoder_conf.cgmlp_linear_units={linear_units} must be even")
         _odd("cgmlp_conv_kernel", kernel_size)
-        half = linear_units // 2
         self.channel_proj1 = nn.Sequential(nn.Linear(size, linear_units), nn.GELU())
-        self.norm = nn.LayerNorm(half)
-        self.conv = nn.Conv1d(half, half, kernel_size, padding=(kernel_size - 1) // 2, groups=half)
-        self.dropout = nn.Dropout(dropout_rate)
-        self.channel_proj2 = nn.Linear(half, size)
+        self.csgu = ConvolutionalSpatialGatingUnit(linear_units, kernel_size, dropout_rate)
+        self.channel_proj2 = nn.Linear(linear_units // 2, size)
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
-        x_r, x_g = self.channel_proj1(x).chunk(2, dim=-1)
-        x_g = self.norm(x_g).masked_fill(pad_mask, 0.0)
-        x_g = self.conv(x_g.transpose(1, 2)).transpose(1, 2)
-        return self.channel_proj2(self.dropout(x_r * x_g))
+        return self.channel_proj2(self.csgu(self.channel_proj1(x), pad_mask))
 
 
 class EBranchformerBlock(nn.Module):
-    """Macaron FFN/2 -> (attention || cgMLP) -> depthwise merge -> FFN/2 -> LayerNorm."""
+    """[Macaron FFN/2] -> (attention || cgMLP) -> depthwise merge -> [FFN(/2)] -> LayerNorm."""
 
     def __init__(
         self,
@@ -61,6 +72,8 @@ class EBranchformerBlock(nn.Module):
         dropout_rate: float,
         attention_dropout_rate: float,
         activation_type: Activation,
+        use_ffn: bool = True,
+        macaron_ffn: bool = True,
     ) -> None:
         super().__init__()
         _odd("merge_conv_kernel", merge_conv_kernel)
@@ -68,14 +81,22 @@ class EBranchformerBlock(nn.Module):
         self.cgmlp = ConvolutionalGatingMLP(
             size, cgmlp_linear_units, cgmlp_conv_kernel, dropout_rate
         )
-        self.feed_forward_macaron = PositionwiseFeedForward(
-            size, linear_units, dropout_rate, activation_type
-        )
-        self.feed_forward = PositionwiseFeedForward(
-            size, linear_units, dropout_rate, activation_type
-        )
-        self.norm_ff_macaron = nn.LayerNorm(size)
-        self.norm_ff = nn.LayerNorm(size)
+        self.feed_forward: nn.Module | None = None
+        self.feed_forward_macaron: nn.Module | None = None
+        self.norm_ff: nn.Module | None = None
+        self.norm_ff_macaron: nn.Module | None = None
+        self.ff_scale = 1.0
+        if use_ffn:
+            self.feed_forward = PositionwiseFeedForward(
+                size, linear_units, dropout_rate, activation_type
+            )
+            self.norm_ff = nn.LayerNorm(size)
+            if macaron_ffn:
+                self.feed_forward_macaron = PositionwiseFeedForward(
+                    size, linear_units, dropout_rate, activation_type
+                )
+                self.norm_ff_macaron = nn.LayerNorm(size)
+                self.ff_scale = 0.5
         self.norm_mha = nn.LayerNorm(size)
         self.norm_mlp = nn.LayerNorm(size)
         self.norm_final = nn.LayerNorm(size)
@@ -92,14 +113,16 @@ class EBranchformerBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, pos_emb: torch.Tensor, mask: torch.Tensor, pad_mask: torch.Tensor
     ) -> torch.Tensor:
-        x = x + 0.5 * self.dropout(self.feed_forward_macaron(self.norm_ff_macaron(x)))
+        if self.feed_forward_macaron is not None and self.norm_ff_macaron is not None:
+            x = x + self.ff_scale * self.dropout(self.feed_forward_macaron(self.norm_ff_macaron(x)))
         h = self.norm_mha(x)
         x1 = self.dropout(self.attn(h, h, h, pos_emb, mask))
         x2 = self.dropout(self.cgmlp(self.norm_mlp(x), pad_mask))
         merged = torch.cat([x1, x2], dim=-1)
         fused = self.depthwise_conv_fusion(merged.masked_fill(pad_mask, 0.0).transpose(1, 2))
         x = x + self.dropout(self.merge_proj(merged + fused.transpose(1, 2)))
-        x = x + 0.5 * self.dropout(self.feed_forward(self.norm_ff(x)))
+        if self.feed_forward is not None and self.norm_ff is not None:
+            x = x + self.ff_scale * self.dropout(self.feed_forward(self.norm_ff(x)))
         return self.norm_final(x)
 
 
@@ -117,7 +140,9 @@ class EBranchformerEncoder(nn.Module):
         num_blocks: number of blocks.
         dropout_rate / positional_dropout_rate / attention_dropout_rate: as conformer.
         input_layer: ``conv2d`` (x4), ``conv2d6`` (x6) or ``conv2d8`` (x8).
-        activation_type: feed-forward activation.
+        activation_type: feed-forward activation (ESPnet2's ``ffn_activation_type``).
+        use_ffn: include the feed-forward module after the merge.
+        macaron_ffn: also one before the branches (both then scaled by 1/2).
         attention_layer_type / pos_enc_layer_type / rel_pos_type: ``rel_selfattn`` /
             ``rel_pos`` / ``latest`` only.
     """
@@ -140,6 +165,8 @@ class EBranchformerEncoder(nn.Module):
         attention_layer_type: Literal["rel_selfattn"] = "rel_selfattn",
         pos_enc_layer_type: Literal["rel_pos"] = "rel_pos",
         rel_pos_type: Literal["latest"] = "latest",
+        use_ffn: bool = True,
+        macaron_ffn: bool = True,
     ) -> None:
         super().__init__()
         check_choice("encoder_conf.attention_layer_type", attention_layer_type, ("rel_selfattn",))
@@ -159,6 +186,8 @@ class EBranchformerEncoder(nn.Module):
                 dropout_rate,
                 attention_dropout_rate,
                 activation_type,
+                use_ffn,
+                macaron_ffn,
             )
             for _ in range(num_blocks)
         )
