@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from espnet_data.batching import pad_sequences
-from espnet_infer import DecodeConfig, Speech2Text, load_model_folder
+from espnet_infer import DecodeConfig, Speech2Text, Transcript, load_model_folder
 
 from tests._fixtures import Pipeline, read_samples
 
@@ -41,3 +46,82 @@ def test_accepts_a_loaded_model_and_empty_input(pipeline: Pipeline) -> None:
     assert s2t.model is loaded.model
     assert s2t.sample_rate == 16000
     assert s2t.transcribe([]) == []
+
+
+def test_from_pretrained_transcribes_paths_and_waveforms(
+    pipeline: Pipeline, samples: list[dict], tmp_path: Path
+) -> None:
+    s2t = Speech2Text.from_pretrained(pipeline.model_dir, method="ctc_greedy")
+    assert s2t.decode.method == "ctc_greedy"
+    audio = samples[0]["audio"]
+    path = tmp_path / "utt.wav"
+    sf.write(path, audio, 16000)
+    text = s2t.transcribe(audio)
+    assert isinstance(text, str)
+    assert s2t.transcribe(path) == s2t.transcribe(str(path)) == text  # 16-bit wav: same tokens
+    assert s2t.transcribe(torch.from_numpy(audio)) == text
+    batch = s2t.transcribe_batch([s["audio"] for s in samples])
+    assert batch == [s2t.transcribe(s["audio"]) for s in samples]
+    assert s2t.transcribe([s["audio"] for s in samples]) == batch  # the list form of old
+    slow = tmp_path / "utt8k.wav"
+    sf.write(slow, audio[::2], 8000)  # resampled to the model's rate on load
+    assert isinstance(s2t.transcribe(slow), str)
+
+
+def test_nbest_is_sorted_and_starts_with_the_best(pipeline: Pipeline, samples: list[dict]) -> None:
+    s2t = Speech2Text.from_pretrained(
+        pipeline.model_dir, decode=DecodeConfig(method="beam_search", beam_size=3, nbest=3)
+    )
+    hyps = s2t.transcribe_nbest(samples[0]["audio"])
+    assert 1 <= len(hyps) <= 3 and all(isinstance(h, Transcript) for h in hyps)
+    assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+    assert hyps[0].text == s2t.transcribe(samples[0]["audio"])
+    assert {"att", "ctc"} <= set(hyps[0].scores)
+    assert hyps[0].to_dict()["tokens"] == hyps[0].tokens
+
+
+@pytest.mark.parametrize("ctc_weight", [0.0, 1.0])
+def test_attention_only_and_ctc_only(pipeline: Pipeline, samples: list[dict], ctc_weight: float) -> None:
+    s2t = Speech2Text.from_pretrained(pipeline.model_dir, beam_size=2, ctc_weight=ctc_weight)
+    (best,) = s2t.transcribe_nbest(samples[0]["audio"])
+    assert set(best.scores) == ({"att"} if ctc_weight == 0.0 else {"ctc"})
+
+
+def test_bad_inputs_name_the_fix(pipeline: Pipeline, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="method: beam_search"):
+        Speech2Text(pipeline.model_dir, decode=DecodeConfig(method="ctc_greedy", nbest=2))
+    with pytest.raises(TypeError, match="unknown decoding option"):
+        Speech2Text.from_pretrained(pipeline.model_dir, beam=3)
+    s2t = Speech2Text.from_pretrained(pipeline.model_dir, method="ctc_greedy")
+    with pytest.raises(ValueError, match="1-D"):
+        s2t.transcribe(np.zeros((2, 100), dtype=np.float32))
+    with pytest.raises(ValueError, match="empty"):
+        s2t.transcribe(np.zeros(0, dtype=np.float32))
+    with pytest.raises(FileNotFoundError, match="neither a model folder"):
+        Speech2Text.from_pretrained(tmp_path / "no" / "such" / "model")
+
+
+def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+def test_from_pretrained_hub_repo_id_from_the_cache(
+    pipeline: Pipeline, samples: list[dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repo id resolves through huggingface_hub's cache (offline: no network here)."""
+    _offline_hub(monkeypatch)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--tiny-asr"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(pipeline.model_dir, repo / "snapshots" / commit)
+    s2t = Speech2Text.from_pretrained("someone/tiny-asr", cache_dir=tmp_path / "hub",
+                                      method="ctc_greedy")
+    assert s2t.loaded.path == repo / "snapshots" / commit
+    local = Speech2Text.from_pretrained(pipeline.model_dir, method="ctc_greedy")
+    assert s2t.transcribe(samples[0]["audio"]) == local.transcribe(samples[0]["audio"])
+    with pytest.raises(FileNotFoundError, match="someone/other"):
+        Speech2Text.from_pretrained("someone/other", cache_dir=tmp_path / "hub")
