@@ -2,6 +2,7 @@
 
 from .average import average_checkpoints
 from .config import DataConfig, OptimConfig, TrainerConfig, TrainingConfig
+from .contract import OptimizationStep
 from .export import export_model_folder
 from .module import LitESPnetModel
 from .stats import collect_stats
@@ -13,6 +14,7 @@ __all__ = [
     "DataConfig",
     "LitESPnetModel",
     "OptimConfig",
+    "OptimizationStep",
     "TrainerConfig",
     "TrainingConfig",
     "average_checkpoints",

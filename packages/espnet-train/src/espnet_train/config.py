@@ -34,30 +34,54 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW with a warmup schedule.
+    """One optimizer and its learning-rate schedule.
 
     Args:
-        lr: peak learning rate.
-        scheduler: ``warmuplr`` (ESPnet2's: linear warmup, then inverse square root decay),
-            ``cosine`` (linear warmup, cosine decay to ``min_lr`` over training), ``constant``.
+        name: ``adamw``, ``adam`` or ``sgd`` (``momentum``/``nesterov`` apply to sgd only).
+        lr: peak learning rate (for ``noam``: the factor in front of its formula).
+        scheduler: stepped once per optimizer step, never on a skipped batch:
+            ``warmuplr`` (ESPnet2's: linear warmup, then inverse square root decay),
+            ``noam`` (``lr * model_size**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)``),
+            ``cosine`` (linear warmup, cosine decay to ``min_lr`` over training),
+            ``reduce_on_plateau`` (multiply by ``plateau_factor`` after ``plateau_patience``
+            epochs without improvement of ``monitor``), ``constant``.
         warmup_steps: optimizer steps of linear warmup.
+        model_size: ``d_model`` of the ``noam`` formula.
+        params: multi-optimizer models only: the prefix of the parameter names
+            (``model.named_parameters()``) this optimizer updates, e.g. ``generator.``.
+        grad_clip: gradient-norm clipping for this optimizer's parameters; None takes
+            ``trainer.gradient_clip_val``.
     """
 
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float = 2e-3
     weight_decay: float = 1e-6
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-9
-    scheduler: Literal["warmuplr", "cosine", "constant"] = "warmuplr"
+    momentum: float = 0.9
+    nesterov: bool = False
+    scheduler: Literal["warmuplr", "noam", "cosine", "reduce_on_plateau", "constant"] = "warmuplr"
     warmup_steps: int = 1000
     min_lr: float = 1e-5
+    model_size: int = 256
+    plateau_factor: float = 0.5
+    plateau_patience: int = 1
+    params: str | None = None
+    grad_clip: float | None = None
 
 
 @dataclass
 class TrainerConfig:
     """Arguments handed to ``lightning.Trainer``.
 
-    ``devices``/``num_nodes``/``strategy`` select DDP on several GPUs or nodes.
-    ``num_threads`` sets torch's intra-op threads on CPU (None keeps torch's default).
+    ``devices``/``num_nodes``/``strategy`` select DDP on several GPUs or nodes
+    (``strategy: ddp``; on CPU ``accelerator: cpu, devices: 2`` runs 2 gloo processes).
+    ``precision``: ``32-true``, ``bf16-mixed`` (GPU, or CPUs with AVX-512 bf16) or
+    ``16-mixed`` (GPU only, with a gradient scaler). ``gradient_clip_val`` clips the
+    global gradient norm (0 or None: no clipping); ``accumulate_grad_batches`` sums the
+    gradients of that many batches per optimizer step. ``num_threads`` sets torch's
+    intra-op threads on CPU (None keeps torch's default). ``enable_progress_bar``: None
+    shows it when stderr is a terminal.
     """
 
     max_epochs: int = 30
@@ -65,12 +89,13 @@ class TrainerConfig:
     devices: int | str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "32-true"
-    gradient_clip_val: float = 5.0
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "32", "bf16", "16"] = "32-true"
+    gradient_clip_val: float | None = 5.0
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 20
     num_threads: int | None = None
     max_time: str | None = None  # "DD:HH:MM:SS": stop gracefully after this long
+    enable_progress_bar: bool | None = None
 
 
 @dataclass
@@ -83,11 +108,23 @@ class TrainingConfig:
         model: ESPnet2-style model block (frontend, specaug, normalize, encoder, decoder,
             model_conf with their ``*_conf``).
         stats_file: feature statistics from ``collect_stats`` (for ``normalize: global_mvn``).
+        optim: the optimizer and its schedule.
+        optims: multi-optimizer (GAN-style) models only, replacing ``optim``: named
+            optimizers (each with ``params``, the prefix of the parameters it updates);
+            the model returns ``OptimizationStep(loss=..., name=...)`` objects that
+            route each loss to one of these names.
         best_n: checkpoints kept and averaged into the final ``model.pt``.
-        monitor: validation metric that ranks checkpoints.
-        resume: continue from ``exp_dir/checkpoints/last.ckpt`` when it exists.
-        nan_policy: ``skip`` drops a batch whose loss is NaN/Inf (counted in the log);
-            ``raise`` stops training.
+        monitor: validation metric that ranks checkpoints (``valid/<stat>`` for any
+            stat the model returns, e.g. ``valid/acc``, ``valid/loss_att``).
+        monitor_mode: ``min`` or ``max``; None means ``max`` for ``acc`` metrics, else ``min``.
+        checkpoint_every_n_steps: also write ``last.ckpt`` every N optimizer steps
+            (0: only at the end of each epoch).
+        resume: continue from ``exp_dir/checkpoints/last.ckpt`` when it exists, with the
+            same data order and random state, so the end result equals an unbroken run.
+        nan_policy: ``skip`` drops a batch whose loss or gradient is NaN/Inf on any rank
+            (on every rank together, counted in the log); ``raise`` stops training.
+        max_consecutive_bad_batches: ``skip`` stops with an error after this many
+            bad batches in a row.
     """
 
     exp_dir: str
@@ -96,9 +133,34 @@ class TrainingConfig:
     model: dict[str, Any] = field(default_factory=dict)
     stats_file: str | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
+    optims: dict[str, OptimConfig] = field(default_factory=dict)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     best_n: int = 5
-    monitor: Literal["valid/loss", "valid/acc", "valid/loss_ctc"] = "valid/loss"
+    monitor: str = "valid/loss"
+    monitor_mode: Literal["min", "max"] | None = None
+    checkpoint_every_n_steps: int = 1000
     seed: int = 0
     resume: bool = True
     nan_policy: Literal["skip", "raise"] = "skip"
+    max_consecutive_bad_batches: int = 100
+
+    def __post_init__(self) -> None:
+        if not self.monitor.startswith("valid/"):
+            raise ValueError(
+                f"monitor: {self.monitor!r} must name a validation stat, e.g. valid/loss or valid/acc"
+            )
+        if self.max_consecutive_bad_batches < 1:
+            raise ValueError(
+                f"max_consecutive_bad_batches: {self.max_consecutive_bad_batches} must be >= 1"
+            )
+        if self.checkpoint_every_n_steps < 0:
+            raise ValueError(
+                f"checkpoint_every_n_steps: {self.checkpoint_every_n_steps} must be >= 0 (0: per epoch only)"
+            )
+
+    @property
+    def mode(self) -> Literal["min", "max"]:
+        """Whether a lower (``min``) or higher (``max``) ``monitor`` value is better."""
+        if self.monitor_mode is not None:
+            return self.monitor_mode
+        return "max" if self.monitor.endswith("acc") else "min"

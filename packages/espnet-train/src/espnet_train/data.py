@@ -1,13 +1,95 @@
-"""DataLoaders over shard folders: streaming, length-bucketed, tokenized."""
+"""Batches for training: streaming, length-bucketed, tokenized, resumable, rank-equalised.
+
+:class:`BatchStream` wraps the DataLoader so that (1) every DDP rank yields the same
+number of batches per epoch (the stream ends for all ranks when the first rank runs
+out, so no rank waits forever in an all-reduce), and (2) a run resumed from a
+mid-epoch checkpoint continues the epoch where it stopped, in the same order: the
+batch order is a function of ``seed`` and the epoch, and the batches already trained
+are read again and dropped (Lightning saves and restores the position through
+``state_dict`` / ``load_state_dict``).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import torch
+import torch.distributed as dist
 from espnet_data import Collate, DynamicBatcher, ShardDataset, map_stage, shard_paths
 from torch.utils.data import DataLoader
 
 from .config import DataConfig
+
+log = logging.getLogger(__name__)
+
+
+def all_ranks_true(flag: bool) -> bool:
+    """``flag`` AND-ed over all DDP ranks (a collective: every rank must call it)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() <= 1:
+        return flag
+    device = torch.device("cpu")
+    if dist.get_backend() == "nccl":
+        device = torch.device("cuda", torch.cuda.current_device())
+    value = torch.tensor(1 if flag else 0, dtype=torch.int32, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
+class BatchStream:
+    """An iterable of batches with equal counts on every rank and a resumable position.
+
+    Args:
+        batches: anything iterable once per epoch (a DataLoader).
+        dataset: told the epoch (``set_epoch``) so shuffles differ per epoch; optional.
+        name: for log messages.
+
+    ``consumed`` counts the batches the trainer finished in the current epoch
+    (incremented by the training loop, not by iteration, because Lightning fetches
+    one batch ahead).
+    """
+
+    def __init__(self, batches: Iterable[Any], dataset: Any = None, *, name: str = "train") -> None:
+        self.batches = batches
+        self.dataset = dataset
+        self.name = name
+        self.epoch = 0
+        self.consumed = 0
+        self._skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self._skip = 0  # a restored position belongs to the epoch it was saved in
+        self.epoch = epoch
+        if self.dataset is not None and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Any]:
+        skip, self._skip = self._skip, 0
+        self.consumed = skip
+        it = iter(self.batches)
+        if skip:
+            log.info("%s: epoch %d resumes after batch %d (re-reading and dropping those)", self.name, self.epoch, skip)
+        for _ in range(skip):
+            if next(it, None) is None:
+                break
+        while True:
+            batch = next(it, None)
+            if not all_ranks_true(batch is not None):
+                if batch is not None:
+                    log.info("%s: this rank has more batches than another; the epoch ends here", self.name)
+                return
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch = int(state["epoch"])
+        self._skip = int(state["consumed"])
+        if self.dataset is not None and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)
 
 
 def make_loader(
@@ -18,7 +100,11 @@ def make_loader(
     train: bool,
     seed: int = 0,
 ) -> tuple[DataLoader, ShardDataset]:
-    """A DataLoader of ready batches (``batch_size=None``: the batcher makes them)."""
+    """A DataLoader of ready batches (``batch_size=None``: the batcher makes them).
+
+    The loader has its own random generator, so creating its iterator does not draw
+    from torch's global RNG (which a resumed run restores for dropout and SpecAugment).
+    """
     batcher = DynamicBatcher(
         max_seconds=data.max_seconds,
         max_batch_size=data.max_batch_size,
@@ -38,5 +124,14 @@ def make_loader(
         num_workers=data.num_workers,
         persistent_workers=False,
         prefetch_factor=4 if data.num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
     )
     return loader, dataset
+
+
+def make_stream(
+    split_dir: str, data: DataConfig, tokenize: Any, *, train: bool, seed: int = 0
+) -> BatchStream:
+    """:func:`make_loader` wrapped in a :class:`BatchStream`."""
+    loader, dataset = make_loader(split_dir, data, tokenize, train=train, seed=seed)
+    return BatchStream(loader, dataset, name="train" if train else "valid")

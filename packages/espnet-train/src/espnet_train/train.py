@@ -2,8 +2,12 @@
 ``train`` stage of a recipe take.
 
 Outputs in ``exp_dir``: ``config.yaml`` (resolved, never overwritten: older ones are
-kept as ``config.1.yaml``...), ``checkpoints/`` (best N by the monitored metric plus
-``last.ckpt``), ``tensorboard/``, and ``model/`` (best-N average, ready for inference).
+kept as ``config.1.yaml``...), ``checkpoints/`` (best N epochs by the monitored metric,
+``epochNNN.ckpt``, plus ``last.ckpt`` written at each epoch end and every
+``checkpoint_every_n_steps``), ``tensorboard/``, ``csv/metrics.csv``, ``images/*.png``
+(loss, accuracy, learning rate per epoch), ``train_summary.json`` and ``model/``
+(best-N average, ready for inference). Run again after a kill, ``train`` resumes
+from ``last.ckpt`` and ends with the same weights as an unbroken run.
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
@@ -22,12 +26,13 @@ import yaml
 from espnet_data import load_tokenizer_dir, read_index
 from espnet_data.atomic import atomic_open, write_json
 from espnet_model import build_asr_model, count_parameters
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from .average import average_checkpoints, best_checkpoints
+from .callbacks import AtomicCheckpoint, DataPosition, EpochHistory
 from .config import TrainingConfig
-from .data import make_loader
+from .data import make_stream
 from .export import export_model_folder
 from .module import LitESPnetModel
 
@@ -64,8 +69,12 @@ def _steps_per_epoch(config: TrainingConfig) -> int:
     return max(1, int(seconds * 1.15 / config.data.max_seconds) + 1)
 
 
-def train(config: TrainingConfig) -> Path:
-    """Train, average the best checkpoints, export ``exp_dir/model``; return that folder."""
+def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) -> Path:
+    """Train, average the best checkpoints, export ``exp_dir/model``; return that folder.
+
+    ``callbacks``: further Lightning callbacks (progress reporting, tests that stop
+    training on purpose).
+    """
     exp_dir = Path(config.exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     _save_resolved(config, exp_dir)
@@ -75,24 +84,43 @@ def train(config: TrainingConfig) -> Path:
     tokenizer = load_tokenizer_dir(config.tokenizer)
     model = build_model(config, tokenizer.vocab_size)
     log.info("model: %.2fM parameters", count_parameters(model) / 1e6)
-    train_loader, train_set = make_loader(
-        config.data.train, config.data, tokenizer.encode, train=True, seed=config.seed
+    train_stream = make_stream(config.data.train, config.data, tokenizer.encode, train=True, seed=config.seed)
+    valid_stream = make_stream(config.data.valid, config.data, tokenizer.encode, train=False)
+    tc = config.trainer
+    total_steps = _steps_per_epoch(config) * tc.max_epochs // max(1, tc.accumulate_grad_batches)
+    lit = LitESPnetModel(
+        model,
+        config.optim,
+        optims=config.optims or None,
+        nan_policy=config.nan_policy,
+        bad_batch_limit=config.max_consecutive_bad_batches,
+        total_steps=total_steps,
+        gradient_clip_val=tc.gradient_clip_val,
+        accumulate_grad_batches=tc.accumulate_grad_batches,
+        monitor=config.monitor,
+        monitor_mode=config.mode,
     )
-    valid_loader, _ = make_loader(config.data.valid, config.data, tokenizer.encode, train=False)
-    total_steps = _steps_per_epoch(config) * config.trainer.max_epochs
-    lit = LitESPnetModel(model, config.optim, nan_policy=config.nan_policy, total_steps=total_steps)
-    mode = "max" if config.monitor.endswith("acc") else "min"
     ckpt_dir = exp_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(
+    best_ckpt = AtomicCheckpoint(
         dirpath=ckpt_dir,
         filename="epoch{epoch:03d}",
         auto_insert_metric_name=False,
         monitor=config.monitor,
-        mode=mode,
+        mode=config.mode,
         save_top_k=config.best_n,
         save_last=True,
+        enable_version_counter=False,
     )
-    tc = config.trainer
+    checkpoints: list[L.Callback] = [best_ckpt]
+    if config.checkpoint_every_n_steps:
+        checkpoints.append(AtomicCheckpoint(
+            dirpath=ckpt_dir,
+            every_n_train_steps=config.checkpoint_every_n_steps,
+            save_top_k=0,
+            save_last=True,
+            enable_version_counter=False,
+        ))
+    progress = tc.enable_progress_bar if tc.enable_progress_bar is not None else sys.stderr.isatty()
     trainer = L.Trainer(
         default_root_dir=exp_dir,
         max_epochs=tc.max_epochs,
@@ -102,15 +130,19 @@ def train(config: TrainingConfig) -> Path:
         num_nodes=tc.num_nodes,
         strategy=tc.strategy,
         precision=tc.precision,
-        gradient_clip_val=tc.gradient_clip_val,
-        accumulate_grad_batches=tc.accumulate_grad_batches,
         log_every_n_steps=tc.log_every_n_steps,
-        callbacks=[checkpoint, LearningRateMonitor(), _EpochSetter(train_set)],
+        callbacks=[
+            DataPosition(train_stream),
+            EpochHistory(exp_dir / "images"),
+            LearningRateMonitor(),
+            *(callbacks or []),
+            *checkpoints,
+        ],
         logger=[
             TensorBoardLogger(exp_dir, name="tensorboard", version=""),
             CSVLogger(exp_dir, name="csv", version=""),
         ],
-        enable_progress_bar=False,
+        enable_progress_bar=progress,
         enable_model_summary=True,
     )
     last = ckpt_dir / "last.ckpt"
@@ -118,15 +150,17 @@ def train(config: TrainingConfig) -> Path:
     if resume:
         log.info("resuming from %s", resume)
     start = time.perf_counter()
-    trainer.fit(lit, train_loader, valid_loader, ckpt_path=resume)
+    trainer.fit(lit, train_stream, valid_stream, ckpt_path=resume)
     if not trainer.is_global_zero:
         return exp_dir / "model"
-    scores = {str(p): float(s) for p, s in checkpoint.best_k_models.items()}
-    best = best_checkpoints(ckpt_dir, scores, config.best_n, mode)
+    scores = {str(p): float(s) for p, s in best_ckpt.best_k_models.items()}
+    best = best_checkpoints(ckpt_dir, scores, config.best_n, config.mode)
     log.info("averaging %d checkpoints: %s", len(best), [p.name for p in best])
     summary = {
         "epochs": trainer.current_epoch,
         "global_steps": trainer.global_step,
+        "optimizer_steps": lit.optimizer_steps,
+        "trained_batches": lit.trained_batches,
         "averaged": [p.name for p in best],
         "monitor": config.monitor,
         "best_scores": {Path(p).name: s for p, s in scores.items()},
@@ -152,13 +186,3 @@ def _sample_rate(split_dir: str) -> int:
     if summary.exists():
         return int(json.loads(summary.read_text()).get("sample_rate", 16000))
     return 16000
-
-
-class _EpochSetter(L.Callback):
-    """Tell the streaming dataset which epoch it is, so shuffles differ per epoch."""
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.dataset.set_epoch(trainer.current_epoch)

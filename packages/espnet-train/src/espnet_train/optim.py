@@ -1,0 +1,115 @@
+"""Optimizers and learning-rate schedules from :class:`~espnet_train.config.OptimConfig`.
+
+The one place where an ``optim:`` block becomes ``torch.optim`` objects. Step-based
+schedules are ``LambdaLR`` multipliers of the peak ``lr`` (stepped once per optimizer
+step by :class:`~espnet_train.module.LitESPnetModel`, never on a skipped batch);
+``reduce_on_plateau`` is torch's ``ReduceLROnPlateau``, stepped once per epoch on the
+monitored validation metric.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+
+from .config import OptimConfig
+
+LRLambda = Callable[[int], float]
+
+
+def lr_lambda(optim: OptimConfig, total_steps: int | None) -> LRLambda:
+    """The multiplier of the peak LR at optimizer step ``step`` (0-based)."""
+    warmup = max(1, optim.warmup_steps)
+
+    def warmuplr(step: int) -> float:
+        step = step + 1
+        return min(step / warmup, (warmup / step) ** 0.5)
+
+    def noam(step: int) -> float:
+        step = step + 1
+        return optim.model_size**-0.5 * min(step**-0.5, step * warmup**-1.5)
+
+    def cosine(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        total = max(total_steps or warmup * 10, warmup + 1)
+        progress = min(1.0, (step - warmup) / (total - warmup))
+        floor = optim.min_lr / optim.lr
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def constant(step: int) -> float:
+        return 1.0
+
+    schedules: dict[str, LRLambda] = {
+        "warmuplr": warmuplr, "noam": noam, "cosine": cosine, "constant": constant,
+    }
+    if optim.scheduler not in schedules:
+        raise ValueError(f"optim.scheduler: {optim.scheduler!r} is not a step-based schedule")
+    return schedules[optim.scheduler]
+
+
+def build_optimizer(optim: OptimConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """``adamw``, ``adam`` or ``sgd`` with the block's hyper-parameters."""
+    params = list(params)
+    if optim.name == "adamw":
+        return torch.optim.AdamW(
+            params, lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay
+        )
+    if optim.name == "adam":
+        return torch.optim.Adam(
+            params, lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay
+        )
+    if optim.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=optim.lr, momentum=optim.momentum, nesterov=optim.nesterov,
+            weight_decay=optim.weight_decay,
+        )
+    raise ValueError(f"optim.name: {optim.name!r}; choose adamw, adam or sgd")
+
+
+def build_scheduler(
+    optim: OptimConfig,
+    optimizer: torch.optim.Optimizer,
+    total_steps: int | None,
+    mode: str = "min",
+) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """The schedule of ``optim.scheduler`` on ``optimizer`` (``mode``: of the monitored metric)."""
+    if optim.scheduler == "reduce_on_plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=mode, factor=optim.plateau_factor, patience=optim.plateau_patience,
+            min_lr=optim.min_lr,
+        )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(optim, total_steps))
+
+
+def split_parameters(
+    model: torch.nn.Module, optims: dict[str, OptimConfig]
+) -> dict[str, list[torch.nn.Parameter]]:
+    """Route every trainable parameter to the named optimizer whose ``params`` prefix it has.
+
+    Raises ``ValueError`` naming the optimizer or parameter when a prefix is missing,
+    matches nothing, or a parameter belongs to no optimizer or to two.
+    """
+    groups: dict[str, list[torch.nn.Parameter]] = {name: [] for name in optims}
+    for name, conf in optims.items():
+        if not conf.params:
+            raise ValueError(
+                f"optims.{name}.params is not set: give the prefix of the parameter names it "
+                "updates, e.g. params: generator."
+            )
+    for pname, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        owners = [name for name, conf in optims.items() if pname.startswith(conf.params or "")]
+        if len(owners) != 1:
+            raise ValueError(
+                f"parameter {pname!r} matches {len(owners)} optimizers {owners} of optims "
+                f"(prefixes {[c.params for c in optims.values()]}); each parameter needs exactly one"
+            )
+        groups[owners[0]].append(param)
+    for name, params in groups.items():
+        if not params:
+            raise ValueError(f"optims.{name}.params {optims[name].params!r} matches no parameter")
+    return groups
