@@ -1,5 +1,7 @@
 """Corpus readers: each turns a corpus on disk (or made on the fly) into entries."""
 
+from .an4 import AN4Corpus
+from .kaldi import KaldiDirCorpus
 from .mini import MiniCorpus
 
-__all__ = ["MiniCorpus"]
+__all__ = ["AN4Corpus", "KaldiDirCorpus", "MiniCorpus"]
