@@ -104,13 +104,14 @@ def test_infer_and_measure_stages(recipe: Path) -> None:
 
 def test_publish_stages(recipe: Path) -> None:
     packed = recipe / "exp" / "packed"
-    manifest = json.loads((packed / "MANIFEST.json").read_text())
+    manifest = yaml.safe_load((packed / "meta.yaml").read_text())
     assert manifest
     assert (packed / "README.md").read_text().strip()
     assert (packed / "scores.json").is_file() and (packed / "inference.yaml").is_file()
     demo = recipe / "exp" / "demo"
     assert demo.is_dir() and any(demo.iterdir())
-    assert (demo / "model" / "MANIFEST.json").is_file()
+    assert (demo / "model" / "meta.yaml").is_file()
+    assert (packed / "model.safetensors").is_file()
 
 
 def test_one_log_per_stage(recipe: Path) -> None:

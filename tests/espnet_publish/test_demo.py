@@ -1,15 +1,18 @@
-"""pack_demo: Gradio Space folder contents; upload_demo with a fake HfApi."""
+"""pack_demo: Gradio Space folder contents, its transcribe function; upload_demo to a local Hub."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
-from typing import Any
 
 import huggingface_hub
 import pytest
 import yaml
 from espnet_publish import PublishError, pack_demo, pack_model, upload_demo, verify_manifest
-from espnet_publish.testing import dummy_model_folder
+from espnet_publish.testing import dummy_model_folder, tiny_asr_model_folder
+
+from ._hub_server import LocalHub
 
 
 @pytest.fixture
@@ -25,7 +28,7 @@ def test_pack_demo_layout(packed: Path, tmp_path: Path) -> None:
     assert meta["title"] == title and meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
     assert meta["license"] == "cc-by-4.0"
     reqs = (demo / "requirements.txt").read_text().split()
-    assert {"espnet-infer", "gradio"} <= set(reqs)
+    assert {"espnet-infer", "gradio", "pyyaml"} <= set(reqs)
     verify_manifest(demo / "model")
     app = (demo / "app.py").read_text()
     compile(app, "app.py", "exec")
@@ -39,38 +42,53 @@ def test_pack_demo_refuses_overwrite_and_unpacked_input(packed: Path, tmp_path: 
         pack_demo(packed, tmp_path / "space", title="t")
     pack_demo(packed, tmp_path / "space", title="t2", overwrite=True)
     assert "t2" in (tmp_path / "space" / "README.md").read_text()
-    with pytest.raises(PublishError, match="MANIFEST.json"):
+    with pytest.raises(PublishError, match="meta.yaml"):
         pack_demo(tmp_path / "model", tmp_path / "space2", title="t")
 
 
+def test_transcribe_without_gradio(
+    tmp_path: Path, tiny_shards: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from espnet_data.audio import read_audio
+    from espnet_infer import DecodeConfig, Speech2Text
+
+    model_dir = tiny_asr_model_folder(tmp_path / "model")
+    inference = tmp_path / "inference.yaml"
+    inference.write_text("decode: {method: beam_search, beam_size: 2, ctc_weight: 0.5}\n")
+    packed = pack_model(model_dir, tmp_path / "packed", model_name="m",
+                        extra_files={"inference.yaml": inference})
+    demo = pack_demo(packed, tmp_path / "space", title="t")
+    monkeypatch.setitem(sys.modules, "gradio", None)  # importing gradio would fail
+    spec = importlib.util.spec_from_file_location("space_app", demo / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    flac = sorted((tiny_shards.parent / "audio").glob("*.flac"))[0]
+    want = Speech2Text(model_dir, decode=DecodeConfig(method="beam_search", beam_size=2,
+                                                      ctc_weight=0.5)).transcribe([read_audio(flac)[0]])
+    assert app.transcribe(str(flac)) == want[0]
+    assert app.speech2text().decode.beam_size == 2  # the packed inference.yaml is used
+    assert "Record or upload" in app.transcribe(None)
+    with pytest.raises(ImportError):
+        app.build_demo()
+
+
 def test_upload_demo(packed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-
-    class FakeHfApi:
-        def __init__(self, token: str | None = None) -> None:
-            calls.append(("init", (), {"token": token}))
-
-        def create_repo(self, *args: Any, **kwargs: Any) -> None:
-            calls.append(("create_repo", args, kwargs))
-
-        def upload_folder(self, *args: Any, **kwargs: Any) -> None:
-            calls.append(("upload_folder", args, kwargs))
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
     demo = pack_demo(packed, tmp_path / "space", title="t")
-    with pytest.raises(PublishError, match="hf auth login"):
-        upload_demo(demo, "me/demo")
-    assert calls == []
-    with pytest.raises(PublishError, match="owner/name"):
-        upload_demo(demo, "demo", token="hf_x")
-    url = upload_demo(demo, "me/demo", token="hf_x")
-    assert url == "https://huggingface.co/spaces/me/demo"
-    assert calls[0] == ("init", (), {"token": "hf_x"})
-    assert calls[1] == (
-        "create_repo",
-        ("me/demo",),
-        {"repo_type": "space", "exist_ok": True, "private": False, "space_sdk": "gradio"},
-    )
-    assert calls[2][2]["repo_type"] == "space" and calls[2][2]["folder_path"] == str(demo)
+    with LocalHub(token="hf_x") as hub:
+        with pytest.raises(PublishError, match="hf auth login"):
+            upload_demo(demo, "me/demo", endpoint=hub.url)
+        with pytest.raises(PublishError, match="owner/name"):
+            upload_demo(demo, "demo", token="hf_x", endpoint=hub.url)
+        assert hub.requests == []
+        url = upload_demo(demo, "me/demo", token="hf_x", endpoint=hub.url)
+        assert url == f"{hub.url}/spaces/me/demo"
+        space = hub.repos[("space", "me/demo")]
+        assert space.sdk == "gradio"
+        assert space.files["main"] == {
+            p.relative_to(demo).as_posix(): p.read_bytes() for p in demo.rglob("*") if p.is_file()
+        }
+        assert any(card.get("sdk") == "gradio" for card in hub.cards)
+        with pytest.raises(PublishError, match="already exists"):
+            upload_demo(demo, "me/demo", token="hf_x", endpoint=hub.url)

@@ -1,40 +1,24 @@
-"""Token resolution and Hub upload with a fake HfApi (the Hub is never contacted)."""
+"""Token resolution and Hub upload against a local Hub on 127.0.0.1 (never the real one)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
 
 import huggingface_hub
 import pytest
 from espnet_publish import PublishError, pack_model, resolve_token, upload_model
 from espnet_publish.testing import dummy_model_folder
 
+from ._hub_server import LocalHub
 
-class FakeHfApi:
-    instances: list[FakeHfApi] = []
-
-    def __init__(self, token: str | None = None) -> None:
-        self.token = token
-        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-        FakeHfApi.instances.append(self)
-
-    def create_repo(self, *args: Any, **kwargs: Any) -> str:
-        self.calls.append(("create_repo", args, kwargs))
-        return f"https://huggingface.co/{args[0]}"
-
-    def create_branch(self, *args: Any, **kwargs: Any) -> None:
-        self.calls.append(("create_branch", args, kwargs))
-
-    def upload_folder(self, *args: Any, **kwargs: Any) -> None:
-        self.calls.append(("upload_folder", args, kwargs))
+TOKEN = "hf_secret_test_token_123"
 
 
 @pytest.fixture
-def fake_api(monkeypatch: pytest.MonkeyPatch) -> type[FakeHfApi]:
-    FakeHfApi.instances = []
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
-    return FakeHfApi
+def hub() -> LocalHub:
+    with LocalHub(token=TOKEN) as server:
+        yield server
 
 
 @pytest.fixture
@@ -48,6 +32,10 @@ def packed(tmp_path: Path) -> Path:
     return pack_model(dummy_model_folder(tmp_path / "model"), tmp_path / "packed", model_name="m")
 
 
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def test_resolve_token_order(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: "stored")
     monkeypatch.setenv("HF_TOKEN", "env")
@@ -57,64 +45,73 @@ def test_resolve_token_order(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_token() == "stored"
 
 
-def test_no_token_fails_before_any_work(
-    no_token: None, fake_api: type[FakeHfApi], tmp_path: Path
-) -> None:
+def test_no_token_fails_before_any_work(no_token: None, hub: LocalHub, tmp_path: Path) -> None:
     with pytest.raises(PublishError) as err:
         resolve_token()
     assert "export HF_TOKEN=" in str(err.value) and "hf auth login" in str(err.value)
     # the folder does not even exist: the token check must come first
     with pytest.raises(PublishError, match="HF_TOKEN"):
-        upload_model(tmp_path / "does-not-exist", "bad id")
-    assert fake_api.instances == []
+        upload_model(tmp_path / "does-not-exist", "bad id", endpoint=hub.url)
+    assert hub.requests == []
 
 
-def test_upload_calls_create_repo_and_upload_folder(
-    no_token: None, fake_api: type[FakeHfApi], packed: Path
+def test_upload_arrives_as_packed(
+    no_token: None, hub: LocalHub, packed: Path, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    url = upload_model(packed, "me/tiny-asr", token="hf_x", private=True, commit_message="v1")
-    assert url == "https://huggingface.co/me/tiny-asr"
-    (api,) = fake_api.instances
-    assert api.token == "hf_x"
-    assert api.calls == [
-        ("create_repo", ("me/tiny-asr",), {"repo_type": "model", "exist_ok": True, "private": True}),
-        (
-            "upload_folder",
-            (),
-            {
-                "repo_id": "me/tiny-asr",
-                "folder_path": str(packed),
-                "repo_type": "model",
-                "revision": None,
-                "commit_message": "v1",
-            },
-        ),
-    ]
+    with caplog.at_level(logging.DEBUG):
+        url = upload_model(packed, "me/tiny-asr", token=TOKEN, private=True, endpoint=hub.url)
+    assert url == f"{hub.url}/me/tiny-asr"
+    repo = hub.repos[("model", "me/tiny-asr")]
+    assert repo.private and len(repo.commits) == 1
+    assert repo.files["main"] == _folder_bytes(packed)
+    assert {"model.safetensors", "meta.yaml", "README.md", "config.yaml"} <= set(repo.files["main"])
+    out = capsys.readouterr()
+    assert TOKEN not in caplog.text + out.out + out.err  # the token is never logged
 
 
-def test_upload_with_env_token_and_revision(
-    monkeypatch: pytest.MonkeyPatch, fake_api: type[FakeHfApi], packed: Path
+def test_existing_repo_refused_unless_overwrite(hub: LocalHub, packed: Path, tmp_path: Path) -> None:
+    upload_model(packed, "me/tiny-asr", token=TOKEN, endpoint=hub.url)
+    other = pack_model(dummy_model_folder(tmp_path / "model2"), tmp_path / "packed2",
+                       model_name="second")
+    with pytest.raises(PublishError, match=r"already exists.*overwrite: true") as err:
+        upload_model(other, "me/tiny-asr", token=TOKEN, endpoint=hub.url)
+    assert TOKEN not in str(err.value)
+    repo = hub.repos[("model", "me/tiny-asr")]
+    assert len(repo.commits) == 1
+    upload_model(other, "me/tiny-asr", token=TOKEN, endpoint=hub.url, overwrite=True)
+    assert len(repo.commits) == 2
+    assert repo.files["main"]["meta.yaml"] == (other / "meta.yaml").read_bytes()
+
+
+def test_endpoint_from_hf_endpoint(
+    no_token: None, hub: LocalHub, packed: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HF_TOKEN", "hf_env")
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
     url = upload_model(packed, "me/tiny-asr", revision="v2")
-    assert url.endswith("/me/tiny-asr/tree/v2")
-    (api,) = fake_api.instances
-    assert api.token == "hf_env"
-    assert [c[0] for c in api.calls] == ["create_repo", "create_branch", "upload_folder"]
-    assert api.calls[2][2]["revision"] == "v2"
+    assert url == f"{hub.url}/me/tiny-asr/tree/v2"
+    assert hub.repos[("model", "me/tiny-asr")].files["v2"] == _folder_bytes(packed)
+
+
+def test_wrong_token_is_explained_without_echoing_it(hub: LocalHub, packed: Path) -> None:
+    with pytest.raises(PublishError, match="HTTP 401.*write token") as err:
+        upload_model(packed, "me/tiny-asr", token="hf_wrong_one", endpoint=hub.url)
+    assert "hf_wrong_one" not in str(err.value)
+    assert hub.repos == {}
 
 
 @pytest.mark.parametrize(
     "repo_id", ["no-owner", "a/b/c", "me/", "/name", "me/-bad", "me/bad..name", "me/sp ace"]
 )
-def test_bad_repo_id_rejected(fake_api: type[FakeHfApi], packed: Path, repo_id: str) -> None:
+def test_bad_repo_id_rejected(hub: LocalHub, packed: Path, repo_id: str) -> None:
     with pytest.raises(PublishError, match="owner/name"):
-        upload_model(packed, repo_id, token="hf_x")
-    assert fake_api.instances == []
+        upload_model(packed, repo_id, token=TOKEN, endpoint=hub.url)
+    assert hub.requests == []
 
 
-def test_tampered_folder_not_uploaded(fake_api: type[FakeHfApi], packed: Path) -> None:
+def test_tampered_folder_not_uploaded(hub: LocalHub, packed: Path) -> None:
     (packed / "config.yaml").write_text("model: {}\n")
     with pytest.raises(PublishError, match="config.yaml"):
-        upload_model(packed, "me/tiny-asr", token="hf_x")
-    assert fake_api.instances == []
+        upload_model(packed, "me/tiny-asr", token=TOKEN, endpoint=hub.url)
+    assert hub.requests == []

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
+import hashlib
+import platform
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from espnet_publish import PublishError, pack_model, verify_manifest
-from espnet_publish.testing import dummy_model_folder, dummy_scores
+from espnet_publish.testing import dummy_model_folder, dummy_scores, tiny_asr_model_folder
 
 
 @pytest.fixture
@@ -34,21 +36,22 @@ def test_pack_writes_manifest_and_card_with_scores(model_dir: Path, tmp_path: Pa
         extra_files={"scores.json": scores, "inference.yaml": inference},
     )
     assert out == tmp_path / "packed"
-    manifest = json.loads((out / "MANIFEST.json").read_text())
+    manifest = yaml.safe_load((out / "meta.yaml").read_text())
     paths = {f["path"] for f in manifest["files"]}
     assert paths == {
         "config.yaml",
-        "model.pt",
+        "model.safetensors",
         "tokenizer/tokens.txt",
         "stats.npz",
         "scores.json",
         "inference.yaml",
         "README.md",
     }
-    entry = next(f for f in manifest["files"] if f["path"] == "model.pt")
-    assert entry["size"] == (model_dir / "model.pt").stat().st_size
-    assert len(entry["sha256"]) == 64
-    assert "torch" in manifest["packages"] and "espnet-publish" in manifest["packages"]
+    for entry in manifest["files"]:
+        assert entry["size"] == (out / entry["path"]).stat().st_size
+        assert entry["sha256"] == hashlib.sha256((out / entry["path"]).read_bytes()).hexdigest()
+    assert {"torch", "espnet-publish", "safetensors"} <= set(manifest["packages"])
+    assert manifest["python"] == platform.python_version()
 
     meta = _front_matter(out / "README.md")
     assert meta["license"] == "cc-by-4.0" and meta["language"] == ["en"]
@@ -59,7 +62,8 @@ def test_pack_writes_manifest_and_card_with_scores(model_dir: Path, tmp_path: Pa
     assert {"type": "wer", "value": 3.25, "name": "WER"} in clean["metrics"]
     body = (out / "README.md").read_text()
     assert "| test_clean | 3.25 | 1.50 |" in body
-    assert "conformer" in body and "load_model_folder" in body and "```python" in body
+    assert "conformer" in body and "Speech2Text(model_dir" in body and "```python" in body
+    assert 'yaml.safe_load(open(f"{model_dir}/inference.yaml"))["decode"]' in body
     verify_manifest(out)
     assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
 
@@ -97,7 +101,7 @@ def test_refuses_overwrite_then_replaces(model_dir: Path, tmp_path: Path) -> Non
     assert (out / "marker.txt").exists()
     pack_model(model_dir, out, model_name="second", overwrite=True)
     assert not (out / "marker.txt").exists()
-    assert json.loads((out / "MANIFEST.json").read_text())["model_name"] == "second"
+    assert yaml.safe_load((out / "meta.yaml").read_text())["model_name"] == "second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "packed"]
 
 
@@ -150,6 +154,63 @@ def test_verify_load_failure_writes_nothing(
     monkeypatch.setitem(sys.modules, "espnet_infer", fake)
     with pytest.raises(PublishError, match="vocab_size mismatch"):
         pack_model(model_dir, tmp_path / "p", model_name="m", verify=True)
-    assert len(loaded) == 1 and (loaded[0] / "MANIFEST.json").name == "MANIFEST.json"
+    assert len(loaded) == 1 and loaded[0].name.startswith(".p.staging-")  # checked before the swap
     assert not (tmp_path / "p").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def _pack_real(tmp_path: Path) -> tuple[Path, Path]:
+    model_dir = tiny_asr_model_folder(tmp_path / "model")
+    curves = tmp_path / "curves"
+    curves.mkdir()
+    (curves / "loss.png").write_bytes(b"\x89PNG\r\n\x1a\n fake png bytes")
+    inference = tmp_path / "inference.yaml"
+    inference.write_text("decode: {method: beam_search, beam_size: 2, ctc_weight: 0.5}\n")
+    packed = pack_model(model_dir, tmp_path / "packed", model_name="tiny",
+                        extra_files={"inference.yaml": inference},
+                        images=[curves / "loss.png"], repo_id="me/tiny", verify=True)
+    return model_dir, packed
+
+
+def test_packed_weights_are_safetensors_and_decode_like_the_original(
+    tmp_path: Path, tiny_shards: Path
+) -> None:
+    from espnet_data.audio import read_audio
+    from espnet_infer import DecodeConfig, Speech2Text
+    from safetensors.torch import load_file
+
+    model_dir, packed = _pack_real(tmp_path)
+    assert (packed / "model.safetensors").is_file() and not (packed / "model.pt").exists()
+    import torch
+
+    original = torch.load(model_dir / "model.pt", weights_only=True)
+    converted = load_file(packed / "model.safetensors")
+    assert original.keys() == converted.keys()
+    assert all(torch.equal(original[k], converted[k]) for k in original)
+    assert (packed / "images" / "loss.png").is_file()
+    body = (packed / "README.md").read_text()
+    assert "![loss](images/loss.png)" in body and 'snapshot_download("me/tiny")' in body
+
+    audios = [read_audio(p)[0] for p in sorted((tiny_shards.parent / "audio").glob("*.flac"))[:3]]
+    decode = DecodeConfig(**yaml.safe_load((packed / "inference.yaml").read_text())["decode"])
+    want = Speech2Text(model_dir, decode=decode).transcribe(audios)
+    assert Speech2Text(packed, decode=decode).transcribe(audios) == want
+
+
+def test_pack_loads_with_espnet_infer_alone(tmp_path: Path) -> None:
+    """A fresh interpreter loads the pack importing neither espnet_publish nor lightning."""
+    _, packed = _pack_real(tmp_path)
+    code = (
+        "import sys\n"
+        "from espnet_infer import Speech2Text\n"
+        f"s2t = Speech2Text({str(packed)!r})\n"
+        "assert s2t.loaded.config['vocab_size'] > 0\n"
+        "bad = [m for m in ('espnet_publish', 'espnet_train', 'lightning') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_non_image_curve_is_rejected(model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(PublishError, match="not an image"):
+        pack_model(model_dir, tmp_path / "p", model_name="m", images=[model_dir / "config.yaml"])

@@ -78,3 +78,45 @@ def test_upload_without_token_fails_before_the_network(
     assert main([str(tmp_path), "--stages", stage]) == 2
     assert "HF_TOKEN" in capsys.readouterr().err
     assert "HF_TOKEN" in (tmp_path / "exp" / "logs" / f"{stage}.log").read_text()
+
+
+def test_publish_stages_pack_upload_and_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import yaml
+    from espnet_infer import Speech2Text
+    from espnet_publish.testing import tiny_asr_model_folder
+
+    from tests.espnet_publish._hub_server import LocalHub
+
+    tiny_asr_model_folder(tmp_path / "exp" / "train" / "model")
+    (tmp_path / "exp" / "train" / "images").mkdir()
+    (tmp_path / "exp" / "train" / "images" / "loss.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "inference.yaml").write_text(
+        "model_dir: exp/train/model\ntest_sets: {test: data/test}\noutput_dir: exp/infer\n"
+        "decode: {beam_size: 3}\n"
+    )
+    with LocalHub(token="hf_tok_xyz") as hub:
+        (tmp_path / "conf" / "publish.yaml").write_text(
+            f"model_name: tiny\nrepo_id: me/tiny\ndemo_repo_id: me/tiny-demo\nendpoint: {hub.url}\n"
+        )
+        monkeypatch.setenv("HF_TOKEN", "hf_tok_xyz")
+        stages = ["pack_model", "pack_demo", "upload_model", "upload_demo"]
+        assert main([str(tmp_path), "--stages", *stages]) == 0
+        packed = tmp_path / "exp" / "packed"
+        resolved = yaml.safe_load((packed / "inference.yaml").read_text())
+        assert resolved["model_dir"] == "." and resolved["decode"]["beam_size"] == 3
+        assert resolved["decode"]["method"] == "beam_search"  # defaults filled in
+        assert (packed / "images" / "loss.png").is_file()
+        assert (packed / "model.safetensors").is_file()
+        Speech2Text(packed)  # loads
+        files = hub.repos[("model", "me/tiny")].files["main"]
+        assert files == {p.relative_to(packed).as_posix(): p.read_bytes()
+                         for p in packed.rglob("*") if p.is_file()}
+        assert ("space", "me/tiny-demo") in hub.repos
+        logs = "".join(p.read_text() for p in (tmp_path / "exp" / "logs").glob("*.log"))
+        assert "hf_tok_xyz" not in logs and hub.url in logs
+        # a second upload is refused: the repository exists and overwrite is not set
+        assert main([str(tmp_path), "--stages", "upload_model"]) == 2
+        assert "already exists" in (tmp_path / "exp" / "logs" / "upload_model.log").read_text()

@@ -15,7 +15,7 @@ scores on the model page. The body says what the model is, how to load it with
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,30 @@ def _scores_table(scores: Scores) -> str:
     return "\n".join(lines)
 
 
+def _usage(source: str, *, has_inference_config: bool) -> str:
+    """The usage snippet: download, load with espnet-infer alone, transcribe a file."""
+    decode = (
+        'decode = yaml.safe_load(open(f"{model_dir}/inference.yaml"))["decode"]  # as measured\n'
+        "s2t = Speech2Text(model_dir, decode=DecodeConfig(**decode))\n"
+        if has_inference_config
+        else "s2t = Speech2Text(model_dir, decode=DecodeConfig(method=\"beam_search\", beam_size=10))\n"
+    )
+    return (
+        "```bash\npip install espnet-infer huggingface_hub\n```\n\n"
+        "```python\n"
+        "import yaml\n"
+        "from huggingface_hub import snapshot_download\n"
+        "from espnet_data.audio import read_audio, resample\n"
+        "from espnet_infer import DecodeConfig, Speech2Text\n\n"
+        f'model_dir = snapshot_download("{source}")\n'
+        + decode
+        + 'wav, rate = read_audio("speech.wav", channel=None)  # any rate, mixed down to mono\n'
+        "print(s2t.transcribe([resample(wav, rate, s2t.sample_rate)])[0])\n"
+        "```\n\n"
+        "A local copy of this folder works the same: `Speech2Text(\"path/to/folder\")`.\n"
+    )
+
+
 def render_model_card(
     *,
     config: Mapping[str, Any],
@@ -167,8 +191,14 @@ def render_model_card(
     language: str,
     scores: Scores,
     repo_id: str | None = None,
+    images: Sequence[str] = (),
+    has_inference_config: bool = False,
 ) -> str:
-    """Return the full ``README.md`` text (front matter + body) for a packed model."""
+    """Return the full ``README.md`` text (front matter + body) for a packed model.
+
+    ``images`` are folder-relative paths of training curves to show; with
+    ``has_inference_config`` the usage snippet decodes with ``inference.yaml``'s settings.
+    """
     rows = _model_rows(config)
     training = config.get("training") if isinstance(config.get("training"), Mapping) else {}
     source = repo_id or f"<owner>/{model_name}"
@@ -182,26 +212,22 @@ def render_model_card(
         if rows
         else "See `config.yaml` for the architecture.\n",
     ]
+    if scores:
+        parts += ["## Results\n", _scores_table(scores) + "\n"]
     scalars = {k: v for k, v in training.items() if isinstance(v, str | int | float | bool)}
     if scalars:
         parts.append("## Training\n")
         parts.append("\n".join(f"- {k}: {v}" for k, v in scalars.items()) + "\n")
-    parts += [
-        "## How to use\n",
-        "```bash\npip install espnet-infer huggingface_hub\n```\n",
-        "```python\n"
-        "from huggingface_hub import snapshot_download\n"
-        "from espnet_infer import load_model_folder\n\n"
-        f'model_dir = snapshot_download("{source}")\n'
-        "model = load_model_folder(model_dir)  # reads config.yaml, model.pt and the tokenizer\n"
-        "```\n",
-    ]
-    if scores:
-        parts += ["## Results\n", _scores_table(scores) + "\n"]
+    if images:
+        parts.append("### Training curves\n")
+        parts.append("\n".join(f"![{Path(rel).stem}]({rel})" for rel in images) + "\n")
+    parts += ["## How to use\n", _usage(source, has_inference_config=has_inference_config)]
     parts += [
         "## Files\n",
-        "`config.yaml` (model, tokenizer and training summary), `model.pt` (averaged state "
-        "dict), `tokenizer/`, and `MANIFEST.json` with the size and sha256 of every file and "
-        "the package versions that wrote them.\n",
+        "`config.yaml` (model, tokenizer and training summary), `model.safetensors` (averaged "
+        "weights), `tokenizer/` (model and token list), `stats.npz` (feature statistics, when "
+        "global MVN is used), `inference.yaml` (the resolved decoding config the results were "
+        "measured with), `scores.json`, and `meta.yaml` with the size and sha256 of every file "
+        "and the Python and package versions that wrote them.\n",
     ]
     return "\n".join(parts)

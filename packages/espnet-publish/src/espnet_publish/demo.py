@@ -15,7 +15,7 @@ Folder layout::
     <out_dir>/README.md         Space front matter (title, sdk: gradio, app_file: app.py)
     <out_dir>/app.py            microphone / file input -> espnet_infer -> transcript
     <out_dir>/requirements.txt  espnet-infer, gradio
-    <out_dir>/model/            copy of the packed model folder (with MANIFEST.json)
+    <out_dir>/model/            copy of the packed model folder (with meta.yaml)
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ Pathlike = str | os.PathLike[str]
 
 _MODEL_SUBDIR = "model"
 _DEFAULT_SAMPLE_RATE = 16000
-_REQUIREMENTS = "# Installed by the Hugging Face Space builder.\nespnet-infer\ngradio\n"
+_REQUIREMENTS = "# Installed by the Hugging Face Space builder.\nespnet-infer\ngradio\npyyaml\n"
 
 
 def _space_readme(*, title: str, license: str | None) -> str:
@@ -58,8 +58,8 @@ def _space_readme(*, title: str, license: str | None) -> str:
     body = (
         f"\n# {title}\n\n"
         "Record from the microphone or upload an audio file to get its transcript. "
-        "The ESPnet model in `model/` (see its `README.md` and `MANIFEST.json`) is loaded "
-        "with `espnet_infer.load_model_folder`.\n"
+        "The ESPnet model in `model/` (see its `README.md` and `meta.yaml`) is loaded "
+        "with `espnet_infer.Speech2Text`.\n"
     )
     return front + body
 
@@ -128,12 +128,15 @@ def upload_demo(
     token: str | None = None,
     private: bool = False,
     commit_message: str = "Upload ESPnet demo Space (espnet-publish)",
+    endpoint: str | None = None,
+    overwrite: bool = False,
 ) -> str:
     """Upload a folder made by :func:`pack_demo` to a Gradio Space; return the Space URL.
 
     Order: resolve the token (first, before any other work), validate ``repo_id``, check
     the folder has ``app.py`` and a verified ``model/``, then ``create_repo(repo_type=
-    "space", space_sdk="gradio", exist_ok=True)`` and ``upload_folder``.
+    "space", space_sdk="gradio")`` (an existing Space is refused unless ``overwrite``) and
+    ``upload_folder``.
     """
     resolved = resolve_token(token)
     validate_repo_id(repo_id)
@@ -152,4 +155,6 @@ def upload_demo(
         private=private,
         commit_message=commit_message,
         space_sdk="gradio",
+        endpoint=endpoint,
+        overwrite=overwrite,
     )

@@ -9,12 +9,16 @@ Usage::
     PY
 
 The token is resolved before anything else happens, so a missing login fails in
-milliseconds instead of after hashing a large model. ``huggingface_hub`` is imported
-lazily and looked up as ``huggingface_hub.HfApi`` at call time (tests replace it).
+milliseconds instead of after hashing a large model; it is passed to ``HfApi`` and never
+logged or put in an error message. The endpoint is the ``endpoint`` argument, else
+``$HF_ENDPOINT``, else huggingface_hub's default (https://huggingface.co), so a mirror or a
+private Hub works the same way. An existing repository is refused unless ``overwrite``
+is set (then the folder is pushed as a new commit on top of it).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -23,7 +27,12 @@ from typing import Any, Literal
 from .errors import PublishError
 from .manifest import verify_manifest
 
-__all__ = ["hub_url", "resolve_token", "upload_folder_to_hub", "upload_model", "validate_repo_id"]
+__all__ = [
+    "hub_url", "resolve_endpoint", "resolve_token", "upload_folder_to_hub", "upload_model",
+    "validate_repo_id",
+]
+
+logger = logging.getLogger(__name__)
 
 Pathlike = str | os.PathLike[str]
 RepoType = Literal["model", "space"]
@@ -71,12 +80,24 @@ def validate_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def hub_url(repo_id: str, *, repo_type: RepoType, revision: str | None = None) -> str:
-    """Browser URL of a repository (and revision) on the configured Hub endpoint."""
+def resolve_endpoint(endpoint: str | None = None) -> str:
+    """The Hub to talk to: ``endpoint``, else ``$HF_ENDPOINT``, else huggingface_hub's default."""
+    if endpoint:
+        return endpoint.rstrip("/")
+    env = os.environ.get("HF_ENDPOINT", "").strip()
+    if env:
+        return env.rstrip("/")
     from huggingface_hub import constants
 
+    return constants.ENDPOINT.rstrip("/")
+
+
+def hub_url(
+    repo_id: str, *, repo_type: RepoType, revision: str | None = None, endpoint: str | None = None
+) -> str:
+    """Browser URL of a repository (and revision) on the Hub endpoint."""
     prefix = "spaces/" if repo_type == "space" else ""
-    url = f"{constants.ENDPOINT.rstrip('/')}/{prefix}{repo_id}"
+    url = f"{resolve_endpoint(endpoint)}/{prefix}{repo_id}"
     return f"{url}/tree/{revision}" if revision else url
 
 
@@ -90,21 +111,36 @@ def upload_folder_to_hub(
     commit_message: str,
     revision: str | None = None,
     space_sdk: str | None = None,
+    endpoint: str | None = None,
+    overwrite: bool = False,
 ) -> str:
-    """Create the repository if needed and upload ``folder``; return its URL.
+    """Create the repository and upload ``folder``; return its URL.
 
-    ``token`` must already be resolved. Hub HTTP errors become :class:`PublishError`
-    naming the repository and the likely fix.
+    ``token`` must already be resolved. When the repository exists already the upload is
+    refused unless ``overwrite`` (then the folder becomes a new commit on top of it).
+    Hub HTTP errors become :class:`PublishError` naming the repository and the likely fix.
     """
     import huggingface_hub
     from huggingface_hub.errors import HfHubHTTPError
 
-    api = huggingface_hub.HfApi(token=token)
-    create_kwargs: dict[str, Any] = {"repo_type": repo_type, "exist_ok": True, "private": private}
+    endpoint = resolve_endpoint(endpoint)
+    api = huggingface_hub.HfApi(endpoint=endpoint, token=token)
+    create_kwargs: dict[str, Any] = {"repo_type": repo_type, "exist_ok": False, "private": private}
     if space_sdk is not None:
         create_kwargs["space_sdk"] = space_sdk
     try:
-        api.create_repo(repo_id, **create_kwargs)
+        try:
+            api.create_repo(repo_id, **create_kwargs)
+        except HfHubHTTPError as e:
+            if getattr(getattr(e, "response", None), "status_code", None) != 409:
+                raise
+            if not overwrite:
+                raise PublishError(
+                    f"{repo_type} repo {repo_id!r} already exists on {endpoint}; refusing to "
+                    f"overwrite it. Set overwrite: true in publish.yaml (overwrite=True) to push "
+                    f"this folder as a new commit, or choose another repo id."
+                ) from None
+            logger.info("%s repo %s exists: uploading a new commit (overwrite)", repo_type, repo_id)
         if revision is not None:
             api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
         api.upload_folder(
@@ -126,7 +162,9 @@ def upload_folder_to_hub(
             f"uploading {folder} to {repo_type} repo {repo_id!r} failed (HTTP {status}): "
             f"{hint}.\n{e}"
         ) from e
-    return hub_url(repo_id, repo_type=repo_type, revision=revision)
+    url = hub_url(repo_id, repo_type=repo_type, revision=revision, endpoint=endpoint)
+    logger.info("uploaded %s to %s", folder, url)
+    return url
 
 
 def upload_model(
@@ -137,12 +175,15 @@ def upload_model(
     private: bool = False,
     revision: str | None = None,
     commit_message: str = "Upload ESPnet model (espnet-publish)",
+    endpoint: str | None = None,
+    overwrite: bool = False,
 ) -> str:
     """Upload a folder made by :func:`~espnet_publish.pack_model` to a Hub model repository.
 
     Order: resolve the token (fails first, before any other work), validate ``repo_id``,
-    re-hash the folder against ``MANIFEST.json``, then ``create_repo(exist_ok=True)`` and
-    ``upload_folder``. With ``revision`` the branch is created if missing.
+    re-hash the folder against ``meta.yaml``, then ``create_repo`` (an existing repository
+    is refused unless ``overwrite``) and ``upload_folder``. With ``revision`` the branch is
+    created if missing. ``endpoint``: see :func:`resolve_endpoint`.
 
     Returns:
         The repository URL, e.g. ``https://huggingface.co/my-user/my-model``.
@@ -159,4 +200,6 @@ def upload_model(
         private=private,
         revision=revision,
         commit_message=commit_message,
+        endpoint=endpoint,
+        overwrite=overwrite,
     )

@@ -1,31 +1,33 @@
-"""``MANIFEST.json``: the inventory (path, size, sha256) of a packed model folder.
+"""``meta.yaml``: the inventory (path, size, sha256) of a packed model folder.
 
-Every file of a packed folder except ``MANIFEST.json`` itself is listed, together with the
-versions of the espnet-* packages and torch that wrote it. :func:`verify_manifest`
-re-hashes the folder and is run before every upload.
+Every file of a packed folder except ``meta.yaml`` itself is listed, together with the
+Python version and the versions of the espnet-* packages, torch and the other libraries
+that wrote it (ESPnet model zoo packs carry a ``meta.yaml`` of the same purpose).
+:func:`verify_manifest` re-hashes the folder and is run before every upload.
 
-Format (``format_version`` 1)::
+Format (``format_version`` 2)::
 
-    {
-      "format": "espnet-publish-manifest",
-      "format_version": 1,
-      "created_utc": "2025-01-01T00:00:00+00:00",
-      "model_name": "librispeech-conformer",
-      "packages": {"espnet-infer": "0.1.0", "torch": "2.5.1", ...},
-      "files": [{"path": "config.yaml", "size": 812, "sha256": "..."}, ...]
-    }
+    format: espnet-publish-meta
+    format_version: 2
+    created_utc: '2025-01-01T00:00:00+00:00'
+    model_name: librispeech-conformer
+    python: 3.11.9
+    packages: {espnet-infer: 0.1.0, torch: 2.5.1, safetensors: 0.4.5, ...}
+    files:
+    - {path: config.yaml, size: 812, sha256: ...}
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
+import platform
 import re
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import yaml
 from espnet_data.atomic import atomic_open
 
 from ._files import check_relative, sha256_file
@@ -33,24 +35,26 @@ from .errors import PublishError
 
 __all__ = ["MANIFEST_NAME", "package_versions", "verify_manifest", "write_manifest"]
 
-MANIFEST_NAME = "MANIFEST.json"
-_FORMAT = "espnet-publish-manifest"
-_FORMAT_VERSION = 1
+MANIFEST_NAME = "meta.yaml"
+_FORMAT = "espnet-publish-meta"
+_FORMAT_VERSION = 2
 _ESPNET_DIST = re.compile(r"^espnet[-_]")
+_OTHER_DISTS = ("torch", "torchaudio", "safetensors", "sentencepiece", "huggingface-hub")
 Pathlike = str | os.PathLike[str]
 
 
 def package_versions() -> dict[str, str]:
-    """Installed versions of every ``espnet-*`` distribution and of torch (when installed)."""
+    """Installed versions of every ``espnet-*`` distribution and of torch & co (when installed)."""
     versions: dict[str, str] = {}
     for dist in metadata.distributions():
         name = (dist.metadata["Name"] or "").strip()
         if _ESPNET_DIST.match(name.lower()):
             versions[name.lower().replace("_", "-")] = dist.version
-    try:
-        versions["torch"] = metadata.version("torch")
-    except metadata.PackageNotFoundError:
-        pass
+    for name in _OTHER_DISTS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
     return dict(sorted(versions.items()))
 
 
@@ -66,7 +70,7 @@ def _list_files(folder: Path) -> list[str]:
 
 
 def write_manifest(folder: Path, *, model_name: str) -> dict[str, Any]:
-    """Hash every file under ``folder`` and write ``folder/MANIFEST.json``; return its content."""
+    """Hash every file under ``folder`` and write ``folder/meta.yaml``; return its content."""
     folder = Path(folder)
     files = [
         {"path": rel, "size": (folder / rel).stat().st_size, "sha256": sha256_file(folder / rel)}
@@ -77,11 +81,12 @@ def write_manifest(folder: Path, *, model_name: str) -> dict[str, Any]:
         "format_version": _FORMAT_VERSION,
         "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "model_name": model_name,
+        "python": platform.python_version(),
         "packages": package_versions(),
         "files": files,
     }
     with atomic_open(folder / MANIFEST_NAME) as f:
-        f.write(json.dumps(manifest, indent=2) + "\n")
+        yaml.safe_dump(manifest, f, sort_keys=False, allow_unicode=True)
     return manifest
 
 
@@ -93,9 +98,9 @@ def _load_manifest(folder: Path) -> list[dict[str, Any]]:
             f"Create one with espnet_publish.pack_model(model_dir=..., out_dir=...)."
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise PublishError(f"{path} is not valid JSON ({e}); re-run pack_model.") from e
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise PublishError(f"{path} is not valid YAML ({e}); re-run pack_model.") from e
     if not isinstance(data, dict) or data.get("format") != _FORMAT:
         raise PublishError(
             f"{path}: key 'format' is {data.get('format') if isinstance(data, dict) else None!r}, "
@@ -118,7 +123,7 @@ def _load_manifest(folder: Path) -> list[dict[str, Any]]:
 
 
 def verify_manifest(packed_dir: Pathlike) -> None:
-    """Re-hash ``packed_dir`` against its ``MANIFEST.json``; raise on any difference.
+    """Re-hash ``packed_dir`` against its ``meta.yaml``; raise on any difference.
 
     Every problem is collected first and reported together: missing files, size or
     sha256 mismatches, and files present in the folder but not listed (they would be

@@ -16,12 +16,14 @@ Usage::
 Input (written by training)::
 
     <model_dir>/config.yaml   model block, vocab_size, sample_rate, tokenizer, training summary
-    <model_dir>/model.pt      averaged state_dict
+    <model_dir>/model.pt      averaged state_dict (or model.safetensors)
     <model_dir>/tokenizer/... files referenced from config.yaml, relative to the folder
     <model_dir>/stats.npz     optional feature statistics
 
-Output: the same files, the ``extra_files``, ``README.md`` (model card) and
-``MANIFEST.json`` (size + sha256 of every file, package versions).
+Output, a valid Hugging Face model repository: the same files with the weights converted
+to ``model.safetensors`` (no pickle: loading runs no code), the ``extra_files``,
+training curves under ``images/``, ``README.md`` (model card) and ``meta.yaml`` (size +
+sha256 of every file, Python and package versions).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +56,10 @@ TOKENIZER_FILE_KEYS: Mapping[str, tuple[str, ...]] = {
 
 _CONFIG = "config.yaml"
 _WEIGHTS = "model.pt"
+_PACKED_WEIGHTS = "model.safetensors"
 _OPTIONAL = ("stats.npz",)
-_RESERVED = (_CONFIG, _WEIGHTS, "README.md", MANIFEST_NAME)
+_IMAGES = "images"
+_RESERVED = (_CONFIG, _WEIGHTS, _PACKED_WEIGHTS, "README.md", MANIFEST_NAME)
 
 
 def read_model_config(model_dir: Path) -> dict[str, Any]:
@@ -124,6 +128,49 @@ def _check_extra_files(extra_files: Mapping[str, Path]) -> dict[str, Path]:
     return out
 
 
+def _write_safetensors(src: Path, dst: Path) -> None:
+    """Convert a torch state dict (``model.pt``) to ``model.safetensors``.
+
+    Each tensor is cloned contiguous: safetensors refuses tensors that share memory (tied
+    weights), and ``load_state_dict`` fills tied parameters from either copy alike.
+    """
+    import torch  # lazy: only packing needs torch
+    from safetensors.torch import save_file
+
+    if src.name == _PACKED_WEIGHTS:
+        copy_file(src, dst)
+        return
+    try:
+        state = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as e:  # a pickle that is not a plain state dict
+        raise PublishError(
+            f"{src} cannot be read as a torch state dict ({type(e).__name__}: {e}); the model "
+            f"folder needs the averaged state_dict saved with torch.save(model.state_dict())."
+        ) from e
+    bad = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor)) if isinstance(
+        state, dict) else ["<not a dict>"]
+    if bad:
+        raise PublishError(
+            f"{src}: entries {bad[:5]} are not tensors; safetensors holds tensors only. "
+            f"Save a plain state_dict (torch.save(model.state_dict(), ...))."
+        )
+    save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, str(dst),
+              metadata={"format": "pt", "source": src.name})
+
+
+def _check_images(images: Sequence[Path]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for src in images:
+        src = Path(src)
+        if not src.is_file() or src.suffix.lower() not in (".png", ".jpg", ".jpeg", ".svg"):
+            raise PublishError(f"images: {src} is not an image file (.png, .jpg, .svg).")
+        rel = f"{_IMAGES}/{src.name}"
+        if rel in out:
+            raise PublishError(f"images: two files named {src.name}; rename one.")
+        out[rel] = src
+    return out
+
+
 def _load_check(folder: Path) -> None:
     """Optional ``verify=True`` check: espnet_infer must be able to load the staged folder."""
     try:
@@ -154,13 +201,15 @@ def pack_model(
     license: str = "cc-by-4.0",
     language: str = "en",
     repo_id: str | None = None,
+    images: Sequence[Path] = (),
     overwrite: bool = False,
     verify: bool = False,
 ) -> Path:
     """Validate ``model_dir`` and write a self-contained packed folder at ``out_dir``.
 
     Args:
-        model_dir: Folder written by training (``config.yaml``, ``model.pt``, tokenizer).
+        model_dir: Folder written by training (``config.yaml``, ``model.pt`` or
+            ``model.safetensors``, tokenizer). The weights are packed as safetensors.
         out_dir: Destination; built in a staging folder next to it and renamed into place.
         model_name: Name shown in the model card and manifest.
         extra_files: Destination name (relative) -> source file, e.g.
@@ -169,6 +218,7 @@ def pack_model(
         license: Hugging Face license id for the card.
         language: Language code for the card.
         repo_id: Hub id used in the card's usage snippet (``<owner>/<model_name>`` if None).
+        images: Training curves (PNG) copied to ``images/`` and shown in the card.
         overwrite: Replace an existing ``out_dir`` (atomically swapped); otherwise refuse.
         verify: Also load the staged folder with ``espnet_infer.load_model_folder``
             (skipped with a warning when espnet_infer is not importable).
@@ -187,12 +237,14 @@ def pack_model(
             f"the source. Choose an out_dir outside the model folder."
         )
     config = read_model_config(model_dir)
-    if not (model_dir / _WEIGHTS).is_file():
+    weights = next((model_dir / n for n in (_PACKED_WEIGHTS, _WEIGHTS) if (model_dir / n).is_file()),
+                   None)
+    if weights is None:
         raise PublishError(
             f"{model_dir / _WEIGHTS} not found: the model folder needs the averaged "
-            f"state_dict saved as {_WEIGHTS}."
+            f"state_dict saved as {_WEIGHTS} (or {_PACKED_WEIGHTS})."
         )
-    files = {_CONFIG: model_dir / _CONFIG, _WEIGHTS: model_dir / _WEIGHTS}
+    files = {_CONFIG: model_dir / _CONFIG}
     files.update(_referenced_files(config, model_dir))
     tokenizer_dir = model_dir / "tokenizer"
     if tokenizer_dir.is_dir():  # ship companions too (e.g. bpe.vocab next to bpe.model)
@@ -201,6 +253,7 @@ def pack_model(
                 files.setdefault(p.relative_to(model_dir).as_posix(), p)
     files.update({n: model_dir / n for n in _OPTIONAL if (model_dir / n).is_file()})
     extras = _check_extra_files(extra_files or {})
+    extras.update(_check_images(images))
     clash = sorted(set(extras) & set(files))
     if clash:
         raise PublishError(f"extra_files {clash} clash with model folder files; rename them.")
@@ -208,7 +261,7 @@ def pack_model(
     skipped = sorted(
         p.relative_to(model_dir).as_posix()
         for p in model_dir.rglob("*")
-        if p.is_file() and p.relative_to(model_dir).as_posix() not in files
+        if p.is_file() and p.relative_to(model_dir).as_posix() not in files and p != weights
     )
     if skipped:
         logger.info("pack_model: not copying %d unreferenced file(s): %s", len(skipped), skipped)
@@ -216,6 +269,7 @@ def pack_model(
     with staged_dir(out_dir, overwrite=overwrite, what="pack_model") as staging:
         for rel, src in {**files, **extras}.items():
             copy_file(src, staging / rel)
+        _write_safetensors(weights, staging / _PACKED_WEIGHTS)
         card = render_model_card(
             config=config,
             model_name=model_name,
@@ -223,10 +277,12 @@ def pack_model(
             language=language,
             scores=scores,
             repo_id=repo_id,
+            images=sorted(rel for rel in extras if rel.startswith(f"{_IMAGES}/")),
+            has_inference_config="inference.yaml" in extras,
         )
         (staging / "README.md").write_text(card, encoding="utf-8")
         write_manifest(staging, model_name=model_name)
         if verify:
             _load_check(staging)
-    logger.info("pack_model: wrote %s (%d files)", out_dir, len(files) + len(extras) + 2)
+    logger.info("pack_model: wrote %s (%d files)", out_dir, len(files) + len(extras) + 3)
     return out_dir

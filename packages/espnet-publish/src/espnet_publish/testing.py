@@ -1,11 +1,14 @@
-"""Test helpers users also want: a tiny model folder in the shared training format.
+"""Test helpers users also want: tiny model folders in the shared training format.
+
+``dummy_model_folder`` has the right files but weights no model loads (fast, for the
+packing logic); ``tiny_asr_model_folder`` is a real, untrained conformer that
+``espnet_infer`` loads and decodes with (for end-to-end checks of a pack).
 
 Usage::
 
-    python -c "from espnet_publish.testing import dummy_model_folder; print(dummy_model_folder('/tmp/m'))"
+    python -c "from espnet_publish.testing import tiny_asr_model_folder; print(tiny_asr_model_folder('/tmp/m'))"
 
-torch is imported lazily (only to save ``model.pt``); it is not needed for the rest of
-espnet_publish.
+torch is imported lazily; it is not needed for the rest of espnet_publish.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["dummy_model_folder", "dummy_scores"]
+__all__ = ["dummy_model_folder", "dummy_scores", "tiny_asr_model_folder"]
 
 Pathlike = str | os.PathLike[str]
 
@@ -49,6 +52,49 @@ def dummy_model_folder(root: Pathlike, *, with_stats: bool = False) -> Path:
         import numpy as np
 
         np.savez(root / "stats.npz", mean=np.zeros(4), std=np.ones(4))
+    return root
+
+
+#: an untrained conformer/transformer small enough to build and decode in milliseconds
+TINY_ASR_MODEL = {
+    "frontend": "default",
+    "frontend_conf": {"n_mels": 20},
+    "specaug": None,
+    "normalize": "utterance_mvn",
+    "encoder": "conformer",
+    "encoder_conf": {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 1,
+                     "cnn_module_kernel": 5, "input_layer": "conv2d", "dropout_rate": 0.0},
+    "decoder": "transformer",
+    "decoder_conf": {"attention_heads": 2, "linear_units": 32, "num_blocks": 1, "dropout_rate": 0.0},
+    "model_conf": {"ctc_weight": 0.3},
+}
+
+
+def tiny_asr_model_folder(root: Pathlike, *, seed: int = 0) -> Path:
+    """Write a real (untrained, seeded) ASR model folder at ``root``, as training exports it.
+
+    ``config.yaml`` (model block, vocab_size, sample_rate, tokenizer spec), ``model.pt``
+    and a character tokenizer in ``tokenizer/``. Its transcripts are arbitrary but
+    deterministic: what it is for is checking that a copy decodes like the original.
+    """
+    import torch
+    from espnet_data import CharTokenizer, save_tokenizer
+    from espnet_model import build_asr_model
+
+    root = Path(root)
+    tokenizer = CharTokenizer.from_texts(["the quick brown fox jumps over a lazy dog"])
+    spec = save_tokenizer(tokenizer, root / "tokenizer")
+    torch.manual_seed(seed)
+    model = build_asr_model(TINY_ASR_MODEL, vocab_size=tokenizer.vocab_size)
+    torch.save(model.state_dict(), root / "model.pt")
+    config = {
+        "model": TINY_ASR_MODEL,
+        "vocab_size": tokenizer.vocab_size,
+        "sample_rate": 16000,
+        "tokenizer": {k: (v if k == "type" else f"tokenizer/{v}") for k, v in spec.items()},
+        "training": {"epochs": 0, "num_params": sum(p.numel() for p in model.parameters())},
+    }
+    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return root
 
 

@@ -6,20 +6,23 @@ pack_model, upload_model, pack_demo, upload_demo. ``all`` leaves out the uploads
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
+import yaml
 from espnet_data import read_index, save_tokenizer, train_sentencepiece, write_split
-from espnet_data.atomic import write_json
+from espnet_data.atomic import atomic_open, write_json
 from espnet_data.tokenizer import CharTokenizer
 from espnet_infer import InferenceConfig, run_inference
 from espnet_model import Fbank
 from espnet_train import TrainingConfig, collect_stats, train
 
-from .base import BaseSystem
+from .base import BaseSystem, parse_config
 from .configs import DataPrepConfig, MetricsConfig, PublishConfig
 
 log = logging.getLogger(__name__)
@@ -153,20 +156,35 @@ class ASRSystem(BaseSystem):
         return f"{path}:\n" + format_scores(json.loads(path.read_text()))
 
     def pack_model(self) -> None:
-        """A self-contained model folder with checksums and a model card."""
+        """A Hugging Face model folder: safetensors, configs, tokenizer, stats, card, meta.yaml."""
         from espnet_publish import pack_model
 
         cfg: PublishConfig = self.config("publish")
         extra = {}
         if cfg.scores_file and Path(cfg.scores_file).is_file():
             extra["scores.json"] = Path(cfg.scores_file)
-        if cfg.inference_config and Path(cfg.inference_config).is_file():
-            extra["inference.yaml"] = Path(cfg.inference_config)
-        out = pack_model(
-            cfg.model_dir, cfg.packed_dir, model_name=cfg.model_name, extra_files=extra,
-            license=cfg.license, language=cfg.language, repo_id=cfg.repo_id, overwrite=True,
-        )
-        log.info("packed model: %s", out)
+        curves = sorted(Path(cfg.curves_dir).glob("*.png")) if cfg.curves_dir else []
+        with tempfile.TemporaryDirectory() as tmp:
+            if cfg.inference_config and Path(cfg.inference_config).is_file():
+                extra["inference.yaml"] = self._resolved_inference(
+                    Path(cfg.inference_config), Path(tmp) / "inference.yaml"
+                )
+            out = pack_model(
+                cfg.model_dir, cfg.packed_dir, model_name=cfg.model_name, extra_files=extra,
+                license=cfg.license, language=cfg.language, repo_id=cfg.repo_id,
+                images=curves, overwrite=True, verify=True,
+            )
+        log.info("packed model: %s (%d training curve(s))", out, len(curves))
+
+    @staticmethod
+    def _resolved_inference(src: Path, dst: Path) -> Path:
+        """``inference.yaml`` with every default filled in, pointing at the pack itself."""
+        resolved = dataclasses.asdict(parse_config(InferenceConfig, src))
+        resolved["model_dir"] = "."
+        with atomic_open(dst) as f:
+            f.write(f"# {src} resolved by espnet-system pack_model; model_dir is this folder.\n")
+            yaml.safe_dump(resolved, f, sort_keys=False)
+        return dst
 
     def upload_model(self) -> None:
         """Upload the packed model to the Hugging Face Hub (needs a token)."""
@@ -176,7 +194,8 @@ class ASRSystem(BaseSystem):
         token = resolve_token()
         if not cfg.repo_id:
             raise ValueError(f"{self.config_path('publish')}: set repo_id (owner/name) to upload")
-        url = upload_model(cfg.packed_dir, cfg.repo_id, token=token, private=cfg.private)
+        url = upload_model(cfg.packed_dir, cfg.repo_id, token=token, private=cfg.private,
+                           endpoint=cfg.endpoint, overwrite=cfg.overwrite)
         log.info("uploaded: %s", url)
 
     def pack_demo(self) -> None:
@@ -195,5 +214,6 @@ class ASRSystem(BaseSystem):
         token = resolve_token()
         if not cfg.demo_repo_id:
             raise ValueError(f"{self.config_path('publish')}: set demo_repo_id (owner/name) to upload")
-        url = upload_demo(cfg.demo_dir, cfg.demo_repo_id, token=token, private=cfg.private)
+        url = upload_demo(cfg.demo_dir, cfg.demo_repo_id, token=token, private=cfg.private,
+                          endpoint=cfg.endpoint, overwrite=cfg.overwrite)
         log.info("uploaded demo: %s", url)

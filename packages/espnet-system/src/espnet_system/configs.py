@@ -85,6 +85,12 @@ class PublishConfig:
         demo_repo_id: Hugging Face Space (``owner/name``) for ``upload_demo``.
         demo_title: title of the demo Space.
         private: create private repos.
+        license: Hugging Face license id for the model card.
+        language: language code for the model card.
+        curves_dir: PNG training curves found here go to the pack's ``images/`` and card.
+        endpoint: Hub URL for the uploads (None: ``$HF_ENDPOINT``, else huggingface.co).
+        overwrite: let uploads push a new commit to a repository that exists already
+            (otherwise they stop and say so).
     """
 
     model_dir: str = "exp/train/model"
@@ -99,3 +105,6 @@ class PublishConfig:
     private: bool = False
     license: str = "cc-by-4.0"
     language: str = "en"
+    curves_dir: str | None = "exp/train/images"
+    endpoint: str | None = None
+    overwrite: bool = False

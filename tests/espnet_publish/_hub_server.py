@@ -1,0 +1,152 @@
+"""A Hugging Face Hub on 127.0.0.1 that speaks the endpoints an upload uses.
+
+``huggingface_hub.HfApi(endpoint=hub.url).create_repo`` + ``upload_folder`` call:
+
+- ``POST /api/repos/create`` (409 when the repository exists),
+- ``POST /api/validate-yaml`` (the README front matter must be a YAML mapping),
+- ``POST /api/{type}s/{owner}/{name}/preupload/{revision}`` (every file is answered
+  ``uploadMode: regular``, so its content arrives base64-encoded in the commit),
+- ``POST /api/{type}s/{owner}/{name}/commit/{revision}`` (an NDJSON commit),
+- ``POST /api/{type}s/{owner}/{name}/branch/{branch}`` (when a revision is given).
+
+Every request must carry ``Authorization: Bearer <token>``; the files that arrived are
+kept in :attr:`LocalHub.repos` so a test can compare them with the folder it uploaded.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class Repo:
+    repo_type: str
+    private: bool
+    sdk: str | None
+    #: revision -> path -> bytes
+    files: dict[str, dict[str, bytes]] = field(default_factory=lambda: {"main": {}})
+    commits: list[str] = field(default_factory=list)
+
+
+class LocalHub:
+    """Context manager: ``with LocalHub(token="hf_x") as hub: ... hub.url ...``."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.repos: dict[tuple[str, str], Repo] = {}
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.cards: list[dict[str, Any]] = []  # front matter of each validated README
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self) -> LocalHub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def _reply(self, status: int, body: dict[str, Any], error_code: str | None = None) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                if error_code:
+                    self.send_header("X-Error-Code", error_code)
+                    self.send_header("X-Error-Message", body.get("error", ""))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                path = self.path.split("?")[0]
+                hub.requests.append(("POST", path, dict(self.headers)))
+                if self.headers.get("Authorization") != f"Bearer {hub.token}":
+                    self._reply(401, {"error": "Invalid credentials"})
+                    return
+                parts = path.strip("/").split("/")
+                if parts == ["api", "repos", "create"]:
+                    self._create(json.loads(body))
+                elif parts == ["api", "validate-yaml"]:
+                    self._validate_yaml(json.loads(body))
+                elif len(parts) >= 6 and parts[0] == "api":
+                    repo = hub.repos.get((parts[1].rstrip("s"), f"{parts[2]}/{parts[3]}"))
+                    if repo is None:
+                        self._reply(404, {"error": "Repository not found"}, "RepoNotFound")
+                        return
+                    action, revision = parts[4], "/".join(parts[5:])
+                    if action == "preupload":
+                        self._preupload(json.loads(body))
+                    elif action == "commit":
+                        self._commit(repo, f"{parts[2]}/{parts[3]}", revision, body)
+                    elif action == "branch":
+                        repo.files.setdefault(revision, dict(repo.files["main"]))
+                        self._reply(200, {})
+                    else:
+                        self._reply(404, {"error": f"no endpoint {path}"})
+                else:
+                    self._reply(404, {"error": f"no endpoint {path}"})
+
+            def _create(self, payload: dict[str, Any]) -> None:
+                repo_type = payload.get("type") or "model"
+                repo_id = f"{payload['organization']}/{payload['name']}"
+                if (repo_type, repo_id) in hub.repos:
+                    self._reply(409, {"error": "You already created this repo", "url": repo_id})
+                    return
+                hub.repos[(repo_type, repo_id)] = Repo(
+                    repo_type=repo_type,
+                    private=payload.get("visibility") == "private" or bool(payload.get("private")),
+                    sdk=payload.get("sdk"),
+                )
+                prefix = "" if repo_type == "model" else f"{repo_type}s/"
+                self._reply(200, {"url": f"{hub.url}/{prefix}{repo_id}"})
+
+            def _validate_yaml(self, payload: dict[str, Any]) -> None:
+                text = payload.get("content", "")
+                meta = None
+                if text.startswith("---\n") and "\n---\n" in text[3:]:
+                    meta = yaml.safe_load(text[4 : text.index("\n---\n", 3)])
+                if not isinstance(meta, dict):
+                    self._reply(400, {"errors": [{"message": "no YAML metadata block"}]})
+                    return
+                hub.cards.append(meta)
+                self._reply(200, {"errors": [], "warnings": []})
+
+            def _preupload(self, payload: dict[str, Any]) -> None:
+                files = [
+                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                    for f in payload["files"]
+                ]
+                self._reply(200, {"files": files})
+
+            def _commit(self, repo: Repo, repo_id: str, revision: str, body: bytes) -> None:
+                files = repo.files.setdefault(revision, {})
+                for line in body.splitlines():
+                    item = json.loads(line)
+                    if item["key"] == "file":
+                        value = item["value"]
+                        files[value["path"]] = base64.b64decode(value["content"])
+                    elif item["key"] == "deletedFile":
+                        files.pop(item["value"]["path"], None)
+                oid = hashlib.sha1(body).hexdigest()
+                repo.commits.append(oid)
+                self._reply(200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{oid}", "commitOid": oid})
+
+        return Handler
