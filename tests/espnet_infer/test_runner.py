@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
+import torch
+import webdataset as wds
 import yaml
-from espnet_infer import DecodeConfig, InferenceConfig, ParallelConfig, run_inference
+from espnet_infer import DecodeConfig, InferenceConfig, ParallelConfig, Speech2Text, run_inference
+from espnet_infer.progress import Progress
 from espnet_infer.runner import plan_tasks
 
 from tests._fixtures import Pipeline, read_samples
@@ -132,3 +139,133 @@ def test_mpi_backend_gives_the_local_hyps(
     assert summary["backend"] == "mpi" and summary["workers"] == 2
     assert summary["decoded_shards"] == 4
     assert _results(out) == _results(local_run)
+    assert "decode: 12/12 utt" in proc.stderr  # rank 0's progress counts both ranks
+
+
+def _wav_bytes(audio: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, 16000, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def _shard_with_bad_samples(pipeline: Pipeline, split: Path) -> list[str]:
+    """A split of one shard: three good samples, one unreadable, one with empty audio."""
+    split.mkdir(parents=True)
+    good = read_samples(pipeline.data / "test")[:3]
+    with wds.TarWriter(str(split / "shard-000000.tar")) as sink:
+        for s in good:
+            sink.write({"__key__": s["key"], "wav": _wav_bytes(s["audio"]),
+                        "json": json.dumps({"key": s["key"], "text": s["text"]}).encode()})
+        sink.write({"__key__": "zz-broken", "flac": b"not audio",
+                    "json": json.dumps({"key": "zz-broken", "text": "a b"}).encode()})
+        sink.write({"__key__": "zz-empty", "wav": _wav_bytes(np.zeros(0, dtype=np.float32)),
+                    "json": json.dumps({"key": "zz-empty", "text": "c d"}).encode()})
+    return [s["key"] for s in good]
+
+
+def test_failing_utterances_are_recorded_not_fatal(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = _shard_with_bad_samples(pipeline, tmp_path / "bad")
+    original = Speech2Text.nbest_padded
+    doomed = len(read_samples(pipeline.data / "test")[1]["audio"])
+
+    def flaky(self: Speech2Text, speech: torch.Tensor, lengths: torch.Tensor) -> list:
+        if doomed in lengths.tolist():  # the batch fails, then this utterance alone
+            raise RuntimeError("out of memory (simulated)")
+        return original(self, speech, lengths)
+
+    monkeypatch.setattr(Speech2Text, "nbest_padded", flaky)
+    config = InferenceConfig(model_dir=str(pipeline.model_dir), test_sets={"bad": str(tmp_path / "bad")},
+                             output_dir=str(tmp_path / "out"), decode=DecodeConfig(method="ctc_greedy"))
+    result = run_inference(config)
+    assert result["decoded_shards"] == 1 and result["failed_shards"] == []
+    assert result["failed_utterances"] == 3 and result["sets"]["bad"]["failed"] == 3
+    rows = {r["key"]: r for r in map(json.loads, (tmp_path / "out/bad/hyp.jsonl").read_text().splitlines())}
+    assert sorted(rows) == sorted([*good, "zz-broken", "zz-empty"])
+    assert "cannot read" in rows["zz-broken"]["error"]
+    assert rows["zz-empty"]["error"] == "empty audio (0 samples)"
+    assert "simulated" in rows[good[1]]["error"]
+    assert "error" not in rows[good[0]] and "error" not in rows[good[2]]
+    hyp_keys = [line.split()[0] for line in (tmp_path / "out/bad/hyp.txt").read_text().splitlines()]
+    ref_keys = [line.split()[0] for line in (tmp_path / "out/bad/ref.txt").read_text().splitlines()]
+    assert hyp_keys == [good[0], good[2]] and len(ref_keys) == 5  # scoring sees them missing
+    summary = json.loads((tmp_path / "out/summary.json").read_text())
+    assert {f["key"] for f in summary["sets"]["bad"]["failures"]} == {good[1], "zz-broken", "zz-empty"}
+
+
+def test_unreadable_shard_fails_alone_and_is_retried(pipeline: Pipeline, tmp_path: Path) -> None:
+    split = tmp_path / "split"
+    shutil.copytree(pipeline.data / "test", split)
+    (split / "shard-000001.tar").write_bytes(b"\0" * 10 + b"garbage" * 100)
+    config = InferenceConfig(model_dir=str(pipeline.model_dir), test_sets={"t": str(split)},
+                             output_dir=str(tmp_path / "out"), decode=DecodeConfig(method="ctc_greedy"))
+    result = run_inference(config)
+    assert result["decoded_shards"] == 1 and len(result["failed_shards"]) == 1
+    assert result["failed_shards"][0]["shard"].endswith("shard-000001.tar")
+    assert not (tmp_path / "out/t/shards/shard-000001.jsonl").exists()  # a rerun retries it
+
+
+def test_nbest_rows_in_hyp_jsonl(pipeline: Pipeline, tmp_path: Path) -> None:
+    decode = DecodeConfig(method="beam_search", beam_size=2, nbest=2)
+    config = _config(pipeline, tmp_path, decode=decode)
+    config.test_sets = {"test": config.test_sets["test"]}
+    run_inference(config)
+    rows = [json.loads(x) for x in (tmp_path / "test" / "hyp.jsonl").read_text().splitlines()]
+    for row in rows:
+        assert 1 <= len(row["nbest"]) <= 2 and row["nbest"][0]["text"] == row["hyp"]
+        assert row["score"] == row["nbest"][0]["score"]
+        assert {"text", "tokens", "score", "scores"} == set(row["nbest"][0])
+
+
+KILL_AFTER_FIRST_SHARD = """
+import os, signal, sys
+from espnet_infer import runner
+from espnet_infer.cli import main
+
+decode_shard = runner.decode_shard
+
+def decode_then_die(env, task, progress=None):
+    decode_shard(env, task, progress)  # its result file is written: now kill the run
+    os.kill(os.getpid(), signal.SIGKILL)
+
+runner.decode_shard = decode_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_every_utterance_once(
+    pipeline: Pipeline, local_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    config = _config(pipeline, out)
+    conf = tmp_path / "inference.yaml"
+    conf.write_text(yaml.safe_dump({
+        "model_dir": config.model_dir, "test_sets": config.test_sets, "output_dir": str(out),
+        "max_seconds": config.max_seconds, "decode": {"method": "ctc_greedy"},
+    }))
+    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_SHARD, "--config", str(conf)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert [p.name for p in out.rglob("*.jsonl")] == ["shard-000000.jsonl"]  # dev's first
+    assert not (out / "summary.json").exists() and not list(out.rglob("*.tmp"))
+    result = run_inference(config)
+    assert result["decoded_shards"] == 3 and result["skipped_shards"] == 1
+    assert _results(out) == _results(local_run)
+    for name in ("dev", "test"):
+        keys = [json.loads(x)["key"] for x in (out / name / "hyp.jsonl").read_text().splitlines()]
+        assert len(keys) == len(set(keys)) == 6
+
+
+def test_progress_counts_and_logs_eta(caplog: pytest.LogCaptureFixture) -> None:
+    stream = io.StringIO()  # not a terminal: periodic log lines instead of a bar
+    progress = Progress(10, desc="decode", log_every_s=0.0, stream=stream)
+    with caplog.at_level("INFO", logger="espnet_infer.progress"):
+        progress.update(4, 8.0)
+        progress.update(1, 2.0)
+        progress.close()
+    assert progress.count == 5 and progress.audio_seconds == 10.0
+    assert "decode: 5/10 utt" in progress.line() and "ETA" in progress.line()
+    assert any("4/10 utt" in r.message for r in caplog.records)
+    assert stream.getvalue() == ""
