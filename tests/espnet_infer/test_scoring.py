@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 from espnet_infer.scoring import (
     ErrorCounts,
+    format_markdown,
     normalize_text,
     read_text_file,
     score_texts,
+    worst_utterances,
     write_scores,
 )
 
@@ -67,7 +69,10 @@ def test_write_scores_is_readable_and_leaves_no_temp_files(tmp_path: Path) -> No
     assert "id: (a)" in text and "Scores: (#C #S #D #I) 2 0 0 1" in text
     assert "REF:  x * y\nHYP:  x q y\nEval:   I" in text
     write_scores(result, tmp_path / "score")  # rerun overwrites cleanly
-    assert sorted(p.name for p in (tmp_path / "score").iterdir()) == ["result.txt", "scores.json"]
+    assert sorted(p.name for p in (tmp_path / "score").iterdir()) == [
+        "result.txt", "scores.json", "scores.md"]
+    assert data["utterances"][0]["alignment"] == [["x", "x", "C"], ["", "q", "I"], ["y", "y", "C"]]
+    assert data["worst_utterances"] == ["b", "a"]  # 1 error each; b has the higher rate
 
 
 def test_read_kaldi_and_jsonl(tmp_path: Path) -> None:
@@ -106,3 +111,20 @@ def test_kaldi_duplicate_and_non_utf8(tmp_path: Path) -> None:
     path.write_bytes(b"a \xff\xfe\n")
     with pytest.raises(ValueError, match="not UTF-8"):
         read_text_file(path)
+
+
+def test_worst_utterances_and_markdown_table(tmp_path: Path) -> None:
+    refs = {"a": "one two three", "b": "four five", "c": "six", "d": "a|b"}
+    hyps = {"a": "one two three", "b": "for", "c": "sax", "d": "a|c"}
+    result = score_texts(refs, hyps)
+    assert [u.key for u in worst_utterances(result, 2)] == ["b", "c"]  # 2 errors, then rate
+    assert [u.key for u in worst_utterances(result)] == ["b", "c", "d"]  # no error-free ones
+    table = format_markdown({"dev": result, "test": score_texts({"x": "y"}, {"x": "y"})})
+    lines = table.splitlines()
+    assert lines[0].startswith("| test set | #Snt | #Wrd | WER (%)")
+    assert lines[2].startswith("| dev | 4 | 7 | 57.14 | 3 | 1 | 0 |")
+    assert lines[3].startswith("| test | 1 | 1 | 0.00 |")
+    write_scores(result, tmp_path / "dev", worst=2)
+    md = (tmp_path / "dev" / "scores.md").read_text()
+    assert md.startswith("# Scores: dev") and "## 2 worst utterances" in md
+    assert "| b | 2 | 100.00 | four five | for |" in md

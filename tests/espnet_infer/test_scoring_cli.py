@@ -36,3 +36,19 @@ def test_help_and_usage_docstring(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 0
     assert "--strip-punctuation" in capsys.readouterr().out
     assert score_cli.__doc__ is not None and "Usage:" in score_cli.__doc__
+
+
+def test_positional_ref_and_hyp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref, hyp = tmp_path / "ref.txt", tmp_path / "hyp.txt"
+    ref.write_text("u1 the cat sat\nu2 hello world\n")
+    hyp.write_text("u1 the bat sat\nu2 hello world\n")
+    assert score_cli.main([str(ref), str(hyp), "--out", str(tmp_path / "o"), "--worst", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| WER" in out and "worst utterances: u1 (1)" in out
+    assert (tmp_path / "o" / "scores.md").read_text().startswith("# Scores: o")
+    with pytest.raises(SystemExit):
+        score_cli.main([str(ref), str(hyp), "--ref", str(ref)])
+    assert "give REF once" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        score_cli.main([str(ref)])
+    assert "missing HYP" in capsys.readouterr().err

@@ -3,10 +3,11 @@
 Usage:
 
     # Kaldi-style "key text..." files (or JSONL lines {"key": ..., "text": ...})
-    espnet-score --ref data/test/text --hyp exp/decode/test/hyp.txt
+    espnet-score exp/decode/test/ref.txt exp/decode/test/hyp.txt
+    espnet-score --ref data/test/text --hyp exp/decode/test/hyp.txt     # the same, named
 
-    # also write scores.json and a per-utterance result.txt into a folder
-    espnet-score --ref data/test/text --hyp exp/decode/test/hyp.txt --out exp/decode/test/score
+    # also write scores.json (with alignments), result.txt and scores.md into a folder
+    espnet-score ref.txt hyp.txt --out exp/decode/test/score --worst 20
 
     # case- and punctuation-insensitive scoring (off by default)
     espnet-score --ref ref.jsonl --hyp hyp.jsonl --uppercase --strip-punctuation
@@ -20,7 +21,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from espnet_infer.scoring import format_summary, read_text_file, score_texts, write_scores
+from espnet_infer.scoring import (
+    format_summary,
+    read_text_file,
+    score_texts,
+    worst_utterances,
+    write_scores,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -31,10 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compute WER/CER of hypothesis transcripts against references.",
         epilog="Input files hold 'key text...' lines or JSONL objects with 'key' and 'text'.",
     )
-    parser.add_argument("--ref", required=True, help="reference transcripts (Kaldi text or JSONL)")
-    parser.add_argument("--hyp", required=True, help="hypothesis transcripts (Kaldi text or JSONL)")
+    parser.add_argument("ref_file", nargs="?", metavar="REF", help="reference transcripts")
+    parser.add_argument("hyp_file", nargs="?", metavar="HYP", help="hypothesis transcripts")
+    parser.add_argument("--ref", default=None, help="reference transcripts (Kaldi text or JSONL)")
+    parser.add_argument("--hyp", default=None, help="hypothesis transcripts (Kaldi text or JSONL)")
     parser.add_argument(
-        "--out", default=None, help="folder for scores.json and result.txt (not written if omitted)"
+        "--out", default=None,
+        help="folder for scores.json, result.txt and scores.md (not written if omitted)",
+    )
+    parser.add_argument(
+        "--worst", type=int, default=10, help="worst utterances listed (default: 10)"
     )
     parser.add_argument(
         "--uppercase", action="store_true", help="upper-case references and hypotheses first"
@@ -51,9 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``espnet-score``; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    ref = _one_of(parser, "REF", args.ref_file, args.ref, "--ref")
+    hyp = _one_of(parser, "HYP", args.hyp_file, args.hyp, "--hyp")
     try:
-        refs = read_text_file(args.ref)
-        hyps = read_text_file(args.hyp)
+        refs = read_text_file(ref)
+        hyps = read_text_file(hyp)
         result = score_texts(
             refs, hyps, uppercase=args.uppercase, strip_punctuation=args.strip_punctuation
         )
@@ -61,10 +76,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"espnet-score: error: {e}", file=sys.stderr)
         return 2
     print(format_summary(result))
+    worst = worst_utterances(result, args.worst)
+    if worst:
+        print("worst utterances: " + ", ".join(f"{u.key} ({u.words.errors})" for u in worst))
     if args.out is not None:
-        json_path, txt_path = write_scores(result, args.out)
-        print(f"wrote {json_path} and {txt_path}")
+        json_path, txt_path = write_scores(result, args.out, worst=args.worst)
+        print(f"wrote {json_path}, {txt_path} and {json_path.with_name('scores.md')}")
     return 0
+
+
+def _one_of(
+    parser: argparse.ArgumentParser, name: str, positional: str | None, option: str | None,
+    flag: str,
+) -> str:
+    if positional is not None and option is not None:
+        parser.error(f"give {name} once: either as an argument or with {flag}")
+    value = positional if positional is not None else option
+    if value is None:
+        parser.error(f"missing {name}: espnet-score REF HYP (or {flag} FILE)")
+    return value
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Typical use::
     hyps = read_text_file("exp/decode/test/hyp.txt")
     result = score_texts(refs, hyps)
     print(format_summary(result))
-    write_scores(result, "exp/decode/test/score")    # scores.json + result.txt
+    write_scores(result, "exp/decode/test/score")    # scores.json, result.txt, scores.md
+    print(format_markdown({"test": result}))          # one row per test set
 
 Every reference key is scored; a reference without hypothesis counts as all
 deletions and is listed in ``missing_keys``; hypothesis keys without reference are
@@ -33,10 +34,12 @@ __all__ = [
     "ErrorCounts",
     "ScoreResult",
     "UtteranceScore",
+    "format_markdown",
     "format_summary",
     "normalize_text",
     "read_text_file",
     "score_texts",
+    "worst_utterances",
     "write_scores",
 ]
 
@@ -133,7 +136,9 @@ class ScoreResult:
     def ser(self) -> float:
         return self.num_sentence_errors / self.num_sentences if self.utterances else 0.0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, worst: int = 10) -> dict[str, Any]:
+        """JSON form: totals, the ``worst`` worst keys, per-utterance counts and
+        word alignments (``[ref, hyp, op]`` with ``op`` in C/S/D/I)."""
         return {
             "wer": _finite_or_none(self.wer),
             "cer": _finite_or_none(self.cer),
@@ -148,6 +153,7 @@ class ScoreResult:
                 "uppercase": self.uppercase,
                 "strip_punctuation": self.strip_punctuation,
             },
+            "worst_utterances": [u.key for u in worst_utterances(self, worst)],
             "utterances": [
                 {
                     "key": u.key,
@@ -156,6 +162,7 @@ class ScoreResult:
                     "missing": u.missing,
                     "words": u.words.to_dict(),
                     "chars": u.chars.to_dict(),
+                    "alignment": [list(t) for t in u.alignment],
                 }
                 for u in self.utterances
             ],
@@ -305,6 +312,59 @@ def format_summary(result: ScoreResult) -> str:
     return "\n".join(lines)
 
 
+def worst_utterances(result: ScoreResult, n: int = 10) -> list[UtteranceScore]:
+    """The ``n`` utterances with the most word errors (ties: higher error rate, then key);
+    utterances without errors are left out."""
+    wrong = [u for u in result.utterances if u.words.errors > 0]
+    wrong.sort(key=lambda u: (-u.words.errors, -_rate_for_sort(u.words), u.key))
+    return wrong[:n]
+
+
+def _rate_for_sort(counts: ErrorCounts) -> float:
+    rate = counts.error_rate
+    return rate if math.isfinite(rate) else float(counts.errors)
+
+
+def _pct(value: float) -> str:
+    return f"{100.0 * value:.2f}" if math.isfinite(value) else "n/a"
+
+
+def format_markdown(results: Mapping[str, ScoreResult]) -> str:
+    """A Markdown table with one row per test set: WER, CER, SER and the error kinds."""
+    lines = [
+        "| test set | #Snt | #Wrd | WER (%) | Sub | Del | Ins | CER (%) | SER (%) | missing |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in results.items():
+        w = r.words
+        lines.append(
+            f"| {name} | {r.num_sentences} | {w.num_ref} | {_pct(r.wer)} | {w.substitutions} "
+            f"| {w.deletions} | {w.insertions} | {_pct(r.cer)} | {_pct(r.ser)} "
+            f"| {len(r.missing_keys)} |"
+        )
+    return "\n".join(lines)
+
+
+def _markdown_report(name: str, result: ScoreResult, worst: int) -> str:
+    body = [f"# Scores: {name}", "", format_markdown({name: result}), ""]
+    bad = worst_utterances(result, worst)
+    if bad:
+        body += [f"## {len(bad)} worst utterances", "",
+                 "| key | errors | WER (%) | reference | hypothesis |",
+                 "| --- | ---: | ---: | --- | --- |"]
+        body += [
+            f"| {u.key} | {u.words.errors} | {_pct(u.words.error_rate)} "
+            f"| {_md_cell(u.ref)} | {_md_cell(u.hyp)} |"
+            for u in bad
+        ]
+        body.append("")
+    return "\n".join(body)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|") or " "
+
+
 def _format_utterance(u: UtteranceScore) -> str:
     w = u.words
     lines = [f"id: ({u.key})" + ("  [no hypothesis]" if u.missing else "")]
@@ -319,8 +379,15 @@ def _format_utterance(u: UtteranceScore) -> str:
     return "\n".join(lines)
 
 
-def write_scores(result: ScoreResult, out_dir: Pathlike) -> tuple[Path, Path]:
-    """Write ``scores.json`` and the per-utterance ``result.txt`` into ``out_dir``, atomically.
+def write_scores(
+    result: ScoreResult, out_dir: Pathlike, *, name: str | None = None, worst: int = 10
+) -> tuple[Path, Path]:
+    """Write into ``out_dir``, atomically: ``scores.json`` (totals, worst keys, per-utterance
+    counts and alignments), ``result.txt`` (sclite-style alignments) and ``scores.md``
+    (a Markdown table and the ``worst`` worst utterances).
+
+    Args:
+        name: the test set's name in ``scores.md`` (default: the folder's name).
 
     Returns:
         The paths of ``scores.json`` and ``result.txt``.
@@ -329,7 +396,9 @@ def write_scores(result: ScoreResult, out_dir: Pathlike) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     json_path, txt_path = out / "scores.json", out / "result.txt"
     with atomic_open(json_path) as f:
-        f.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        f.write(json.dumps(result.to_dict(worst=worst), indent=2, ensure_ascii=False) + "\n")
+    with atomic_open(out / "scores.md") as f:
+        f.write(_markdown_report(name or out.resolve().name, result, worst))
     body = [format_summary(result), ""]
     body += [_format_utterance(u) + "\n" for u in result.utterances]
     with atomic_open(txt_path) as f:
