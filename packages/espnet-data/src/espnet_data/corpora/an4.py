@@ -112,7 +112,7 @@ class AN4Corpus:
             return download_an4(root, url=self.url, sha256=self.sha256)
         raise FileNotFoundError(
             f"no AN4 corpus under {root}: expected {Path(root) / 'an4/etc/an4_train.fileids'} "
-            f"(root comes from {'data.yaml' if self.root else ROOT_ENV}); unpack "
+            f"(root {root!r}{'' if self.root else ' from $' + ROOT_ENV}); unpack "
             f"{AN4_URL} there, or set download: true"
         )
 
