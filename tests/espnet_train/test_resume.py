@@ -1,0 +1,71 @@
+"""A run killed mid-epoch and started again ends with the weights of an unbroken run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from espnet_train import train
+from espnet_train.average import model_state
+
+from tests._fixtures import Pipeline, tiny_model, training_config
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+class _KillAt(L.Callback):
+    """Raise at the end of the batch that reaches ``step`` optimizer steps.
+
+    Checkpoint callbacks run after every other callback, so the checkpoint of this
+    step is never written: the rerun starts from the one before, as after a SIGKILL.
+    """
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        if trainer.global_step >= self.step:
+            raise _Killed(f"killed at step {trainer.global_step}")
+
+
+def _config(pipeline: Pipeline, exp: Path):  # noqa: ANN202
+    # dropout on, so the random state must be restored as well as the data position
+    model = tiny_model()
+    model["encoder_conf"] = {**model["encoder_conf"], "dropout_rate": 0.1}
+    return training_config(
+        pipeline.data, pipeline.tokenizer, pipeline.stats, exp, max_epochs=2,
+        model=model, checkpoint_every_n_steps=1, best_n=1,
+    )
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights(pipeline: Pipeline, tmp_path: Path) -> None:
+    whole = tmp_path / "whole"
+    train(_config(pipeline, whole))
+    summary = json.loads((whole / "train_summary.json").read_text())
+    steps = summary["optimizer_steps"]
+    assert steps >= 4 and summary["epochs"] == 2
+
+    broken = tmp_path / "broken"
+    kill_at = steps // 2 + 2  # inside the second epoch, after its first step checkpoint
+    with pytest.raises(_Killed):
+        train(_config(pipeline, broken), callbacks=[_KillAt(kill_at)])
+    partial = torch.load(broken / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert partial["global_step"] == kill_at - 1
+    train(_config(pipeline, broken))
+
+    resumed = json.loads((broken / "train_summary.json").read_text())
+    assert resumed["optimizer_steps"] == steps
+    assert resumed["trained_batches"] == summary["trained_batches"]
+    a = model_state(whole / "checkpoints" / "last.ckpt")
+    b = model_state(broken / "checkpoints" / "last.ckpt")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
+    # the per-epoch history survived the kill: both epochs are plotted
+    assert {p.name for p in (broken / "images").glob("*.png")} >= {"loss.png", "acc.png", "lr.png"}
