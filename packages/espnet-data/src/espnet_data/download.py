@@ -220,7 +220,7 @@ def fetch(
     """
     if not base_urls:
         raise DownloadError(f"no URL to download {name} from: give at least one base URL")
-    failures: list[str] = []
+    failures: list[DownloadError] = []
     for base in base_urls:
         url = f"{base.rstrip('/')}/{name}"
         try:
@@ -229,8 +229,11 @@ def fetch(
             )
         except DownloadError as err:
             log.warning("%s", err)
-            failures.append(str(err))
-    raise DownloadError(f"could not download {name} from any URL:\n  " + "\n  ".join(failures))
+            failures.append(err)
+    error = ChecksumError if any(isinstance(e, ChecksumError) for e in failures) else DownloadError
+    raise error(
+        f"could not download {name} from any URL:\n  " + "\n  ".join(map(str, failures))
+    )
 
 
 def _merge(src: Path, dest: Path, moved: list[Path]) -> None:

@@ -2,6 +2,7 @@
 
 from .an4 import AN4Corpus
 from .kaldi import KaldiDirCorpus
+from .librispeech import LibriSpeechCorpus
 from .mini import MiniCorpus
 
-__all__ = ["AN4Corpus", "KaldiDirCorpus", "MiniCorpus"]
+__all__ = ["AN4Corpus", "KaldiDirCorpus", "LibriSpeechCorpus", "MiniCorpus"]
