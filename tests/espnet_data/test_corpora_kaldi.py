@@ -132,6 +132,23 @@ def test_files_pipes_and_arks_decode(whole_dir: Path, audio: dict[str, Path]) ->
         np.testing.assert_array_equal(samples, _reference(audio[path]))
 
 
+def test_a_piped_wav_that_declares_no_data_size_is_read_whole(
+    tmp_path: Path, audio: dict[str, Path]
+) -> None:
+    blob = bytearray(audio["rec3"].read_bytes())  # PCM_16 from soundfile: data at byte 36
+    assert blob[36:40] == b"data"
+    blob[40:44] = bytes(4)  # what a writer that cannot seek back leaves
+    streamed = tmp_path / "streamed.wav"
+    streamed.write_bytes(bytes(blob))
+    folder = tmp_path / "pipe"
+    folder.mkdir()
+    _write(folder, "wav.scp", [f"r cat {streamed} |"])
+    _write(folder, "text", ["r A PIPE"])
+    corpus = KaldiDirCorpus(dirs={"test": str(folder)})
+    samples, _ = corpus.load_audio(corpus.entries("test")[0])
+    np.testing.assert_array_equal(samples, _reference(audio["rec3"]))
+
+
 def test_bad_entries_are_rejected_with_key_and_reason(tmp_path: Path, whole_dir: Path) -> None:
     corpus = KaldiDirCorpus(dirs={"train": str(whole_dir)})
     summary = write_split(corpus, "train", tmp_path / "data/train", utterances_per_shard=3)

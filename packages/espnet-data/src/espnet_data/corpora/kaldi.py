@@ -115,6 +115,26 @@ def _run_pipe(command: str, timeout: float) -> bytes:
     return proc.stdout
 
 
+def _fill_streamed_wav_sizes(blob: bytes) -> bytes:
+    """A WAV written to a pipe may declare 0 bytes of data (its writer could not seek
+    back to fill the sizes in) and would decode as empty: declare what arrived."""
+    if len(blob) < 12 or blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
+        return blob
+    pos = 12
+    while pos + 8 <= len(blob):
+        chunk, size = blob[pos : pos + 4], struct.unpack("<I", blob[pos + 4 : pos + 8])[0]
+        if chunk == b"data":
+            have = len(blob) - pos - 8
+            if size != 0 or have == 0:
+                return blob
+            fixed = bytearray(blob)
+            fixed[pos + 4 : pos + 8] = struct.pack("<I", have)
+            fixed[4:8] = struct.pack("<I", len(blob) - 8)
+            return bytes(fixed)
+        pos += 8 + size + (size & 1)
+    return blob
+
+
 def _read_ark_wav(path: str, offset: int) -> bytes:
     """The RIFF/WAV blob stored at ``offset`` of a Kaldi ark file."""
     try:
@@ -257,7 +277,7 @@ class KaldiDirCorpus:
         if self._cache is not None and self._cache[0] == recording:
             return self._cache[1], self._cache[2]
         if recording.command:
-            blob = _run_pipe(recording.command, self.pipe_timeout)
+            blob = _fill_streamed_wav_sizes(_run_pipe(recording.command, self.pipe_timeout))
         else:
             assert recording.offset is not None
             blob = _read_ark_wav(recording.path, recording.offset)
