@@ -181,7 +181,8 @@ class KaldiDirCorpus:
     dirs: dict[str, str]
     pipe_timeout: float = 600.0
     # the last recording a pipe or ark produced: segments of one recording follow each
-    # other, so each pipe runs once per recording (per worker), not once per segment
+    # other, so a pipe runs once for its consecutive segments in a shard, not once per
+    # segment (not pickled: every shard job starts empty)
     _cache: tuple[Recording, np.ndarray, int] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -238,7 +239,9 @@ class KaldiDirCorpus:
             elif source is None:
                 where = "segments" if (folder / "segments").is_file() else "wav.scp"
                 source = Unusable(f"utterance {key} has no recording: it is not in {where}")
-            entries.append(Entry(key, texts.get(key), speakers.get(key, ""), source=source))
+            # text None: the shard writer rejects it as a missing transcript
+            text = texts.get(key)
+            entries.append(Entry(key, text, speakers.get(key, ""), source=source))  # type: ignore[arg-type]
         return entries
 
     def load_audio(self, entry: Entry) -> tuple[np.ndarray, int]:
