@@ -219,6 +219,21 @@ def test_a_non_utf8_transcription_line_rejects_only_its_utterance(
     ]
 
 
+def test_a_repeated_transcription_keeps_the_first(tmp_path: Path, an4_copy: Path) -> None:
+    with open(an4_copy / "etc/an4_test.transcription", "a") as f:
+        f.write("SOMETHING ELSE (cen8-fcaw-b)\n")
+    corpus = AN4Corpus(root=str(tmp_path))
+    entries = corpus.entries("test")
+    assert [e.key for e in entries] == ["cen8-fcaw-b", "cen8-fcaw-b", "cen8-mmxg-b"]
+    with pytest.raises(ValueError, match="an4_test.transcription line 3 repeats utterance"):
+        corpus.load_audio(entries[1])
+    summary = write_split(corpus, "test", tmp_path / "data/test")
+    assert [(r["key"], r["code"]) for r in summary["rejected"]] == [
+        ("cen8-fcaw-b", "duplicate_key")
+    ]
+    assert [r["text"] for r in read_index(tmp_path / "data/test")] == list(TEST_TEXTS.values())
+
+
 def test_shards_from_the_real_subset(tmp_path: Path, downloads: Path) -> None:
     corpus = AN4Corpus(root=str(downloads), dev_speakers=1)
     summaries = {

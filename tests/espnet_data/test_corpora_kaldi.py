@@ -209,11 +209,16 @@ def test_a_line_that_is_not_utf8_or_repeats_a_key_rejects_only_its_utterance(
     _write(whole_dir, "utt2spk", utt2spk.replace(b"rec5 spk2", b"rec5 spk\xff"))
     corpus = KaldiDirCorpus(dirs={"train": str(whole_dir)})
     summary = write_split(corpus, "train", tmp_path / "train", utterances_per_shard=10)
+    codes = [(r["key"], r["code"]) for r in summary["rejected"]]
+    assert ("rec2", "duplicate_key") in codes and ("rec3", "duplicate_key") in codes
     reasons = {r["key"]: r["reason"] for r in summary["rejected"]}
-    assert "key rec2 appears twice in text (lines 2 and 9)" in reasons["rec2"]
-    assert "key rec3 appears twice in text (lines 3 and 8)" in reasons["rec3"]
     assert "utt2spk line 4 is not valid UTF-8" in reasons["rec5"]
-    assert [r["key"] for r in read_index(tmp_path / "train")] == ["rec1"]
+    rows = {r["key"]: r["text"] for r in read_index(tmp_path / "train")}
+    assert rows == {"rec1": "HELLO WORLD", "rec2": "EIGHT KILO", "rec3": "FROM A PIPE"}
+    entries = KaldiDirCorpus(dirs={"train": str(whole_dir)}).entries("train")
+    again = [e for e in entries if e.key == "rec2"][1]
+    with pytest.raises(ValueError, match="text line 9 repeats key rec2 of line 2"):
+        corpus.load_audio(again)
 
 
 def test_config_errors_name_the_fix(tmp_path: Path, whole_dir: Path) -> None:

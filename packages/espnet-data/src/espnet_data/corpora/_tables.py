@@ -4,7 +4,9 @@ A corpus lists every utterance it finds, good or bad. One that is known to be ba
 before its audio is read (its recording is not listed, its segment is impossible, its
 line is not UTF-8) carries an :class:`Unusable` source: ``load_audio`` raises its
 reason, so the shard writer skips it and lists it in the split's summary with its key
-and reason, instead of losing it silently or stopping the job.
+and reason, instead of losing it silently or stopping the job. A key given a second
+line in a table becomes a second entry of that key, which the writer rejects as a
+duplicate (the first is kept).
 """
 
 from __future__ import annotations
@@ -64,21 +66,30 @@ def read_table(path: Pathlike) -> list[Row]:
     return rows
 
 
-def index_table(path: Pathlike) -> tuple[dict[str, str], dict[str, str]]:
-    """``key -> value`` of a table, and ``key -> reason`` for the keys whose line is
-    not UTF-8 or that appear more than once (the first line's value is kept)."""
+@dataclass(frozen=True)
+class Table:
+    """A keyed table: the first line of each key, and what was wrong with the rest."""
+
+    values: dict[str, str]
+    problems: dict[str, str]  # key -> why its (first) line is unusable (not UTF-8)
+    repeats: list[tuple[str, str]]  # (key, reason) for each later line of a key
+
+
+def index_table(path: Pathlike) -> Table:
+    """``path`` as a :class:`Table`: a key's first line counts (as the shard writer keeps
+    the first of repeated keys); each later line of the key is listed in ``repeats``."""
     values: dict[str, str] = {}
     lines: dict[str, int] = {}
     problems: dict[str, str] = {}
+    repeats: list[tuple[str, str]] = []
     name = Path(path).name
     for row in read_table(path):
         if row.key in lines:
-            problems[row.key] = (
-                f"key {row.key} appears twice in {name} (lines {lines[row.key]} and {row.lineno})"
-            )
+            reason = f"{name} line {row.lineno} repeats key {row.key} of line {lines[row.key]}"
+            repeats.append((row.key, reason))
             continue
         lines[row.key] = row.lineno
         values[row.key] = row.value
         if row.error:
             problems[row.key] = row.error
-    return values, problems
+    return Table(values, problems, repeats)

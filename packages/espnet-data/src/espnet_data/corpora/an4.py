@@ -69,6 +69,7 @@ class _Utterance:
     text: str | None
     audio: Path
     problem: str = ""
+    repeats: tuple[str, ...] = ()  # why each later transcription line of the key is refused
 
 
 @dataclass
@@ -138,6 +139,7 @@ class AN4Corpus:
         else:
             log.warning("%s is missing: listing the .sph files on disk", fileids_path)
         texts: dict[str, str] = {}
+        repeats: dict[str, list[str]] = {}
         if not trans_path.is_file():
             raise FileNotFoundError(f"{trans_path} is missing: is {an4} a complete AN4 copy?")
         with open(trans_path, encoding="utf-8", errors="replace") as f:
@@ -150,16 +152,21 @@ class AN4Corpus:
                                 trans_path, lineno, line.strip())
                     continue
                 key, text = parsed  # U+FFFD from a non-UTF-8 line: the writer rejects it
-                if key in texts and texts[key] != text:
-                    problems[key] = f"{trans_path.name} has two transcriptions for {key}"
-                texts.setdefault(key, text)
+                if key in texts:  # the first line counts, as the shard writer keeps the first
+                    reason = f"{trans_path.name} line {lineno} repeats utterance {key}"
+                    repeats.setdefault(key, []).append(reason)
+                    continue
+                texts[key] = text
         on_disk = {p.stem: p for p in sorted((an4 / "wav" / audio_dir).glob("*/*.sph"))}
         keys = list(paths) + sorted((set(texts) | set(on_disk)) - set(paths))
         utts = []
         for key in keys:
             path = paths.get(key) or on_disk.get(key) or _guess_path(an4, audio_dir, key)
             utts.append(
-                _Utterance(key, path.parent.name, texts.get(key), path, problems.get(key, ""))
+                _Utterance(
+                    key, path.parent.name, texts.get(key), path, problems.get(key, ""),
+                    tuple(repeats.get(key, ())),
+                )
             )
         return utts
 
@@ -200,6 +207,9 @@ class AN4Corpus:
             source = Unusable(u.problem) if u.problem else str(u.audio)
             # text None: the shard writer rejects it as a missing transcript
             entries.append(Entry(u.key, u.text, u.speaker, source=source))  # type: ignore[arg-type]
+            for reason in u.repeats:  # a second entry of the key: the writer rejects it
+                log.warning("an4 %s: %s", split, reason)
+                entries.append(Entry(u.key, u.text, u.speaker, source=Unusable(reason)))  # type: ignore[arg-type]
         return entries
 
     def load_audio(self, entry: Entry) -> tuple[np.ndarray, int]:

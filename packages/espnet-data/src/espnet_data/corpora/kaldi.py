@@ -16,7 +16,8 @@ through ``bash -o pipefail``; relative paths are relative to the working directo
 in Kaldi (the recipe folder when run by ``espnet-run``). Every utterance named by any
 of the files is listed, in sorted order; one without text, without its recording,
 with an impossible segment or a line that is not UTF-8 is rejected by the shard writer
-with its key and reason.
+with its key and reason. The first line of a key counts; a later line of the same key
+adds a second entry that the writer rejects as a duplicate.
 
 Usage::
 
@@ -207,41 +208,52 @@ class KaldiDirCorpus:
 
     def entries(self, split: str) -> list[Entry]:
         folder = self._dir(split)
-        scp, problems = index_table(folder / "wav.scp")
-        recordings = {rec: parse_wav_scp_value(rec, value) for rec, value in scp.items()}
-        texts, text_problems = index_table(folder / "text")
-        speakers: dict[str, str] = {}
-        spk_problems: dict[str, str] = {}
-        if (folder / "utt2spk").is_file():
-            speakers, spk_problems = index_table(folder / "utt2spk")
+        scp = index_table(folder / "wav.scp")
+        recordings = {rec: parse_wav_scp_value(rec, value) for rec, value in scp.values.items()}
+        text = index_table(folder / "text")
+        utt2spk = index_table(folder / "utt2spk") if (folder / "utt2spk").is_file() else None
+        has_segments = (folder / "segments").is_file()
         sources: dict[str, Segment | Unusable | str] = {}
-        if (folder / "segments").is_file():
-            segments, seg_problems = index_table(folder / "segments")
-            for utt, value in segments.items():
+        if has_segments:
+            segments = index_table(folder / "segments")
+            for utt, value in segments.values.items():
                 seg = parse_segment(value, recordings)
                 sources[utt] = Unusable(seg) if isinstance(seg, str) else seg
-            # a recording's problem only concerns the segments cut from it
+            # a recording's problem concerns the segments cut from it
             problems = {
-                utt: problems[s.recording.rec]
+                utt: scp.problems[s.recording.rec]
                 for utt, s in sources.items()
-                if isinstance(s, Segment) and s.recording.rec in problems
-            } | seg_problems
+                if isinstance(s, Segment) and s.recording.rec in scp.problems
+            } | segments.problems
+            repeats = segments.repeats
         else:
             for rec, recording in recordings.items():
                 plain = recording.path and recording.offset is None
                 sources[rec] = recording.path if plain else Segment(recording)
-        problems = problems | spk_problems | text_problems
+            problems, repeats = scp.problems, scp.repeats
+        speakers = utt2spk.values if utt2spk else {}
+        if utt2spk:
+            problems = problems | utt2spk.problems
+            repeats = repeats + utt2spk.repeats
+        problems = problems | text.problems
+        repeated: dict[str, list[str]] = {}
+        for key, reason in repeats + text.repeats:
+            repeated.setdefault(key, []).append(reason)
         entries = []
-        for key in sorted(set(sources) | set(texts) | set(speakers)):
+        for key in sorted(set(sources) | set(text.values) | set(speakers)):
             source = sources.get(key)
             if key in problems:
                 source = Unusable(problems[key])
             elif source is None:
-                where = "segments" if (folder / "segments").is_file() else "wav.scp"
+                where = "segments" if has_segments else "wav.scp"
                 source = Unusable(f"utterance {key} has no recording: it is not in {where}")
             # text None: the shard writer rejects it as a missing transcript
-            text = texts.get(key)
-            entries.append(Entry(key, text, speakers.get(key, ""), source=source))  # type: ignore[arg-type]
+            utt_text, speaker = text.values.get(key), speakers.get(key, "")
+            entries.append(Entry(key, utt_text, speaker, source=source))  # type: ignore[arg-type]
+            for reason in repeated.get(key, []):
+                # a second entry of the key: the writer keeps the first, rejects this one
+                log.warning("%s: %s", folder, reason)
+                entries.append(Entry(key, utt_text, speaker, source=Unusable(reason)))  # type: ignore[arg-type]
         return entries
 
     def load_audio(self, entry: Entry) -> tuple[np.ndarray, int]:
