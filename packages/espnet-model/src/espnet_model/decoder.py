@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from espnet_model.attention import MultiHeadedAttention, PositionalEncoding
-from espnet_model.feedforward import PositionwiseFeedForward
+from espnet_model.feedforward import PositionwiseFeedForward, layer_norm
 from espnet_model.mask import make_non_pad_mask, subsequent_mask, target_mask
 
 
@@ -31,9 +31,9 @@ class DecoderLayer(nn.Module):
         self.self_attn = MultiHeadedAttention(attention_heads, size, self_attention_dropout_rate)
         self.src_attn = MultiHeadedAttention(attention_heads, size, src_attention_dropout_rate)
         self.feed_forward = PositionwiseFeedForward(size, linear_units, dropout_rate)
-        self.norm1 = nn.LayerNorm(size)
-        self.norm2 = nn.LayerNorm(size)
-        self.norm3 = nn.LayerNorm(size)
+        self.norm1 = layer_norm(size)
+        self.norm2 = layer_norm(size)
+        self.norm3 = layer_norm(size)
         self.dropout = nn.Dropout(dropout_rate)
         self.normalize_before = normalize_before
 
@@ -117,7 +117,7 @@ class TransformerDecoder(nn.Module):
             )
             for _ in range(num_blocks)
         )
-        self.after_norm = nn.LayerNorm(size) if normalize_before else None
+        self.after_norm = layer_norm(size) if normalize_before else None
         self.output_layer = nn.Linear(size, vocab_size)
 
     def _embed(self, ys: torch.Tensor) -> torch.Tensor:

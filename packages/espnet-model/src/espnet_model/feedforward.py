@@ -19,6 +19,14 @@ def make_activation(name: Activation, key: str = "activation_type") -> nn.Module
     return _ACTIVATIONS[name]()
 
 
+LAYER_NORM_EPS = 1.0e-12  # ESPnet's LayerNorm epsilon (torch's default is 1e-5)
+
+
+def layer_norm(size: int) -> nn.LayerNorm:
+    """``nn.LayerNorm(size)`` with ESPnet's epsilon, so ESPnet2 weights give ESPnet2's outputs."""
+    return nn.LayerNorm(size, eps=LAYER_NORM_EPS)
+
+
 class PositionwiseFeedForward(nn.Module):
     """``w_2(dropout(activation(w_1(x))))`` (ESPnet parameter names ``w_1`` / ``w_2``)."""
 

@@ -9,7 +9,12 @@ from torch import nn
 
 from espnet_model._checks import check_choice, check_positive
 from espnet_model.attention import RelPositionalEncoding, RelPositionMultiHeadedAttention
-from espnet_model.feedforward import Activation, PositionwiseFeedForward, make_activation
+from espnet_model.feedforward import (
+    Activation,
+    PositionwiseFeedForward,
+    layer_norm,
+    make_activation,
+)
 from espnet_model.mask import make_non_pad_mask
 from espnet_model.subsampling import Conv2dSubsampling, InputLayer
 
@@ -81,23 +86,23 @@ class ConformerBlock(nn.Module):
         self.feed_forward = PositionwiseFeedForward(
             size, linear_units, dropout_rate, activation_type
         )
-        self.norm_ff = nn.LayerNorm(size)
-        self.norm_mha = nn.LayerNorm(size)
+        self.norm_ff = layer_norm(size)
+        self.norm_mha = layer_norm(size)
         self.feed_forward_macaron: nn.Module | None = None
         self.norm_ff_macaron: nn.Module | None = None
         if macaron_style:
             self.feed_forward_macaron = PositionwiseFeedForward(
                 size, linear_units, dropout_rate, activation_type
             )
-            self.norm_ff_macaron = nn.LayerNorm(size)
+            self.norm_ff_macaron = layer_norm(size)
         self.ff_scale = 0.5 if macaron_style else 1.0
         self.conv_module: ConvolutionModule | None = None
         self.norm_conv: nn.Module | None = None
         self.norm_final: nn.Module | None = None
         if use_cnn_module:
             self.conv_module = ConvolutionModule(size, cnn_module_kernel, activation_type)
-            self.norm_conv = nn.LayerNorm(size)
-            self.norm_final = nn.LayerNorm(size)
+            self.norm_conv = layer_norm(size)
+            self.norm_final = layer_norm(size)
         self.dropout = nn.Dropout(dropout_rate)
 
     def forward(
@@ -187,7 +192,7 @@ class ConformerEncoder(nn.Module):
             )
             for _ in range(num_blocks)
         )
-        self.after_norm = nn.LayerNorm(output_size)
+        self.after_norm = layer_norm(output_size)
 
     def output_size(self) -> int:
         return self._output_size

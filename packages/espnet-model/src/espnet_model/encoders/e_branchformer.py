@@ -15,7 +15,7 @@ from torch import nn
 
 from espnet_model._checks import check_choice
 from espnet_model.attention import RelPositionalEncoding, RelPositionMultiHeadedAttention
-from espnet_model.feedforward import Activation, PositionwiseFeedForward
+from espnet_model.feedforward import Activation, PositionwiseFeedForward, layer_norm
 from espnet_model.mask import make_non_pad_mask
 from espnet_model.subsampling import Conv2dSubsampling, InputLayer
 
@@ -31,7 +31,7 @@ class ConvolutionalSpatialGatingUnit(nn.Module):
     def __init__(self, linear_units: int, kernel_size: int, dropout_rate: float) -> None:
         super().__init__()
         half = linear_units // 2
-        self.norm = nn.LayerNorm(half)
+        self.norm = layer_norm(half)
         self.conv = nn.Conv1d(half, half, kernel_size, padding=(kernel_size - 1) // 2, groups=half)
         self.dropout = nn.Dropout(dropout_rate)
 
@@ -90,16 +90,16 @@ class EBranchformerBlock(nn.Module):
             self.feed_forward = PositionwiseFeedForward(
                 size, linear_units, dropout_rate, activation_type
             )
-            self.norm_ff = nn.LayerNorm(size)
+            self.norm_ff = layer_norm(size)
             if macaron_ffn:
                 self.feed_forward_macaron = PositionwiseFeedForward(
                     size, linear_units, dropout_rate, activation_type
                 )
-                self.norm_ff_macaron = nn.LayerNorm(size)
+                self.norm_ff_macaron = layer_norm(size)
                 self.ff_scale = 0.5
-        self.norm_mha = nn.LayerNorm(size)
-        self.norm_mlp = nn.LayerNorm(size)
-        self.norm_final = nn.LayerNorm(size)
+        self.norm_mha = layer_norm(size)
+        self.norm_mlp = layer_norm(size)
+        self.norm_final = layer_norm(size)
         self.depthwise_conv_fusion = nn.Conv1d(
             2 * size,
             2 * size,
@@ -191,7 +191,7 @@ class EBranchformerEncoder(nn.Module):
             )
             for _ in range(num_blocks)
         )
-        self.after_norm = nn.LayerNorm(output_size)
+        self.after_norm = layer_norm(output_size)
 
     def output_size(self) -> int:
         return self._output_size

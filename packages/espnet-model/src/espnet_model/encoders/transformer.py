@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from espnet_model.attention import MultiHeadedAttention, PositionalEncoding
-from espnet_model.feedforward import PositionwiseFeedForward
+from espnet_model.feedforward import PositionwiseFeedForward, layer_norm
 from espnet_model.mask import make_non_pad_mask
 from espnet_model.subsampling import Conv2dSubsampling, InputLayer
 
@@ -26,8 +26,8 @@ class TransformerEncoderLayer(nn.Module):
         super().__init__()
         self.self_attn = MultiHeadedAttention(attention_heads, size, attention_dropout_rate)
         self.feed_forward = PositionwiseFeedForward(size, linear_units, dropout_rate)
-        self.norm1 = nn.LayerNorm(size)
-        self.norm2 = nn.LayerNorm(size)
+        self.norm1 = layer_norm(size)
+        self.norm2 = layer_norm(size)
         self.dropout = nn.Dropout(dropout_rate)
         self.normalize_before = normalize_before
 
@@ -91,7 +91,7 @@ class TransformerEncoder(nn.Module):
             )
             for _ in range(num_blocks)
         )
-        self.after_norm = nn.LayerNorm(output_size) if normalize_before else None
+        self.after_norm = layer_norm(output_size) if normalize_before else None
 
     def output_size(self) -> int:
         return self._output_size
