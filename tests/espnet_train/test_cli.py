@@ -56,3 +56,43 @@ def test_unknown_key_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         main(["--config", str(conf)])
     assert err.value.code != 0
     assert "epochs" in capsys.readouterr().err
+
+
+def test_print_config_lists_every_key(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["--print_config"])
+    assert err.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["optim"]["name"] == "adamw" and printed["optim"]["scheduler"] == "warmuplr"
+    assert printed["checkpoint_every_n_steps"] == 1000
+    assert printed["max_consecutive_bad_batches"] == 100
+    assert printed["trainer"]["precision"] == "32-true"
+
+
+def test_dotted_overrides(tmp_path: Path) -> None:
+    from espnet_train.cli import parse_training_config
+
+    conf = tmp_path / "training.yaml"
+    conf.write_text(yaml.safe_dump({"exp_dir": "e", "tokenizer": "t", "data": {"train": "a", "valid": "b"}}))
+    cfg = parse_training_config([
+        "--config", str(conf), "--optim.lr", "0.002", "--optim.name", "sgd",
+        "--optim.scheduler", "noam", "--trainer.precision", "bf16-mixed",
+        "--trainer.accumulate_grad_batches", "4", "--checkpoint_every_n_steps", "50",
+    ])
+    assert cfg.optim.lr == 0.002 and cfg.optim.name == "sgd" and cfg.optim.scheduler == "noam"
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.accumulate_grad_batches == 4
+    assert cfg.checkpoint_every_n_steps == 50
+
+
+def test_named_optimizers_from_yaml(tmp_path: Path) -> None:
+    from espnet_train.cli import parse_training_config
+
+    conf = tmp_path / "training.yaml"
+    conf.write_text(yaml.safe_dump({
+        "exp_dir": "e", "tokenizer": "t", "data": {"train": "a", "valid": "b"},
+        "optims": {"generator": {"params": "generator.", "lr": 2e-4},
+                   "discriminator": {"params": "discriminator.", "name": "sgd", "grad_clip": 1.0}},
+    }))
+    cfg = parse_training_config(["--config", str(conf)])
+    assert cfg.optims["generator"].lr == 2e-4 and cfg.optims["generator"].name == "adamw"
+    assert cfg.optims["discriminator"].name == "sgd" and cfg.optims["discriminator"].grad_clip == 1.0

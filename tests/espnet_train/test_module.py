@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import lightning as L
 import pytest
 import torch
-from espnet_train import LitESPnetModel, OptimConfig
+from espnet_train import LitESPnetModel, OptimConfig, OptimizationStep
 from espnet_train.module import lr_lambda
 
 
@@ -100,3 +101,88 @@ def test_cosine_warms_up_then_reaches_min_lr() -> None:
 def test_constant() -> None:
     f = lr_lambda(OptimConfig(scheduler="constant"), 5)
     assert f(0) == f(100) == 1.0
+
+
+def test_skipped_batch_does_not_advance_the_schedule(tmp_path) -> None:  # noqa: ANN001
+    optim = OptimConfig(name="sgd", lr=0.1, momentum=0.0, weight_decay=0.0, scheduler="warmuplr", warmup_steps=10)
+    lit = LitESPnetModel(_Dummy(), optim)
+    _fit(lit, BATCHES, tmp_path)  # 2 good, 2 bad batches
+    assert lit.optimizer_steps == 2
+    assert lit.optimizers().param_groups[0]["lr"] == pytest.approx(0.1 * 3 / 10)
+
+
+def test_consecutive_bad_batches_stop_training(tmp_path) -> None:  # noqa: ANN001
+    lit = LitESPnetModel(_Dummy(), OptimConfig(), bad_batch_limit=3)
+    batches = [_batch(1.0, "ok"), *(_batch(float("nan"), f"bad{i}") for i in range(3)), _batch(1.0, "never")]
+    with pytest.raises(RuntimeError, match="3 consecutive batches"):
+        _fit(lit, batches, tmp_path)
+    lit = LitESPnetModel(_Dummy(), OptimConfig(), bad_batch_limit=3)
+    _fit(lit, [_batch(float("nan"), "a"), _batch(float("nan"), "b"), _batch(1.0, "c"),
+               _batch(float("nan"), "d"), _batch(float("nan"), "e")], tmp_path)  # never 3 in a row
+    assert lit.skipped_batches == 4 and lit.consecutive_bad == 2
+
+
+def test_gradient_accumulation_steps_every_k_good_batches(tmp_path) -> None:  # noqa: ANN001
+    sgd = OptimConfig(name="sgd", lr=0.05, momentum=0.0, weight_decay=0.0, scheduler="constant")
+    batches = [_batch(1.0, "a"), _batch(2.0, "b"), _batch(float("nan"), "x"), _batch(3.0, "c"), _batch(1.0, "d")]
+    lit = LitESPnetModel(_Dummy(), sgd, accumulate_grad_batches=2)
+    _fit(lit, batches, tmp_path)
+    assert lit.optimizer_steps == 2 and lit.trained_batches == 4
+    # by hand: loss = mean((w x)^2) -> grad 2 w x^2; mean of each pair, one SGD step per pair
+    w = 1.0
+    for pair in ((1.0, 2.0), (3.0, 1.0)):
+        w -= 0.05 * sum(2 * w * x * x for x in pair) / 2
+    assert lit.model.w.item() == pytest.approx(w)
+
+
+def test_gradient_clipping(tmp_path) -> None:  # noqa: ANN001
+    sgd = OptimConfig(name="sgd", lr=1.0, momentum=0.0, weight_decay=0.0, scheduler="constant")
+    lit = LitESPnetModel(_Dummy(), sgd, gradient_clip_val=0.5)
+    _fit(lit, [_batch(3.0, "a")], tmp_path)  # grad 18, clipped to 0.5
+    assert lit.model.w.item() == pytest.approx(0.5)
+    lit = LitESPnetModel(_Dummy(), dataclasses.replace(sgd, grad_clip=0.25), gradient_clip_val=0.5)
+    _fit(lit, [_batch(3.0, "a")], tmp_path)  # the optimizer's own grad_clip wins
+    assert lit.model.w.item() == pytest.approx(0.75)
+
+
+class _GAN(torch.nn.Module):
+    """Two independent parameters; ``which`` says which OptimizationSteps forward returns."""
+
+    def __init__(self, which: tuple[str, ...]) -> None:
+        super().__init__()
+        self.generator = torch.nn.Linear(1, 1, bias=False)
+        self.discriminator = torch.nn.Linear(1, 1, bias=False)
+        torch.nn.init.ones_(self.generator.weight)
+        torch.nn.init.ones_(self.discriminator.weight)
+        self.which = which
+
+    def forward(self, speech, speech_lengths, text, text_lengths):  # noqa: ANN001
+        x = speech[:, :1]
+        losses = {"generator": self.generator(x).pow(2).mean(), "discriminator": self.discriminator(x).pow(2).mean()}
+        steps = [OptimizationStep(loss=losses[n], name=n) for n in self.which]
+        return steps, {"g": losses["generator"].detach()}, None
+
+
+def _gan_optims() -> dict:
+    base = {"name": "sgd", "momentum": 0.0, "weight_decay": 0.0, "scheduler": "constant"}
+    return {"generator": OptimConfig(**base, lr=0.1, params="generator."),
+            "discriminator": OptimConfig(**base, lr=0.2, params="discriminator.")}
+
+
+def test_multi_optimizer_routes_each_loss_to_its_optimizer(tmp_path) -> None:  # noqa: ANN001
+    lit = LitESPnetModel(_GAN(("generator",)), optims=_gan_optims())
+    trainer = _fit(lit, [_batch(1.0, "a")], tmp_path)
+    assert lit.model.generator.weight.item() == pytest.approx(1 - 0.1 * 2)
+    assert lit.model.discriminator.weight.item() == 1.0  # not named: untouched
+    assert "train/generator/loss" in trainer.callback_metrics
+    lit = LitESPnetModel(_GAN(("generator", "discriminator")), optims=_gan_optims())
+    _fit(lit, [_batch(1.0, "a")], tmp_path)
+    assert lit.model.generator.weight.item() == pytest.approx(0.8)
+    assert lit.model.discriminator.weight.item() == pytest.approx(1 - 0.2 * 2)
+    assert lit.optimizer_steps == 2
+
+
+def test_unknown_optimizer_name_is_named(tmp_path) -> None:  # noqa: ANN001
+    lit = LitESPnetModel(_GAN(("discriminator",)), optims={"critic": OptimConfig(params="")})
+    with pytest.raises(KeyError, match=r"\['discriminator'\].*critic"):
+        _fit(lit, [_batch(1.0, "a")], tmp_path)

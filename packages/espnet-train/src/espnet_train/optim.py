@@ -89,10 +89,12 @@ def split_parameters(
 ) -> dict[str, list[torch.nn.Parameter]]:
     """Route every trainable parameter to the named optimizer whose ``params`` prefix it has.
 
-    Raises ``ValueError`` naming the optimizer or parameter when a prefix is missing,
+    A single optimizer without ``params`` takes every parameter. Raises ``ValueError`` naming the optimizer or parameter when a prefix is missing,
     matches nothing, or a parameter belongs to no optimizer or to two.
     """
     groups: dict[str, list[torch.nn.Parameter]] = {name: [] for name in optims}
+    if len(optims) == 1 and not next(iter(optims.values())).params:  # one optimizer: everything
+        return {name: [p for p in model.parameters() if p.requires_grad] for name in optims}
     for name, conf in optims.items():
         if not conf.params:
             raise ValueError(
