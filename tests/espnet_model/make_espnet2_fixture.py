@@ -172,14 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoders", nargs="+", default=["conformer"], choices=_ENCODER_CONF)
     parser.add_argument("--count-librispeech100", action="store_true")
     args = parser.parse_args(argv)
+    if args.out is None and not args.count_librispeech100:
+        parser.error("give an output folder and/or --count-librispeech100")
+    if args.out is not None:
+        for encoder in args.encoders:
+            make_fixture(args.out, encoder)
+            print(f"wrote {args.out / encoder}", file=sys.stderr)
     if args.count_librispeech100:
         print(json.dumps(count_librispeech100()))
-        return 0
-    if args.out is None:
-        parser.error("give an output folder or --count-librispeech100")
-    for encoder in args.encoders:
-        make_fixture(args.out, encoder)
-        print(f"wrote {args.out / encoder}")
     return 0
 
 

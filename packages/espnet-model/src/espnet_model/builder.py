@@ -99,7 +99,7 @@ def _make(key: str, config: Mapping[str, Any], **derived: Any) -> nn.Module | No
             raise ValueError(f"{key} is required; choose one of {_choices_text(CHOICES[key])}")
         return None
     if isinstance(name, Mapping) and key == "encoder":
-        return _from_class_path(name, derived)
+        return _from_class_path("encoder", name, derived)
     if name not in CHOICES[key]:
         options = (*CHOICES[key], *((None,) if key in _OPTIONAL else ()))
         raise ValueError(f"{key}={name!r} is unknown; valid choices: {_choices_text(options)}")
@@ -110,26 +110,48 @@ def _make(key: str, config: Mapping[str, Any], **derived: Any) -> nn.Module | No
     return factory(**derived, **kwargs)
 
 
-def _from_class_path(spec: Mapping[str, Any], derived: Mapping[str, Any]) -> nn.Module:
-    """``{class_path: pkg.mod.Class, init_args: {...}}`` (LightningCLI style) for the encoder."""
+def _from_class_path(
+    where: str, spec: Mapping[str, Any], derived: Mapping[str, Any], optional: tuple[str, ...] = ()
+) -> nn.Module:
+    """``{class_path: pkg.mod.Class, init_args: {...}}`` (LightningCLI style).
+
+    ``derived`` arguments are always passed; ``optional`` ones among them only when the
+    class's signature has a parameter of that name (and ``init_args`` does not set it).
+    """
     unknown = set(spec) - {"class_path", "init_args"}
     if "class_path" not in spec or unknown:
         raise ValueError(
-            f"encoder={dict(spec)!r}: a mapping must have exactly class_path and optional init_args"
+            f"{where}={dict(spec)!r}: a mapping must have exactly class_path and optional init_args"
         )
     path = str(spec["class_path"])
     module_name, _, attr = path.rpartition(".")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"encoder.class_path={path!r} cannot be imported: {err}") from err
+        raise ValueError(f"{where}.class_path={path!r} cannot be imported: {err}") from err
     kwargs = dict(spec.get("init_args") or {})
-    _check_kwargs("encoder.init_args", factory, kwargs)
-    return factory(**derived, **kwargs)
+    _check_kwargs(f"{where}.init_args", factory, kwargs)
+    params = inspect.signature(factory).parameters
+    passed = {
+        k: v for k, v in derived.items() if k not in optional or (k in params and k not in kwargs)
+    }
+    model = factory(**passed, **kwargs)
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"{where}.class_path={path!r} built a {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
 
 
-def build_asr_model(config: Mapping[str, Any], vocab_size: int) -> ASRModel:
-    """Build an :class:`ASRModel` from an ESPnet2-style model config (see module docstring)."""
+def build_asr_model(config: Mapping[str, Any], vocab_size: int) -> nn.Module:
+    """Build an :class:`ASRModel` from an ESPnet2-style model config (see module docstring).
+
+    A block with ``class_path`` (and optional ``init_args``) instead builds any custom
+    ``torch.nn.Module`` that follows the training contract; it receives ``vocab_size``
+    when its signature has that parameter and ``init_args`` does not set it.
+    """
+    if "class_path" in config:
+        return _from_class_path("model", config, {"vocab_size": vocab_size}, ("vocab_size",))
     for key in config:
         if key not in VALID_KEYS:
             raise ValueError(

@@ -390,12 +390,18 @@ def load_espnet2(
     espnet-model cannot rebuild and ``RuntimeError`` naming the keys when the
     checkpoint does not match the configuration.
     """
-    config_file, found = find_espnet2_files(path)
-    checkpoint = Path(model_file) if model_file is not None else found
+    root = Path(path)
+    if model_file is not None and (root.is_file() or (root / "config.yaml").is_file()):
+        config_file = root if root.is_file() else root / "config.yaml"
+        checkpoint = Path(model_file)
+    else:
+        config_file, found = find_espnet2_files(root)
+        checkpoint = Path(model_file) if model_file is not None else found
     config = _read_yaml(config_file)
     tokens = _token_list(config, config_file)
     model_config = translate_espnet2_config(config)
     model = build_asr_model(model_config, vocab_size=len(tokens))
+    assert isinstance(model, ASRModel)
     state = torch.load(checkpoint, map_location=map_location, weights_only=True)
     if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
         state = state["model"]  # checkpoint.pth: {"model": ..., "optimizers": ...}
