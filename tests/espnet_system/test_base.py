@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -69,7 +70,7 @@ def test_one_log_per_stage_with_header(recipe: Path) -> None:
     head = (logs / "greet.log").read_text()
     assert "# stage: greet" in head
     assert str(recipe / "conf" / "greeting.yaml") in head
-    assert "class: Greeting" in head and "times: 2" in head
+    assert "resolved_config:\n#   greeting:\n#     text: hi\n#     times: 2" in head
     assert "stage greet: done" in head
     ToySystem(recipe).run(["greet"])
     assert (logs / "greet1.log").is_file() and not (logs / "prepare1.log").exists()
@@ -138,3 +139,75 @@ def test_parse_config_and_to_plain(tmp_path: Path) -> None:
     path.write_text("times: 2\n")
     with pytest.raises(StageError, match="text"):
         parse_config(Greeting, path)
+
+
+def test_unknown_key_names_the_closest_valid_one(recipe: Path) -> None:
+    (recipe / "conf" / "greeting.yaml").write_text("text: hi\ntimez: 2\n")
+    with pytest.raises(StageError, match=r"unknown key 'timez' \(did you mean 'times'\?\)"):
+        ToySystem(recipe).run(["greet"])
+
+
+def test_relative_paths_resolve_in_the_recipe_wherever_run_from(
+    recipe: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    monkeypatch.chdir(elsewhere)
+    ToySystem(Path(os.path.relpath(recipe, elsewhere))).run(["all"])
+    assert (recipe / "greeting.txt").read_text() == "hihi"
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_plan_lists_stages_configs_logs_and_resolved_configs(recipe: Path) -> None:
+    system = ToySystem(recipe)
+    text = system.plan(["greet", "prepare"])
+    lines = text.splitlines()
+    assert lines[1].split() == ["1.", "prepare", "(no", "config)", "log:", "exp/logs/prepare.log"]
+    assert lines[2].split() == ["2.", "greet", "conf/greeting.yaml", "log:", "exp/logs/greet.log"]
+    assert "--- # conf/greeting.yaml (Greeting)" in text and "times: 2" in text
+    assert system.ran == [] and not (recipe / "exp").exists()
+
+
+def test_print_configs_is_a_valid_config(recipe: Path, tmp_path: Path) -> None:
+    (recipe / "conf" / "greeting.yaml").write_text("text: hi\n")
+    text = ToySystem(recipe).print_configs(["greet"])
+    body = text.split("\n", 1)[1]
+    assert yaml.safe_load(body) == {"text": "hi", "times": 1}  # the default filled in
+    (tmp_path / "again.yaml").write_text(body)
+    assert parse_config(Greeting, tmp_path / "again.yaml") == Greeting(text="hi", times=1)
+
+
+class MappedSystem(ToySystem):
+    stage_log_mapping: ClassVar[dict[str, str]] = {"greet": "exp/{greeting.text}/logs",
+                                                  "prepare": "exp/prep"}
+
+
+def test_stage_log_mapping_places_logs(recipe: Path) -> None:
+    MappedSystem(recipe).run(["all"])
+    assert (recipe / "exp" / "hi" / "logs" / "greet.log").is_file()
+    assert (recipe / "exp" / "prep" / "prepare.log").is_file()
+    assert not (recipe / "exp" / "logs").exists()
+
+
+def test_bad_stage_log_mapping_fails_before_any_stage(recipe: Path) -> None:
+    class Bad(ToySystem):
+        stage_log_mapping = {"greet": "{greeting.nope}"}
+
+    system = Bad(recipe)
+    with pytest.raises(StageError, match=r"stage_log_mapping\['greet'\].*no field 'nope'"):
+        system.run(["prepare", "greet"])
+    assert system.ran == []
+
+
+@pytest.mark.parametrize("variable", ["RANK", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK"])
+def test_only_rank_zero_writes_the_stage_log(
+    recipe: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "1")
+    ToySystem(recipe).run(["greet"])
+    assert (recipe / "greeting.txt").is_file()  # the stage ran
+    assert not (recipe / "exp" / "logs").exists()
+    ToySystem(recipe, per_rank_logs=True).run(["greet"])
+    assert [p.name for p in (recipe / "exp" / "logs").iterdir()] == ["greet.rank1.log"]
+    monkeypatch.setenv(variable, "0")
+    ToySystem(recipe).run(["greet"])
+    assert (recipe / "exp" / "logs" / "greet.log").is_file()

@@ -50,3 +50,38 @@ def test_missing_config_exits_2_naming_it(tmp_path: Path, capsys: pytest.Capture
     assert main([str(tmp_path), "--stages", "measure"]) == 2
     assert "metrics.yaml is missing" in capsys.readouterr().err
     assert not (tmp_path / "exp").exists()
+
+
+def _recipe(tmp_path: Path) -> Path:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "metrics.yaml").write_text("inference_dir: out\n")
+    return tmp_path
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = _recipe(tmp_path)
+    assert main([str(recipe), "--stages", "measure", "--dry_run"]) == 0
+    out = capsys.readouterr().out
+    assert "1. measure" in out and "conf/metrics.yaml" in out and "exp/logs/measure.log" in out
+    assert "out_file: exp/infer/scores.json" in out  # resolved: the default filled in
+    assert not (recipe / "exp").exists()
+
+
+def test_print_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = _recipe(tmp_path)
+    assert main([str(recipe), "--stages", "measure", "--print_config"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("--- # conf/metrics.yaml (MetricsConfig)\n")
+    assert "inference_dir: out" in out and "test_sets: null" in out
+
+
+def test_misspelt_key_exits_2_with_the_closest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = _recipe(tmp_path)
+    (recipe / "conf" / "metrics.yaml").write_text("inference_dirr: out\n")
+    assert main([str(recipe), "--stages", "measure", "--dry_run"]) == 2
+    err = capsys.readouterr().err
+    assert "metrics.yaml: unknown key 'inference_dirr' (did you mean 'inference_dir'?)" in err

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from espnet_system.logs import header, rotate, stage_log, versions
+from espnet_system.logs import header, process_rank, rotate, stage_log, stage_log_path, versions
 
 
 def test_rotate_shifts_older_logs_up(tmp_path: Path) -> None:
@@ -70,3 +70,49 @@ def test_stage_log_records_the_failure(tmp_path: Path) -> None:
         raise RuntimeError("boom: out of memory")
     text = path.read_text()
     assert "stage failed" in text and "boom: out of memory" in text
+
+
+@pytest.mark.parametrize(
+    ("env", "rank"),
+    [
+        ({}, 0),
+        ({"RANK": "3"}, 3),
+        ({"SLURM_PROCID": "2", "LOCAL_RANK": "0"}, 2),
+        ({"OMPI_COMM_WORLD_RANK": "5"}, 5),
+        ({"LOCAL_RANK": "1"}, 1),  # Lightning's DDP launcher on one node
+        ({"LOCAL_RANK": "1", "NODE_RANK": "1", "LOCAL_WORLD_SIZE": "4"}, 5),
+        ({"LOCAL_RANK": "0", "NODE_RANK": "2"}, 2000),
+    ],
+)
+def test_process_rank(env: dict[str, str], rank: int) -> None:
+    assert process_rank(env) == rank
+
+
+def test_stage_log_path_per_rank(tmp_path: Path) -> None:
+    assert stage_log_path(tmp_path, "train", rank=0, per_rank=False) == tmp_path / "train.log"
+    assert stage_log_path(tmp_path, "train", rank=2, per_rank=False) is None
+    assert stage_log_path(tmp_path, "train", rank=2, per_rank=True) == tmp_path / "train.rank2.log"
+
+
+def test_header_records_the_machine(tmp_path: Path) -> None:
+    text = header("infer", {}, None, tmp_path)
+    doc = yaml.safe_load("\n".join(line[2:] for line in text.splitlines()))
+    facts = doc["machine"]
+    assert facts["cuda_available"] in (True, False) and facts["torch_threads"] >= 1
+    assert facts["host"] and facts["rank"] == 0 and "cuda_version" in facts
+    assert doc["versions"]["safetensors"] != "not installed"
+
+
+def test_stage_log_ends_with_status_and_elapsed(tmp_path: Path) -> None:
+    with stage_log(tmp_path / "ok.log", "# head\n", stage="ok"):
+        pass
+    assert "stage ok: done in 0.0 s (ended " in (tmp_path / "ok.log").read_text()
+    with pytest.raises(KeyError), stage_log(tmp_path / "bad.log", "# head\n", stage="bad"):
+        raise KeyError("x")
+    assert "stage bad: failed in " in (tmp_path / "bad.log").read_text()
+
+
+def test_stage_log_without_a_path_writes_nothing(tmp_path: Path) -> None:
+    with stage_log(None, "# head\n", stage="x"):
+        logging.getLogger("espnet_infer").info("rank 1 decoding")
+    assert list(tmp_path.iterdir()) == []

@@ -1,8 +1,9 @@
 """espnet-system: systems of named stages wired from the other packages."""
 
 from .asr import ASRSystem
-from .base import BaseSystem, parse_config
+from .base import BaseSystem
 from .configs import DataPrepConfig, MetricsConfig, PublishConfig, TokenizerConfig
+from .parse import parse_config
 from .recipe import load_system
 from .stages import StageError, resolve_stages
 

@@ -4,81 +4,80 @@ A system lists its stages in canonical order and says which config role each sta
 reads (``conf/<role>.yaml``) and the typed schema of each role. ``run`` resolves the
 requested stages, parses every config those stages need *before* running any of them
 (so a missing file or a bad key fails fast), then runs each stage inside its log.
-Subclasses add stages by extending ``stages`` and ``config_roles`` and writing a
-method with no arguments of the same name.
+Subclasses add stages by extending ``stages`` and ``config_roles`` (and
+``config_schemas`` for a new role) and writing a method with no arguments of the same
+name; ``stage_log_mapping`` places a stage's log elsewhere than ``exp/logs``.
+
+Relative paths in configs are relative to the recipe folder: configs are parsed and
+stages run with the recipe folder as the working directory, wherever ``espnet-run`` was
+started from.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
-import time
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from jsonargparse import ArgumentParser
+import yaml
 
-from .logs import header, stage_log
+from .logs import header, process_rank, stage_log, stage_log_path
+from .parse import parse_and_dump, parse_config, to_plain
 from .stages import StageError, resolve_stages
+
+__all__ = ["BaseSystem", "parse_config", "to_plain"]
 
 log = logging.getLogger(__name__)
 
-
-def parse_config(schema: type, path: Path) -> Any:
-    """Parse a YAML file against a dataclass schema with jsonargparse."""
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(schema, as_group=False)
-    try:
-        cfg = parser.parse_path(str(path))
-    except Exception as err:  # jsonargparse raises its own ArgumentError types
-        raise StageError(f"{path}: {err}".replace("\n", " ")) from err
-    init = parser.instantiate(cfg)
-    return schema(**{f.name: init[f.name] for f in dataclasses.fields(schema)})
-
-
-def to_plain(obj: Any) -> Any:
-    """A YAML-friendly view of a parsed config (dataclasses, objects, paths)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {
-            "class": type(obj).__qualname__,
-            **{f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)},
-        }
-    if isinstance(obj, Mapping):
-        return {str(k): to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [to_plain(v) for v in obj]
-    if obj is None or isinstance(obj, str | int | float | bool):
-        return obj
-    return repr(obj)
+_PLACEHOLDER = re.compile(r"\{(\w+)\.(\w+)\}")
 
 
 class BaseSystem:
     """The stage machinery shared by every system (ASR, and later LM, ST, TTS...)."""
 
     stages: ClassVar[tuple[str, ...]] = ()
-    #: stages left out of ``all`` (they publish to the outside world)
+    #: stages left out of ``all`` (they publish to the outside world, or are slow extras)
     explicit_only: ClassVar[frozenset[str]] = frozenset()
     #: stage -> config role (file ``<conf_dir>/<role>.yaml``)
     config_roles: ClassVar[dict[str, str]] = {}
     #: config role -> dataclass schema
     config_schemas: ClassVar[dict[str, type]] = {}
+    #: stage -> folder of its log, relative to the recipe; ``{role.field}`` is replaced by
+    #: that field of the parsed config, e.g. ``{"train": "{training.exp_dir}/logs"}``.
+    #: Stages not listed log to ``exp/logs``.
+    stage_log_mapping: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, recipe_dir: str | os.PathLike[str], conf_dir: str = "conf") -> None:
+    def __init__(
+        self,
+        recipe_dir: str | os.PathLike[str],
+        conf_dir: str = "conf",
+        *,
+        per_rank_logs: bool = False,
+    ) -> None:
         self.recipe_dir = Path(recipe_dir).resolve()
         if not self.recipe_dir.is_dir():
             raise StageError(f"recipe folder {self.recipe_dir} does not exist")
         self.conf_dir = self.recipe_dir / conf_dir
         self.log_dir = self.recipe_dir / "exp" / "logs"
+        self.per_rank_logs = per_rank_logs
         self._configs: dict[str, Any] = {}
+        self._resolved: dict[str, str] = {}
+
+    @contextlib.contextmanager
+    def in_recipe(self) -> Iterator[None]:
+        """Run the block with the recipe folder as working directory (relative paths)."""
+        with contextlib.chdir(self.recipe_dir):
+            yield
 
     def config_path(self, role: str) -> Path:
         return self.conf_dir / f"{role}.yaml"
 
     def config(self, role: str) -> Any:
-        """The parsed config of ``role`` (parsed once)."""
+        """The parsed config of ``role`` (parsed once, relative to the recipe folder)."""
         if role not in self._configs:
             path = self.config_path(role)
             if not path.is_file():
@@ -88,28 +87,82 @@ class BaseSystem:
                     f"docs/configs.md) or leave those stages out"
                 )
             if role not in self.config_schemas:
-                raise StageError(f"{type(self).__name__} has no schema for config role {role!r}")
-            self._configs[role] = parse_config(self.config_schemas[role], path)
+                raise StageError(
+                    f"{type(self).__name__} has no schema for config role {role!r}: add it to "
+                    f"config_schemas (role -> dataclass)"
+                )
+            with self.in_recipe():
+                value, resolved = parse_and_dump(self.config_schemas[role], path)
+            self._configs[role], self._resolved[role] = value, resolved
         return self._configs[role]
+
+    def resolved_config(self, role: str) -> str:
+        """``role``'s config as YAML with every default filled in (a valid config itself)."""
+        self.config(role)
+        return self._resolved[role]
 
     def resolve(self, requested: Sequence[str]) -> list[str]:
         return resolve_stages(requested, self.stages, skip_in_all=self.explicit_only)
 
+    def log_path(self, stage: str) -> Path | None:
+        """This process's log file for ``stage`` (None: a non-zero rank without per-rank logs)."""
+        template = self.stage_log_mapping.get(stage)
+        folder = self.log_dir
+        if template is not None:
+            def field(match: re.Match[str]) -> str:
+                role, name = match.groups()
+                cfg = self.config(role)
+                if not hasattr(cfg, name):
+                    raise StageError(
+                        f"{type(self).__name__}.stage_log_mapping[{stage!r}] = {template!r}: "
+                        f"config role {role!r} ({self.config_path(role)}) has no field {name!r}"
+                    )
+                return str(getattr(cfg, name))
+
+            folder = self.recipe_dir / _PLACEHOLDER.sub(field, template)
+        return stage_log_path(folder, stage, rank=process_rank(), per_rank=self.per_rank_logs)
+
     def check(self, stages: Sequence[str]) -> None:
-        """Parse every config the stages need; fail before any stage runs."""
+        """Parse every config the stages need and place their logs; fail before any stage runs."""
         for stage in stages:
             if not callable(getattr(self, stage, None)):
                 raise StageError(f"{type(self).__name__} lists stage {stage!r} but has no method for it")
             role = self.config_roles.get(stage)
             if role:
-                with contextlib.chdir(self.recipe_dir):
-                    self.config(role)
+                self.config(role)
+            self.log_path(stage)
+
+    def plan(self, requested: Sequence[str]) -> str:
+        """What ``run(requested)`` would do: stages in order, config files, resolved configs."""
+        stages = self.resolve(requested)
+        self.check(stages)
+        lines = [f"{type(self).__name__} in {self.recipe_dir} would run, in this order:"]
+        for n, stage in enumerate(stages, 1):
+            role = self.config_roles.get(stage)
+            conf = self._rel(self.config_path(role)) if role else "(no config)"
+            log = self.log_path(stage)
+            lines.append(f"  {n}. {stage:<16} {conf:<24} log: {self._rel(log) if log else '-'}")
+        lines.append("relative paths are relative to the recipe folder")
+        lines.append(self.print_configs(stages))
+        return "\n".join(lines)
+
+    def print_configs(self, stages: Sequence[str]) -> str:
+        """The resolved YAML of every config ``stages`` read, one document per role."""
+        roles = list(dict.fromkeys(r for s in stages if (r := self.config_roles.get(s))))
+        return "".join(
+            f"--- # {self._rel(self.config_path(r))} ({self.config_schemas[r].__qualname__})\n"
+            f"{self.resolved_config(r)}"
+            for r in roles
+        )
+
+    def _rel(self, path: Path) -> str:
+        return str(path.relative_to(self.recipe_dir)) if path.is_relative_to(self.recipe_dir) else str(path)
 
     def run(self, requested: Sequence[str]) -> list[str]:
         """Run the requested stages in canonical order; return the names run."""
         stages = self.resolve(requested)
         self.check(stages)
-        with contextlib.chdir(self.recipe_dir):
+        with self.in_recipe():
             for stage in stages:
                 self.run_stage(stage)
         return stages
@@ -122,10 +175,8 @@ class BaseSystem:
         """Run one stage inside its rotated log (cross-cutting concerns live here)."""
         role = self.config_roles.get(stage)
         files = {role: self.config_path(role)} if role else {}
-        resolved = to_plain(self.config(role)) if role else None
+        resolved = {role: yaml.safe_load(self.resolved_config(role))} if role else None
         head = header(stage, files, resolved, self.recipe_dir)
-        with stage_log(self.log_dir / f"{stage}.log", head):
+        with stage_log(self.log_path(stage), head, stage=stage):
             log.info("stage %s: start", stage)
-            start = time.perf_counter()
             getattr(self, stage)()
-            log.info("stage %s: done in %.1f s", stage, time.perf_counter() - start)

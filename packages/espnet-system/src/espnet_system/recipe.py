@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 from .asr import ASRSystem
@@ -11,8 +12,14 @@ from .base import BaseSystem
 from .stages import StageError
 
 
-def load_system(recipe_dir: str | os.PathLike[str], conf_dir: str = "conf") -> BaseSystem:
-    """Instantiate the recipe's system (a recipe-local subclass when it has one)."""
+def load_system(
+    recipe_dir: str | os.PathLike[str], conf_dir: str = "conf", *, per_rank_logs: bool = False
+) -> BaseSystem:
+    """Instantiate the recipe's system (a recipe-local subclass when it has one).
+
+    ``src/system.py`` is imported as a module of its own; it may import its neighbours in
+    ``src/`` (the folder is put first on ``sys.path`` while it loads).
+    """
     recipe = Path(recipe_dir)
     if not recipe.is_dir():
         raise StageError(f"recipe folder {recipe} does not exist (e.g. egs/mini/asr)")
@@ -22,9 +29,13 @@ def load_system(recipe_dir: str | os.PathLike[str], conf_dir: str = "conf") -> B
         spec = importlib.util.spec_from_file_location(f"recipe_system_{abs(hash(local))}", local)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        sys.path.insert(0, str(local.parent))
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(local.parent))
         found = getattr(module, "System", None)
         if not (isinstance(found, type) and issubclass(found, BaseSystem)):
             raise StageError(f"{local} must define System, a subclass of espnet_system.BaseSystem")
         cls = found
-    return cls(recipe, conf_dir=conf_dir)
+    return cls(recipe, conf_dir=conf_dir, per_rank_logs=per_rank_logs)

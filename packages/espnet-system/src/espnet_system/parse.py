@@ -1,0 +1,128 @@
+"""Parsing a recipe config against its typed schema, with errors a user can act on.
+
+jsonargparse does the parsing (typed dataclass fields are the schema; ``class_path`` /
+``init_args`` swap components). Its errors are caught and rewritten so they name the
+file, the full dotted key, and, for an unknown key, the closest valid one::
+
+    conf/inference.yaml: unknown key 'decode.beam_sise' (did you mean 'decode.beam_size'?);
+    valid keys under 'decode': method, beam_size, ctc_weight, ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import inspect
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jsonargparse import ArgumentParser
+
+from .stages import StageError
+
+_GROUP_KEY = re.compile(r"Group '(?P<group>[\w.]+)' does not accept option '(?P<key>[\w.]+)'")
+_TOP_KEY = re.compile(r"Option '(?P<key>[\w.]+)' is not accepted")
+_CLASS = re.compile(r'Parser key "(?P<group>[\w.]+)":.*?class_path \'(?P<cls>[\w.]+)\'', re.S)
+
+
+def _parser(schema: type) -> ArgumentParser:
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(schema, as_group=False)
+    return parser
+
+
+def valid_keys(schema: type) -> list[str]:
+    """Every dotted key ``schema`` accepts (nested dataclasses flattened)."""
+    return list(_parser(schema).get_defaults().keys())
+
+
+def _class_params(dotted: str) -> list[str]:
+    module, _, name = dotted.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        return [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return []
+
+
+def _closest(key: str, group: str, candidates: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the candidate closest to ``key``'s first part below ``group``."""
+    part = key.split(".")[0]
+    names = {c.removeprefix(f"{group}.") if group else c: c for c in candidates}
+    match = difflib.get_close_matches(part, list(names), n=1, cutoff=0.6)
+    return f" (did you mean {names[match[0]]!r}?)" if match else ""
+
+
+def explain(message: str, schema: type, path: Path) -> str:
+    """Rewrite a jsonargparse error about ``path`` into one line that says what to fix."""
+    flat = " ".join(message.split())
+    unknown = _GROUP_KEY.search(flat) or _TOP_KEY.search(flat)
+    if unknown:
+        group = unknown.groupdict().get("group") or ""
+        key = unknown["key"]
+        cls = _CLASS.search(message)
+        if cls:  # inside a class_path component: its constructor is the schema
+            group = f"{cls['group']}.init_args"
+            candidates = [f"{group}.{p}" for p in _class_params(cls["cls"])]
+        else:
+            keys = valid_keys(schema)
+            candidates = (
+                [k for k in keys if k.startswith(f"{group}.")]
+                if group
+                else list(dict.fromkeys(k.split(".")[0] for k in keys))
+            )
+        full = f"{group}.{key}" if group else key
+        where = f"under {group!r}" if group else "at the top level"
+        listed = ", ".join(c.removeprefix(f"{group}.") for c in candidates) or "(none)"
+        return (
+            f"{path}: unknown key {full!r}{_closest(key, group, candidates)}; "
+            f"valid keys {where}: {listed}"
+        )
+    return f"{path}: {flat}"
+
+
+def parse_and_dump(schema: type, path: str | Path) -> tuple[Any, str]:
+    """Parse a YAML file against a dataclass schema; return the config and its resolved YAML.
+
+    The YAML has every default filled in and components as ``class_path`` + ``init_args``:
+    it is itself a valid config (what ``--print_config`` prints and stage logs record).
+
+    Raises:
+        StageError: naming the file, the key and (for an unknown key) the closest valid one.
+    """
+    path = Path(path)
+    parser = _parser(schema)
+    try:
+        cfg = parser.parse_path(str(path))
+    except Exception as err:  # jsonargparse raises its own ArgumentError types
+        raise StageError(explain(str(err), schema, path)) from err
+    resolved = parser.dump(cfg, skip_unset=False)
+    try:
+        init = parser.instantiate(cfg)
+    except Exception as err:  # a component's constructor rejected its arguments
+        raise StageError(f"{path}: {type(err).__name__}: {' '.join(str(err).split())}") from err
+    return schema(**{f.name: init[f.name] for f in dataclasses.fields(schema)}), resolved
+
+
+def parse_config(schema: type, path: str | Path) -> Any:
+    """Parse a YAML file against a dataclass schema (see :func:`parse_and_dump`)."""
+    return parse_and_dump(schema, path)[0]
+
+
+def to_plain(obj: Any) -> Any:
+    """A YAML-friendly view of a parsed config (dataclasses, objects, paths)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            "class": type(obj).__qualname__,
+            **{f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)},
+        }
+    if isinstance(obj, Mapping):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_plain(v) for v in obj]
+    if obj is None or isinstance(obj, str | int | float | bool):
+        return obj
+    return repr(obj)
