@@ -130,3 +130,33 @@ def test_tiny_model_overfits_two_utterances() -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0], losses
+
+
+def test_checkpoints_with_the_old_parameter_names_still_load() -> None:
+    """Keys written before the ESPnet2 names (feed_forward.0/3, decoder.embed, Linear pointwise)."""
+    from espnet_model import build_asr_model
+
+    config = {
+        "encoder": "e_branchformer",
+        "encoder_conf": {"output_size": 16, "attention_heads": 2, "linear_units": 32,
+                         "cgmlp_linear_units": 32, "num_blocks": 1},
+        "decoder": "transformer",
+        "decoder_conf": {"attention_heads": 2, "linear_units": 32, "num_blocks": 1},
+        "frontend_conf": {"n_mels": 20},
+    }  # fmt: skip
+    for encoder in ("e_branchformer", "conformer"):
+        config["encoder"] = encoder
+        if encoder == "conformer":
+            config["encoder_conf"] = {"output_size": 16, "attention_heads": 2,
+                                      "linear_units": 32, "num_blocks": 1, "cnn_module_kernel": 5}  # fmt: skip
+        source = build_asr_model(config, vocab_size=VOCAB)
+        old = {}
+        for key, value in source.state_dict().items():
+            key = key.replace(".w_1.", ".0.").replace(".w_2.", ".3.").replace(".csgu.", ".")
+            key = key.replace("decoder.embed.0.weight", "decoder.embed.weight")
+            old[key] = value.squeeze(-1) if ".pointwise_conv" in key else value
+        assert "decoder.embed.weight" in old
+        target = build_asr_model(config, vocab_size=VOCAB)
+        target.load_state_dict(old, strict=True)
+        for key, value in source.state_dict().items():
+            assert torch.equal(target.state_dict()[key], value), key

@@ -82,3 +82,41 @@ def test_global_mvn_gets_num_features(tmp_path: Path) -> None:
 def test_errors_name_key_value_and_choices(overrides: dict[str, Any], pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
         build_asr_model(_config(**overrides), vocab_size=12)
+
+
+class _TinyCustomModel(torch.nn.Module):
+    """A custom model for the ``class_path`` model block (vocab_size is derived)."""
+
+    def __init__(self, vocab_size: int, hidden: int = 4) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.proj = torch.nn.Linear(1, hidden)
+
+    def forward(self, speech: torch.Tensor, **_: Any) -> tuple[torch.Tensor, dict, int]:
+        loss = self.proj(speech.unsqueeze(-1)).square().mean()
+        return loss, {"loss": loss.detach()}, speech.size(0)
+
+
+def test_class_path_model_block_builds_a_custom_model() -> None:
+    spec = {"class_path": f"{__name__}._TinyCustomModel", "init_args": {"hidden": 3}}
+    model = build_asr_model(spec, vocab_size=7)
+    assert isinstance(model, _TinyCustomModel)
+    assert model.vocab_size == 7 and model.proj.out_features == 3
+    loss, stats, weight = model(speech=torch.randn(2, 5))
+    assert loss.dim() == 0 and weight == 2 and "loss" in stats
+    with pytest.raises(ValueError, match=r"model.init_args.nope is not an argument"):
+        build_asr_model({**spec, "init_args": {"nope": 1}}, vocab_size=7)
+    with pytest.raises(ValueError, match=r"model.class_path='no.such.Model' cannot be imported"):
+        build_asr_model({"class_path": "no.such.Model"}, vocab_size=7)
+    with pytest.raises(ValueError, match="exactly class_path and optional init_args"):
+        build_asr_model({**spec, "encoder": "conformer"}, vocab_size=7)
+    with pytest.raises(TypeError, match="not a torch.nn.Module"):
+        build_asr_model({"class_path": "fractions.Fraction"}, vocab_size=7)
+
+
+def test_stft_frontend_choice_takes_espnet2_frontend_conf() -> None:
+    conf = {"fs": "16k", "n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 24}
+    model = build_asr_model(_config(frontend="stft", frontend_conf=conf), vocab_size=12)
+    feats, lengths = model.collect_feats(torch.randn(1, 16000), torch.tensor([16000]))
+    assert feats.shape == (1, 101, 24) and lengths.tolist() == [101]
+    assert "frontend.logmel.melmat" in model.state_dict()

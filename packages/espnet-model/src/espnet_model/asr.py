@@ -9,6 +9,8 @@ detached ``loss``, ``loss_ctc`` (when ``ctc_weight > 0``), ``loss_att`` and ``ac
 from __future__ import annotations
 
 import math
+import re
+from typing import Any
 
 import torch
 from torch import nn
@@ -68,6 +70,37 @@ def label_smoothing_loss(
     total = per_token.masked_fill(~valid, 0.0).sum()
     denom = valid.sum().clamp(min=1) if normalize_length else logits.size(0)
     return total / denom
+
+
+# Parameter names of espnet-model checkpoints written before the ESPnet2 names (0.1.0).
+_OLD_NAMES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\.feed_forward(_macaron)?\.0\."), r".feed_forward\1.w_1."),
+    (re.compile(r"\.feed_forward(_macaron)?\.3\."), r".feed_forward\1.w_2."),
+    (re.compile(r"^decoder\.embed\.weight$"), "decoder.embed.0.weight"),
+    (re.compile(r"\.cgmlp\.(norm|conv)\."), r".cgmlp.csgu.\1."),
+)
+
+
+def _upgrade_old_names(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
+) -> None:
+    """Load-state-dict pre-hook: rename keys of older espnet-model checkpoints in place.
+
+    Also gives ``nn.Linear``-shaped conformer pointwise weights their ``Conv1d`` axis.
+    """
+    own = module.state_dict(keep_vars=True)
+    for key in list(state_dict):
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix) :]
+        new = name
+        for pattern, repl in _OLD_NAMES:
+            new = pattern.sub(repl, new)
+        if new != name and new in own and name not in own:
+            state_dict[prefix + new] = state_dict.pop(key)
+        value = state_dict[prefix + new]
+        if ".pointwise_conv" in new and new in own and value.dim() == own[new].dim() - 1:
+            state_dict[prefix + new] = value.unsqueeze(-1)
 
 
 class LabelSmoothingLoss(nn.Module):
@@ -145,6 +178,7 @@ class ASRModel(nn.Module):
         self.decoder = decoder if ctc_weight < 1.0 else None
         self.ctc: CTC | None = CTC(vocab_size, enc_size) if ctc_weight > 0.0 else None
         self.criterion_att = LabelSmoothingLoss(lsm_weight, ignore_id, length_normalized_loss)
+        self.register_load_state_dict_pre_hook(_upgrade_old_names)
 
     def collect_feats(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
