@@ -9,7 +9,9 @@ defaults plus the request's model spec, the token list, and ``model.pth`` holdin
 this project's random weights renamed to ESPnet2's keys), builds ``Speech2Text``
 from it, and decodes each utterance alone. ``ctc_greedy`` is ESPnet2's own
 ``encode`` + ``ctc.argmax`` (what its error calculator uses); ``beam_search`` is
-``Speech2Text.__call__``. Prints one JSON object.
+``Speech2Text.__call__``. Then it runs ``Speech2Text.beam_search`` on *our* encoder
+outputs (``enc_file``) and returns its best hypotheses as ``search_hyps``, so the two
+searches are compared on identical inputs. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -64,6 +66,19 @@ def write_experiment(request: dict[str, Any], exp: Path) -> tuple[Path, Path, st
     return config_file, model_file, weights_note
 
 
+@torch.no_grad()
+def search_on_encodings(s2t: Any, enc_file: str) -> list[list[int]]:
+    """ESPnet2's beam search on given encoder outputs: best token ids per utterance."""
+    encs = np.load(enc_file)
+    eos = int(s2t.asr_model.eos)
+    hyps = []
+    for key in sorted(encs.files, key=lambda k: int(k[1:])):
+        nbest = s2t.beam_search(x=torch.from_numpy(encs[key]), maxlenratio=s2t.maxlenratio,
+                                minlenratio=s2t.minlenratio)
+        hyps.append([int(t) for t in nbest[0].yseq[1:-1].tolist() if int(t) not in (0, eos)])
+    return hyps
+
+
 def main(request_file: str) -> None:
     from espnet2.bin.asr_inference import Speech2Text
 
@@ -73,6 +88,7 @@ def main(request_file: str) -> None:
     audio = np.load(request["audio_file"])
     utterances = [torch.from_numpy(audio[k]) for k in sorted(audio.files, key=lambda k: int(k[1:]))]
     results: dict[str, Any] = {}
+    search_hyps: list[list[int]] | None = None
     for method in request["methods"]:
         beam = method == "beam_search"
         s2t = Speech2Text(
@@ -93,23 +109,27 @@ def main(request_file: str) -> None:
         def decode(
             speech: torch.Tensor, s2t: Speech2Text = s2t, model: Any = model, beam: bool = beam
         ) -> list[int]:
-            if beam:
-                return list(s2t(speech)[0][2])
+            if beam:  # a hypothesis cut at maxlen can end in a doubled eos: drop it
+                return [int(t) for t in s2t(speech)[0][2] if int(t) != model.eos]
             enc, enc_lens = model.encode(speech.unsqueeze(0), torch.tensor([speech.numel()]))
             ids = torch.unique_consecutive(model.ctc.argmax(enc)[0, : int(enc_lens[0])])
             return [int(i) for i in ids if int(i) != 0]
 
         decode(utterances[0])  # warm-up, not timed
-        tokens = 0
+        hyps = []
         start = time.perf_counter()
         for speech in utterances:
-            tokens += len(decode(speech))
-        results[method] = {"decode_s": time.perf_counter() - start, "tokens": tokens}
+            hyps.append(decode(speech))
+        results[method] = {"decode_s": time.perf_counter() - start,
+                           "tokens": sum(len(h) for h in hyps), "hyps": hyps}
+        if beam and request.get("enc_file"):
+            search_hyps = search_on_encodings(s2t, request["enc_file"])
 
     import espnet
 
     print(json.dumps({
         "methods": results,
+        "search_hyps": search_hyps,
         "parameters": sum(p.numel() for p in model.parameters()),
         "weights": weights_note,
         "threads": torch.get_num_threads(),

@@ -8,7 +8,9 @@ Usage:
     espnet-infer --print_config                  # every key with its default
 
 Results: ``<output_dir>/<set>/{hyp.txt,ref.txt,hyp.jsonl}``; score them with espnet-score.
-A rerun decodes only the shards that have no result yet.
+A rerun decodes only the shards that have no result yet. An utterance that cannot be read
+or decoded is kept in hyp.jsonl with its ``error``; a shard that cannot be read at all
+is listed in summary.json's ``failed_shards`` and the exit status is 1 (rerun to retry it).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_inference(config)
     if result:
         print(json.dumps(result, indent=2))
-    return 0
+    return 1 if result.get("failed_shards") else 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,18 @@ Scores follow ESPnet::
 where ``att`` sums decoder log-probabilities (``eos`` included), ``ctc`` is the CTC
 prefix log-probability (the whole-sequence log-probability once ``eos`` is chosen)
 and the penalty is added for every emitted symbol, ``eos`` included.
+
+The search rules are ESPnet2's (``BatchBeamSearch``), so that the same weights give
+the same hypotheses: with both scorers, only ``eos`` and the
+``int(pre_beam_ratio * beam_size)`` best tokens of the decoder (whole vocabulary) are
+CTC-scored; a
+hypothesis that reaches ``maxlen`` tokens ends there (its ``eos`` is not scored);
+with ``maxlenratio == 0`` an utterance also stops by ESPnet's end detection (the
+hypotheses that ended in each of the last three steps' lengths are all ``e^-10``
+less likely than the best one). One deliberate difference: before ``minlen`` tokens
+``eos`` is not a candidate (ESPnet2 lets it take a beam slot and drops the result).
+Independently of those rules, an utterance stops as soon as none of its running
+hypotheses can still beat its ``nbest``-th ended one.
 """
 
 from __future__ import annotations
@@ -46,6 +58,25 @@ class Hypothesis:
     scores: dict[str, float] = field(default_factory=dict)
 
 
+def _end_detected(hyps: list[Hypothesis], step: int, window: int = 3,
+                  margin: float = -10.0) -> bool:
+    """ESPnet's end detection (``end_detect``, Watanabe et al. 2017, eq. 50) at ``step``.
+
+    True when, for each of the ``window`` sequence lengths ``step, step - 1, ...``
+    (``sos`` and ``eos`` counted), some hypothesis of that length has ended and the
+    best of them scores more than ``-margin`` below the best ended hypothesis.
+    """
+    if not hyps:
+        return False
+    best = max(h.score for h in hyps)
+    count = 0
+    for m in range(window):
+        same = [h.score for h in hyps if len(h.tokens) + 2 == step - m]
+        if same and max(same) - best < margin:
+            count += 1
+    return count == window
+
+
 class BeamSearch:
     """Joint CTC/attention (or pure CTC prefix) beam search.
 
@@ -57,11 +88,12 @@ class BeamSearch:
             only. A model without decoder needs ``1.0``.
         penalty: score added per emitted token (length bonus when positive).
         maxlenratio: ``maxlen = max(1, int(maxlenratio * T))`` tokens per utterance of
-            ``T`` encoder frames; ``0`` means ``maxlen = T``. At ``maxlen`` only
-            ``eos`` may follow.
+            ``T`` encoder frames; ``0`` means ``maxlen = T`` and end detection. A
+            hypothesis that reaches ``maxlen`` tokens ends there.
         minlenratio: ``eos`` is not allowed before ``int(minlenratio * T)`` tokens.
-        pre_beam_ratio: with both scorers, only the ``int(pre_beam_ratio * beam_size)``
-            best tokens of the decoder (plus ``eos``) are CTC-scored per hypothesis.
+        pre_beam_ratio: with both scorers, only ``eos`` and the
+            ``int(pre_beam_ratio * beam_size)`` best tokens of the decoder are
+            CTC-scored per hypothesis.
         nbest: finished hypotheses returned per utterance, best first.
     """
 
@@ -197,16 +229,12 @@ class BeamSearch:
             cand, cand_scores, att_logp, new_cache, ctc_psi = self._expand(
                 ys, memory, memory_mask, cache, scorer, ctc_state, vocab, eos, blank
             )
-            # Length constraints per row: eos before minlen, anything but eos at maxlen.
+            # No eos before minlen.
             width = cand.shape[1]
-            is_eos = cand == eos
             no_eos = torch.tensor(
                 [num_tokens < minlens[u] for u in active], device=device
             ).repeat_interleave(beam)
-            only_eos = torch.tensor(
-                [num_tokens >= maxlens[u] for u in active], device=device
-            ).repeat_interleave(beam)
-            forbid = (is_eos & no_eos[:, None]) | (~is_eos & only_eos[:, None])
+            forbid = (cand == eos) & no_eos[:, None]
             total = (score[:, None] + cand_scores + self.penalty).masked_fill(forbid, _NEG_INF)
 
             best, flat = total.view(num_active, beam * width).topk(beam, dim=1)
@@ -218,12 +246,20 @@ class BeamSearch:
             alive = torch.isfinite(best)
             finished = alive & (token == eos)
             running = alive & ~finished
+            at_maxlen = torch.tensor(
+                [num_tokens + 1 >= maxlens[u] for u in active], device=device
+            ).repeat_interleave(beam)
+            cut = running & at_maxlen  # ends with maxlen tokens; its eos is not scored
+            running = running & ~at_maxlen
 
             att_sum = att_sum[parent]
             if att_logp is not None:
                 att_sum = att_sum + att_logp[parent, token]
             new_psi = ctc_psi[parent, col] if ctc_psi is not None else None
             self._collect(ended, active, finished, ys[parent], best, att_sum, new_psi)
+            if bool(cut.any()):
+                grown = torch.cat([ys[parent], token[:, None]], dim=1)
+                self._collect(ended, active, cut, grown, best, att_sum, new_psi)
 
             score = best.masked_fill(~running, _NEG_INF)
             safe_token = token.masked_fill(~running, filler)
@@ -239,6 +275,8 @@ class BeamSearch:
             keep = self._still_running(
                 ended, active, score.view(num_active, beam), num_tokens, maxlens
             )
+            if self.maxlenratio == 0.0:
+                keep = [p for p in keep if not _end_detected(ended[active[p]], num_tokens - 1)]
             if len(keep) < num_active:
                 rows = (
                     torch.tensor(keep, dtype=torch.long, device=device)[:, None] * beam
@@ -286,17 +324,21 @@ class BeamSearch:
             assert decoder is not None  # guaranteed by uses_attention
             att_logp, new_cache = decoder.forward_one_step(ys, memory, memory_mask, cache)
             att_logp = att_logp.float()
-            weighted = (1.0 - self.ctc_weight) * att_logp
-            weighted[:, blank] = _NEG_INF
-            weighted[:, eos] = _NEG_INF  # eos is always scored, in the last column
-            width = min(
-                int(self.pre_beam_ratio * self.beam_size) if self.uses_ctc else self.beam_size,
-                vocab - 2,
-            )
-            top = weighted.topk(width, dim=1).indices
-            eos_col = torch.full((num_rows, 1), eos, dtype=torch.long, device=device)
-            cand = torch.cat([top, eos_col], dim=1)
-            cand_scores = (1.0 - self.ctc_weight) * att_logp.gather(1, cand)
+            if self.uses_ctc:
+                # ESPnet2's pre-beam: the best tokens of the whole vocabulary (eos and
+                # blank too), and eos always (the CTC scorer scores it for every
+                # hypothesis); a second eos column is dropped where eos made the pre-beam.
+                width = min(int(self.pre_beam_ratio * self.beam_size), vocab)
+                top = att_logp.topk(width, dim=1).indices
+                eos_col = torch.full((num_rows, 1), eos, dtype=torch.long, device=device)
+                cand = torch.cat([top, eos_col], dim=1)
+                cand_scores = (1.0 - self.ctc_weight) * att_logp.gather(1, cand)
+                cand_scores[:, -1].masked_fill_((top == eos).any(dim=1), _NEG_INF)
+            else:  # attention only: the beam's best tokens are all that can survive
+                ranked = att_logp.clone()
+                ranked[:, blank] = _NEG_INF
+                cand = ranked.topk(min(self.beam_size, vocab - 1), dim=1).indices
+                cand_scores = att_logp.gather(1, cand)
         else:
             cand = torch.arange(vocab, device=device)[None, :].expand(num_rows, vocab)
             cand_scores = torch.zeros(num_rows, vocab, device=device)
