@@ -1,0 +1,110 @@
+"""Which words a recognizer gets wrong: substitution pairs, deletions and insertions.
+
+``measure`` gives one number per test set (WER/CER) and the worst utterances; this module
+says *what* the errors are, which is where a recipe goes next (a tokenizer that splits a
+frequent word badly, a homophone pair, words the training text never had). The counts
+come from jiwer's word alignment (``jiwer.process_words`` + ``collect_error_counts``).
+
+Usage (a recipe stage runs it; by hand)::
+
+    python -c "
+    import sys; sys.path.insert(0, 'egs/mini/asr/src')
+    from error_analysis import analyze_set
+    print(analyze_set('egs/mini/asr/exp/infer/test', top_n=10)['substitutions'][:3])"
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jiwer
+from espnet_data.atomic import atomic_open, write_json
+from espnet_infer.scoring import read_text_file
+
+Pathlike = str | os.PathLike[str]
+
+
+@dataclass
+class ErrorAnalysisConfig:
+    """``conf/analysis.yaml``: the ``analyze_errors`` stage.
+
+    Args:
+        inference_dir: ``output_dir`` of inference (``<set>/ref.txt`` and ``<set>/hyp.txt``).
+        test_sets: sets to analyse (default: every set with a ``hyp.txt``).
+        top_n: rows kept in each table.
+    """
+
+    inference_dir: str = "exp/infer"
+    test_sets: list[str] | None = None
+    top_n: int = 20
+
+
+def _top(counts: Mapping[Any, int], n: int) -> list[tuple[Any, int]]:
+    return sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:n]
+
+
+def analyze_texts(refs: Mapping[str, str], hyps: Mapping[str, str], *, top_n: int = 20) -> dict[str, Any]:
+    """Error tables for ``hyps`` against ``refs`` (both ``key -> text``).
+
+    A key missing from ``hyps`` counts as an empty hypothesis (every word deleted); an
+    utterance whose reference is empty cannot be aligned by word and is skipped and
+    counted under ``skipped_empty_reference`` with its key.
+    """
+    keys = sorted(k for k in refs if refs[k].strip())
+    skipped = sorted(k for k in refs if not refs[k].strip())
+    if not keys:
+        raise ValueError("no non-empty reference to align; check ref.txt")
+    out = jiwer.process_words([refs[k] for k in keys], [hyps.get(k, "") for k in keys])
+    subs, ins, dels = jiwer.collect_error_counts(out)
+    ref_words = sum(len(r) for r in out.references)
+    return {
+        "num_utterances": len(keys),
+        "num_ref_words": ref_words,
+        "substitutions_total": out.substitutions,
+        "deletions_total": out.deletions,
+        "insertions_total": out.insertions,
+        "wer": round(100 * out.wer, 2),
+        "substitutions": [{"ref": r, "hyp": h, "count": c} for (r, h), c in _top(subs, top_n)],
+        "deletions": [{"word": w, "count": c} for w, c in _top(dels, top_n)],
+        "insertions": [{"word": w, "count": c} for w, c in _top(ins, top_n)],
+        "missing_hypotheses": sorted(k for k in keys if k not in hyps),
+        "skipped_empty_reference": skipped,
+    }
+
+
+def format_report(name: str, report: Mapping[str, Any]) -> str:
+    """A plain-text view of :func:`analyze_texts`' result."""
+    lines = [
+        f"{name}: {report['num_utterances']} utterances, {report['num_ref_words']} reference "
+        f"words, WER {report['wer']:.2f}% = {report['substitutions_total']} sub + "
+        f"{report['deletions_total']} del + {report['insertions_total']} ins",
+        "",
+        f"{'count':>6}  substitution (ref -> hyp)",
+    ]
+    lines += [f"{r['count']:>6}  {r['ref']} -> {r['hyp']}" for r in report["substitutions"]]
+    lines += ["", f"{'count':>6}  deleted word"]
+    lines += [f"{r['count']:>6}  {r['word']}" for r in report["deletions"]]
+    lines += ["", f"{'count':>6}  inserted word"]
+    lines += [f"{r['count']:>6}  {r['word']}" for r in report["insertions"]]
+    if report["skipped_empty_reference"]:
+        lines += ["", f"skipped (empty reference): {', '.join(report['skipped_empty_reference'])}"]
+    return "\n".join(lines) + "\n"
+
+
+def analyze_set(set_dir: Pathlike, *, top_n: int = 20) -> dict[str, Any]:
+    """Analyse ``<set_dir>/ref.txt`` against ``hyp.txt``; write ``errors.json`` and ``errors.txt``."""
+    set_dir = Path(set_dir)
+    for name in ("ref.txt", "hyp.txt"):
+        if not (set_dir / name).is_file():
+            raise FileNotFoundError(f"{set_dir / name} not found: run the infer stage first")
+    report = analyze_texts(
+        read_text_file(set_dir / "ref.txt"), read_text_file(set_dir / "hyp.txt"), top_n=top_n
+    )
+    write_json(set_dir / "errors.json", report)
+    with atomic_open(set_dir / "errors.txt") as f:
+        f.write(format_report(set_dir.name, report))
+    return report

@@ -1,0 +1,65 @@
+"""egs/mini/asr/src/system.py: the recipe-local ``analyze_errors`` stage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from espnet_system import ASRSystem, load_system
+from espnet_system.cli import main
+
+MINI = Path(__file__).parents[2] / "egs" / "mini" / "asr"
+
+
+@pytest.fixture
+def recipe(tmp_path: Path) -> Path:
+    shutil.copytree(MINI / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "conf").mkdir()
+    shutil.copy(MINI / "conf" / "analysis.yaml", tmp_path / "conf")
+    infer = tmp_path / "exp" / "infer"
+    for name, hyp in (("dev", "u1 the cat sat\nu2 a dog ran far\n"),
+                      ("test", "u1 the bat sat on\nu2 dog ran fur\n")):
+        (infer / name).mkdir(parents=True)
+        (infer / name / "ref.txt").write_text("u1 the cat sat\nu2 a dog ran far\nu3 \n")
+        (infer / name / "hyp.txt").write_text(hyp)
+    return tmp_path
+
+
+def test_stage_sits_after_measure_and_runs_in_all(recipe: Path) -> None:
+    system = load_system(recipe)
+    assert isinstance(system, ASRSystem)
+    stages = list(system.stages)
+    assert stages.index("analyze_errors") == stages.index("measure") + 1
+    assert "analyze_errors" in system.resolve(["all"])
+    assert system.resolve(["analyze_errors", "infer"]) == ["infer", "analyze_errors"]
+
+
+def test_analyze_errors_writes_tables_per_set(recipe: Path) -> None:
+    assert main([str(recipe), "--stages", "analyze_errors"]) == 0
+    test = json.loads((recipe / "exp" / "infer" / "test" / "errors.json").read_text())
+    assert test["substitutions"] == [{"ref": "cat", "hyp": "bat", "count": 1},
+                                     {"ref": "far", "hyp": "fur", "count": 1}]
+    assert test["deletions"] == [{"word": "a", "count": 1}]
+    assert test["insertions"] == [{"word": "on", "count": 1}]
+    assert test["wer"] == pytest.approx(100 * 4 / 7, abs=0.01)
+    assert test["skipped_empty_reference"] == ["u3"]
+    dev = json.loads((recipe / "exp" / "infer" / "dev" / "errors.json").read_text())
+    assert dev["wer"] == 0.0 and dev["substitutions"] == []
+    text = (recipe / "exp" / "infer" / "test" / "errors.txt").read_text()
+    assert "cat -> bat" in text and "4 errors" not in text
+    log = (recipe / "exp" / "logs" / "analyze_errors.log").read_text()
+    assert "conf/analysis.yaml" in log and "cat -> bat" in log
+
+
+def test_without_inference_it_says_what_to_run(recipe: Path) -> None:
+    shutil.rmtree(recipe / "exp" / "infer")
+    with pytest.raises(FileNotFoundError, match="infer stage"):
+        load_system(recipe).run(["analyze_errors"])
+
+
+def test_mini_recipe_dry_run_parses_every_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(MINI), "--stages", "all", "--dry_run"]) == 0
+    out = capsys.readouterr().out
+    assert "analyze_errors   conf/analysis.yaml" in out and "top_n: 20" in out
