@@ -6,7 +6,8 @@ import itertools
 
 import pytest
 import torch
-from espnet_infer.decode import BeamSearch, decode_batch
+from espnet_infer.decode import BeamSearch, Hypothesis, decode_batch
+from espnet_infer.decode.beam_search import _end_detected
 from espnet_infer.decode.testing import TinyASRModel
 
 
@@ -169,3 +170,27 @@ def test_decode_batch_beam_search_defaults() -> None:
     enc, enc_lengths = model.encode(speech, lengths)
     expect = [h[0].tokens for h in BeamSearch(model, ctc_weight=1.0)(enc, enc_lengths)]
     assert out == expect and all(isinstance(t, int) for row in out for t in row)
+
+
+@torch.no_grad()
+def test_hypothesis_cut_at_maxlen_has_no_eos_score() -> None:
+    model = TinyASRModel(eos_bias=-5.0, seed=5).eval()  # eos unlikely: runs to maxlen
+    assert model.decoder is not None
+    enc, lengths = _batch(model, [80])
+    (hyps,) = BeamSearch(model, beam_size=2, ctc_weight=0.0, maxlenratio=0.25)(enc, lengths)
+    best = hyps[0]
+    assert len(best.tokens) == 5  # maxlen = int(0.25 * 20 frames)
+    logp, _ = model.decoder(torch.tensor([[model.sos_eos_id, *best.tokens[:-1]]]), enc, None)
+    att = float(logp[0, torch.arange(5), torch.tensor(best.tokens)].sum())  # eos not scored
+    assert best.scores["att"] == pytest.approx(att, abs=1e-4)
+    assert best.score == pytest.approx(att, abs=1e-4)
+
+
+def test_end_detection_follows_espnet() -> None:
+    hyps = [Hypothesis([1] * n, s) for n, s in ((3, -1.0), (4, -20.0), (5, -30.0), (6, -15.0))]
+    # step 8 looks at sequence lengths 8, 7, 6 (sos + eos counted): 6, 5, 4 tokens,
+    # each more than 10 below the best ended hypothesis
+    assert _end_detected(hyps, 8)
+    assert not _end_detected(hyps, 9)  # nothing ended with 7 tokens
+    assert not _end_detected([*hyps, Hypothesis([1] * 5, -5.0)], 8)  # 5 tokens: close to best
+    assert not _end_detected([], 3)
