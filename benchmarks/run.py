@@ -2,7 +2,7 @@
 
 Usage::
 
-    just bench train_step                                      # one benchmark
+    just bench train                                           # one benchmark
     just bench all                                             # every benchmark
     uv run --locked python benchmarks/run.py decode --quick    # smoke run (or BENCH_QUICK=1)
     uv run --locked python benchmarks/run.py --list            # what there is

@@ -1,22 +1,41 @@
-"""Training-step throughput: this project's ASR model vs ESPnet2's ``ESPnetASRModel``.
+"""Training throughput: this project's trainer vs ESPnet2's ``ESPnetASRModel`` step.
 
 Usage::
 
-    just bench train_step                                   # full run
-    uv run --locked python benchmarks/run.py train_step --quick   # smoke run
+    just bench train                                         # full run (~5 min on 2 cores)
+    uv run --locked python benchmarks/run.py train --quick   # smoke run (or BENCH_QUICK=1)
+    bash benchmarks/peer/setup.sh                            # once: the ESPnet2 peer venv
 
-Both sides build the ``model:`` block of ``egs/mini/asr/conf/training.yaml``
-(vocab 128, ``global_mvn`` replaced by ``utterance_mvn``), train on the same batch
-(16 x 4 s of seeded random audio with seeded random transcripts) with Adam and
-gradient clipping at 5.0, on ``BENCH_THREADS`` (default 2) torch threads. One step is
-forward + backward + clip + optimizer step; warm-up steps are not timed and the
-figure is the median step. Throughput = seconds of audio in the batch / median
-step time.
+The model is issue 4's shape, built from an ESPnet2-style block on both sides:
+conformer encoder (output 144, 4 heads, 576 linear units, 6 blocks, conv2d input),
+transformer decoder (2 blocks, 576 units, 4 heads), CTC weight 0.3, label smoothing
+0.1, 80-dim fbank, utterance MVN, vocabulary 100. One batch of 8 seeded random
+utterances of 4-12 s (about 10 tokens per second of audio) is trained again and again.
+
+* Ours runs ``espnet_train.LitESPnetModel`` inside ``lightning.Trainer`` (the real
+  training step: rank-synchronised NaN check, backward, clip at 5.0, Adam step, logging);
+  a step is timed from ``on_train_batch_start`` to ``on_train_batch_end``.
+* The peer (``benchmarks/peer/train_step_peer.py`` in ``benchmarks/.peer``) runs
+  forward, backward, clip at 5.0 and an Adam step on ESPnet2's model.
+
+Each side runs in a fresh process on ``BENCH_THREADS`` (default 2) threads, so peak RSS
+(``ru_maxrss``) compares like with like. The figure is the median of 20 timed steps
+after 3 warm-up steps; throughput = audio seconds in the batch / median step.
+``mfu`` = model FLOPs per step (forward + backward, counted by
+``torch.utils.flop_counter``) / median step / the fp32 matmul peak (2048^3 on the same
+threads) measured in the same process. A bf16-autocast row (``precision: bf16-mixed``)
+is reported for ours; the fp32 row is the comparison.
 """
 
 from __future__ import annotations
 
+import json
+import resource
+import statistics
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +43,7 @@ import numpy as np
 import torch
 from _harness import (
     SAMPLE_RATE,
-    TRAINING_CONFIG,
-    VOCAB_SIZE,
-    median_time,
     metric,
-    model_block,
     num_threads,
     peer_model_spec,
     peer_value,
@@ -36,100 +51,200 @@ from _harness import (
     token_list,
 )
 
-BATCH = 16
-SECONDS = 4.0
+VOCAB = 100
+BATCH = 8
+MIN_S, MAX_S = 4.0, 12.0
+TOKENS_PER_S = 10
 LR = 0.002
 CLIP = 5.0
 SEED = 0
+MATMUL_N = 2048
+
+MODEL: dict[str, Any] = {
+    "frontend": "default",
+    "frontend_conf": {"n_mels": 80},
+    "specaug": None,
+    "normalize": "utterance_mvn",
+    "encoder": "conformer",
+    "encoder_conf": {"output_size": 144, "attention_heads": 4, "linear_units": 576, "num_blocks": 6,
+                     "input_layer": "conv2d"},
+    "decoder": "transformer",
+    "decoder_conf": {"attention_heads": 4, "linear_units": 576, "num_blocks": 2},
+    "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1},
+}
 
 
-def make_batch(path: Path, batch: int = BATCH, seconds: float = SECONDS, seed: int = SEED) -> dict[str, np.ndarray]:
-    """Seeded random audio and transcripts, saved to ``path`` (``.npz``) for the peer."""
+def make_batch(path: Path, seed: int = SEED) -> dict[str, np.ndarray]:
+    """8 utterances of 4-12 s of seeded noise with random transcripts; saved to ``path`` (.npz)."""
     rng = np.random.default_rng(seed)
-    samples = int(seconds * SAMPLE_RATE)
-    speech = (0.1 * rng.standard_normal((batch, samples))).astype(np.float32)
-    speech_lengths = np.full(batch, samples, dtype=np.int64)
-    text_lengths = rng.integers(20, 41, size=batch).astype(np.int64)
-    text = np.full((batch, int(text_lengths.max())), -1, dtype=np.int64)
+    seconds = rng.uniform(MIN_S, MAX_S, size=BATCH)
+    lengths = (seconds * SAMPLE_RATE).astype(np.int64)
+    speech = np.zeros((BATCH, int(lengths.max())), dtype=np.float32)
+    for i, n in enumerate(lengths):
+        speech[i, :n] = 0.1 * rng.standard_normal(n)
+    text_lengths = np.maximum(1, (seconds * TOKENS_PER_S).astype(np.int64))
+    text = np.full((BATCH, int(text_lengths.max())), -1, dtype=np.int64)
     for i, n in enumerate(text_lengths):
-        text[i, :n] = rng.integers(2, VOCAB_SIZE - 1, size=n)
-    arrays = {"speech": speech, "speech_lengths": speech_lengths, "text": text, "text_lengths": text_lengths}
+        text[i, :n] = rng.integers(2, VOCAB - 1, size=n)
+    arrays = {"speech": speech, "speech_lengths": lengths, "text": text, "text_lengths": text_lengths}
     np.savez(path, **arrays)
     return arrays
 
 
-def measure_ours(arrays: dict[str, np.ndarray], warmup: int, iterations: int) -> dict[str, Any]:
+def matmul_peak(threads: int, n: int = MATMUL_N, repeats: int = 5) -> float:
+    """fp32 FLOP/s of an ``n``^3 matmul, best of ``repeats`` (after one warm-up)."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure_ours(request: dict[str, Any]) -> dict[str, Any]:
+    """Runs in a fresh process (``--worker``): our trainer on the batch; JSON-able figures."""
+    import lightning as L
     from espnet_model import build_asr_model, count_parameters
+    from espnet_train import LitESPnetModel, OptimConfig
+    from espnet_train.data import BatchStream
+    from torch.utils.flop_counter import FlopCounterMode
 
-    torch.set_num_threads(num_threads())
+    threads = int(request["threads"])
+    torch.set_num_threads(threads)
+    peak = matmul_peak(threads)
     torch.manual_seed(SEED)
-    model = build_asr_model(model_block(), vocab_size=VOCAB_SIZE)
+    arrays = np.load(request["batch_file"])
+    batch = {k: torch.from_numpy(arrays[k]) for k in ("speech", "speech_lengths", "text", "text_lengths")}
+    model = build_asr_model(MODEL, vocab_size=VOCAB)
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    batch = {k: torch.from_numpy(v) for k, v in arrays.items()}
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
+    with FlopCounterMode(display=False) as counter:
         loss, _, _ = model(**batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
-        optimizer.step()
+    flops = counter.get_total_flops()
+    model.zero_grad(set_to_none=True)
 
-    timing = median_time(step, warmup, iterations)
+    warmup, iterations = int(request["warmup"]), int(request["iterations"])
+    times: list[float] = []
+
+    class _Timer(L.Callback):
+        def on_train_batch_start(self, *args: Any) -> None:
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, *args: Any) -> None:
+            times.append(time.perf_counter() - self.start)
+
+    optim = OptimConfig(name="adam", lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, scheduler="constant")
+    lit = LitESPnetModel(model, optim, gradient_clip_val=CLIP)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, precision=request["precision"], max_epochs=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, callbacks=[_Timer()],
+    )
+    stream = BatchStream([{**batch, "keys": [f"utt{i}" for i in range(BATCH)]}] * (warmup + iterations))
+    trainer.fit(lit, stream)
+    timed = times[warmup:]
+    timing = {
+        "median_s": statistics.median(timed), "min_s": min(timed), "max_s": max(timed),
+        "times_s": timed, "warmup": warmup, "iterations": iterations,
+    }
     return {
         "parameters": count_parameters(model),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "precision": request["precision"],
+        "flops_per_step": flops,
+        "matmul_peak_flops": peak,
+        "optimizer_steps": lit.optimizer_steps,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         **timing,
     }
 
 
+def run_ours(work: str, batch_file: Path, precision: str, warmup: int, iterations: int) -> dict[str, Any]:
+    request = Path(work) / f"ours-{precision}.request.json"
+    request.write_text(json.dumps({
+        "batch_file": str(batch_file), "threads": num_threads(), "precision": precision,
+        "warmup": warmup, "iterations": iterations,
+    }))
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", str(request)], capture_output=True, text=True, timeout=1800,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"benchmarks/train.py --worker ({precision}) failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
 def run(quick: bool = False) -> dict[str, Any]:
-    warmup, iterations = (1, 3) if quick else (3, 15)
-    audio_seconds = BATCH * SECONDS
-    block = model_block()
-    with tempfile.TemporaryDirectory(prefix="bench-train-step-") as work:
+    warmup, iterations = (1, 3) if quick else (3, 20)
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as work:
         batch_file = Path(work) / "batch.npz"
         arrays = make_batch(batch_file)
-        ours = measure_ours(arrays, warmup, iterations)
-        peer = run_peer(
-            "train_step_peer.py",
-            {
-                "work_dir": work,
-                "batch_file": str(batch_file),
-                "model": peer_model_spec(block, token_list()),
-                "threads": num_threads(),
-                "lr": LR,
-                "clip": CLIP,
-                "seed": SEED,
-                "warmup": warmup,
-                "iterations": iterations,
-            },
-        )
-    ours_tp = audio_seconds / ours["median_s"]
-    peer_tp: float | str | None = peer_value(peer, "median_s")
-    if isinstance(peer_tp, float):
-        peer_tp = audio_seconds / peer_tp
+        audio_seconds = float(arrays["speech_lengths"].sum()) / SAMPLE_RATE
+        ours = run_ours(work, batch_file, "32-true", warmup, iterations)
+        bf16 = run_ours(work, batch_file, "bf16-mixed", warmup, iterations)
+        peer = run_peer("train_step_peer.py", {
+            "work_dir": work, "batch_file": str(batch_file), "model": peer_model_spec(MODEL, token_list(VOCAB)),
+            "threads": num_threads(), "lr": LR, "clip": CLIP, "seed": SEED,
+            "warmup": warmup, "iterations": iterations,
+        })
+    if "unavailable" in peer:
+        print(f"peer (ESPnet2) not measured: {peer['unavailable']}\n"
+              "create it once with: bash benchmarks/peer/setup.sh   (then run `just bench train` again)")
+    tp = audio_seconds / ours["median_s"]
+    tp_bf16 = audio_seconds / bf16["median_s"]
+    peer_median = peer_value(peer, "median_s")
+    peer_tp = audio_seconds / peer_median if isinstance(peer_median, float) else None
+    peer_rss = peer_value(peer, "peak_rss_mb")
+    mfu = ours["flops_per_step"] / ours["median_s"] / ours["matmul_peak_flops"]
+    mfu_bf16 = bf16["flops_per_step"] / bf16["median_s"] / bf16["matmul_peak_flops"]
     return {
-        "description": "training step (forward + backward + clip + Adam step) on one fixed batch",
+        "description": "training step (trainer step: forward + backward + clip + Adam) on 8 random 4-12 s utterances",
+        "audio_s_per_s": tp,
+        "peer_audio_s_per_s": peer_tp,
+        "ratio": tp / peer_tp if peer_tp else None,
+        "peak_rss_mb": ours["peak_rss_mb"],
+        "peer_peak_rss_mb": peer_rss if isinstance(peer_rss, float) else None,
+        "mfu": mfu,
+        "bf16_audio_s_per_s": tp_bf16,
+        "bf16_mfu": mfu_bf16,
         "settings": {
-            "config": str(TRAINING_CONFIG.relative_to(TRAINING_CONFIG.parents[4])),
-            "model_block": block,
-            "vocab_size": VOCAB_SIZE,
+            "model_block": MODEL,
+            "vocab_size": VOCAB,
             "batch": BATCH,
-            "seconds_per_utterance": SECONDS,
+            "utterance_seconds": [round(float(n) / SAMPLE_RATE, 2) for n in arrays["speech_lengths"]],
             "audio_seconds_per_step": audio_seconds,
+            "tokens_per_second": TOKENS_PER_S,
             "threads": num_threads(),
             "warmup": warmup,
             "iterations": iterations,
             "quick": quick,
         },
         "metrics": [
-            metric("throughput", "audio s / wall s", ours_tp, peer_tp, higher_is_better=True),
-            metric("median step", "s", ours["median_s"], peer_value(peer, "median_s"), higher_is_better=False),
-            metric("fastest step", "s", ours["min_s"], peer_value(peer, "min_s"), higher_is_better=False),
+            metric("throughput fp32", "audio s / wall s", tp,
+                   peer_tp if peer_tp is not None else peer_median, higher_is_better=True),
+            metric("throughput bf16-mixed", "audio s / wall s", tp_bf16, None, higher_is_better=True),
+            metric("median step fp32", "s", ours["median_s"], peer_median, higher_is_better=False),
+            metric("peak RSS fp32", "MB", ours["peak_rss_mb"], peer_rss, higher_is_better=False),
+            metric("MFU fp32", "fraction", mfu, None, higher_is_better=True),
+            metric("MFU bf16-mixed", "fraction", mfu_bf16, None, higher_is_better=True),
+            metric("model FLOPs / step", "GFLOP", ours["flops_per_step"] / 1e9, None),
+            metric("fp32 matmul peak", "GFLOP/s", ours["matmul_peak_flops"] / 1e9, None),
             metric("parameters", "count", ours["parameters"], peer_value(peer, "parameters")),
         ],
         "ours": ours,
+        "ours_bf16": bf16,
         "peer": peer,
     }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        print(json.dumps(measure_ours(json.loads(Path(sys.argv[2]).read_text()))))
+    else:
+        sys.exit("run through the runner: uv run --locked python benchmarks/run.py train [--quick]")

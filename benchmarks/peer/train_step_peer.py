@@ -1,16 +1,17 @@
-"""Peer side of ``benchmarks/train_step.py``: ESPnet2's ``ESPnetASRModel`` training step.
+"""Peer side of ``benchmarks/train.py``: ESPnet2's ``ESPnetASRModel`` training step.
 
-Usage (in the peer venv; ``benchmarks/train_step.py`` writes the request)::
+Usage (in the peer venv; ``benchmarks/train.py`` writes the request)::
 
     benchmarks/.peer/bin/python benchmarks/peer/train_step_peer.py REQUEST.json
 
-Prints one JSON object: parameters, threads, torch/espnet versions, and the step
-times (median_s, min_s, max_s, times_s) over ``iterations`` steps after ``warmup``.
+Prints one JSON object: parameters, threads, torch/espnet versions, peak RSS of this
+process (``peak_rss_mb``, from ``ru_maxrss``), and the step times (median_s, min_s, max_s, times_s) over ``iterations`` steps after ``warmup``.
 """
 
 from __future__ import annotations
 
 import json
+import resource
 import statistics
 import sys
 import time
@@ -53,6 +54,7 @@ def main(request_file: str) -> None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "espnet": espnet.__version__,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "median_s": statistics.median(times),
         "min_s": min(times),
         "max_s": max(times),
