@@ -29,9 +29,13 @@ def load_system(
         spec = importlib.util.spec_from_file_location(f"recipe_system_{abs(hash(local))}", local)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses and jsonargparse look the module up
         sys.path.insert(0, str(local.parent))
         try:
             spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[spec.name]
+            raise
         finally:
             sys.path.remove(str(local.parent))
         found = getattr(module, "System", None)
