@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from espnet_data import Entry, ShardDataset, ShardOptions, read_index, shard_paths, write_split
 from espnet_data.audio import encode_flac, read_audio
 from espnet_data.shards import plan_shards
@@ -233,17 +236,30 @@ def test_rerun_with_changed_entries_rewrites_their_shards(tmp_path) -> None:
     assert [r["key"] for r in read_index(tmp_path)] == [e.key for e in entries]
 
 
-def test_duplicate_keys_are_a_clear_error(tmp_path) -> None:
+def test_duplicate_keys_keep_the_first_and_reject_the_rest(tmp_path) -> None:
     entries = _tones(3) + _tones(2)
-    with pytest.raises(ValueError, match=r"duplicate keys.*utt-000.*utt-001"):
-        _write(entries, tmp_path)
-    assert not list(tmp_path.glob("shard-*"))
+    summary = _write(entries, tmp_path, utterances_per_shard=2)
+    assert [r["key"] for r in read_index(tmp_path)] == ["utt-000", "utt-001", "utt-002"]
+    assert summary["rejected_counts"] == {"duplicate_key": 2}
+    reasons = _rejected(summary)
+    assert set(reasons) == {"utt-000", "utt-001"}
+    assert "entry #3 repeats entry #0" in reasons["utt-000"]
+    assert summary["num_entries"] == 5 and summary["num_utterances"] == 3
 
 
 @pytest.mark.parametrize("key", ["utt.1", ""])
-def test_keys_webdataset_cannot_read_are_a_clear_error(tmp_path, key) -> None:
-    with pytest.raises(ValueError, match="'\\.'"):
-        _write([*_tones(1), Entry(key, "HI", source=(tone(0.5), 16000))], tmp_path)
+def test_keys_webdataset_cannot_read_are_rejected(tmp_path, key) -> None:
+    summary = _write([*_tones(1), Entry(key, "HI", source=(tone(0.5), 16000))], tmp_path)
+    assert summary["rejected_counts"] == {"bad_key": 1}
+    assert "'.'" in _rejected(summary)[key]
+    assert [r["key"] for r in read_index(tmp_path)] == ["utt-000"]
+
+
+def test_a_split_where_everything_is_rejected_is_an_error(tmp_path) -> None:
+    entries = [Entry(f"e{i}", "", source=(tone(0.5), 16000)) for i in range(3)]
+    with pytest.raises(ValueError, match=r"every one of the 3 entries.*empty_transcript.*summary.json"):
+        _write(entries, tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["num_rejected"] == 3
 
 
 def test_long_and_unicode_keys_round_trip(tmp_path) -> None:
@@ -269,7 +285,9 @@ def test_parallel_writing_matches_serial(tmp_path) -> None:
     assert (tmp_path / "serial" / "index.jsonl").read_bytes() == (
         tmp_path / "parallel" / "index.jsonl"
     ).read_bytes()
-    serial.pop("elapsed_seconds"), parallel.pop("elapsed_seconds")
+    for summary in (serial, parallel):
+        summary.pop("elapsed_seconds")
+    assert serial.pop("workers") == 1 and parallel.pop("workers") == 2
     assert serial == parallel
     for name in (f"shard-{i:06d}.tar" for i in range(5)):
         assert (tmp_path / "serial" / name).read_bytes() == (
@@ -320,3 +338,198 @@ def test_plan_shards() -> None:
 def test_unknown_split_names_the_choices(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"'dev'.*\['train'\]"):
         write_split(ListCorpus({"train": _tones(1)}), "dev", tmp_path)
+
+
+# --- stored bytes, sizes, bad data, MPI -----------------------------------------------------
+
+BAD = Path(__file__).parent / "bad"
+
+
+def _member_bytes(split_dir: Path) -> dict[str, bytes]:
+    out = {}
+    for path in shard_paths(split_dir):
+        with tarfile.open(path) as tar:
+            for member in tar.getmembers():
+                out[member.name] = tar.extractfile(member).read()
+    return out
+
+
+def test_flac_and_pcm16_wav_at_the_target_rate_are_stored_as_they_are(tmp_path) -> None:
+    sources = {
+        "flac16k": ("flac", 16000, "PCM_16"),
+        "wav16k": ("wav", 16000, "PCM_16"),
+        "flac8k": ("flac", 8000, "PCM_16"),
+        "floatwav": ("wav", 16000, "FLOAT"),
+    }
+    entries = []
+    for key, (ext, rate, subtype) in sources.items():
+        path = tmp_path / f"{key}.{ext}"
+        sf.write(path, tone(0.5, sample_rate=rate), rate, subtype=subtype)
+        entries.append(Entry(key, "HI", source=str(path)))
+    summary = _write(entries, tmp_path / "out")
+    members = _member_bytes(tmp_path / "out")
+    assert members["flac16k.flac"] == (tmp_path / "flac16k.flac").read_bytes()
+    assert members["wav16k.wav"] == (tmp_path / "wav16k.wav").read_bytes()
+    assert "flac8k.flac" in members and "floatwav.flac" in members  # resampled / re-encoded
+    assert summary["stored_original"] == 2
+    decoded = {s["key"]: s for s in ShardDataset(shard_paths(tmp_path / "out"))}
+    assert all(s["sample_rate"] == 16000 and len(s["audio"]) == 8000 for s in decoded.values())
+    np.testing.assert_array_equal(decoded["wav16k"]["audio"], read_audio(entries[1].source)[0])
+
+    again = _write(entries, tmp_path / "reencoded", options=ShardOptions(keep_original=False))
+    assert again["stored_original"] == 0
+    assert sorted(_member_bytes(tmp_path / "reencoded")) == sorted(
+        f"{k}.{e}" for k in sources for e in ("flac", "json")
+    )
+
+
+def test_a_corpus_that_cuts_its_files_is_not_stored_as_the_whole_file(tmp_path) -> None:
+    path = tmp_path / "long.flac"
+    sf.write(path, tone(1.0), 16000)
+
+    class Segments(ListCorpus):
+        def load_audio(self, entry):
+            audio, rate = read_audio(entry.source)
+            return audio[: rate // 2], rate
+
+    summary = write_split(Segments({"train": [Entry("seg", "HI", source=str(path))]}), "train", tmp_path / "o")
+    assert summary["stored_original"] == 0
+    (sample,) = ShardDataset(shard_paths(tmp_path / "o"))
+    assert len(sample["audio"]) == 8000
+
+
+def test_target_shard_mb_sizes_shards_and_a_rerun_skips_them(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    # noise does not compress: ~1 s at 16 bits is ~30 KB of FLAC
+    entries = [
+        Entry(f"n{i:02d}", "HI", source=((0.3 * rng.standard_normal(16000)).astype(np.float32), 16000))
+        for i in range(20)
+    ]
+    options = ShardOptions(target_shard_mb=0.1)
+    summary = _write(entries, tmp_path, options=options)
+    per_shard = summary["utterances_per_shard"]
+    assert 2 <= per_shard <= 5 and summary["num_shards"] == -(-20 // per_shard)
+    sizes = [Path(p).stat().st_size for p in shard_paths(tmp_path)]
+    assert all(0.6e5 < s < 1.4e5 for s in sizes[:-1]), sizes
+    assert summary["megabytes"] == pytest.approx(sum(sizes) / 1e6, abs=1e-3)
+
+    written = []
+    again = _write(entries, tmp_path, options=options, on_shard_complete=written.append)
+    assert written == [] and again["utterances_per_shard"] == per_shard
+    assert again["num_utterances"] == 20
+
+
+def test_rerun_rewrites_a_shard_whose_size_changed(tmp_path) -> None:
+    entries = _tones(4)
+    _write(entries, tmp_path, utterances_per_shard=2)
+    with open(tmp_path / "shard-000001.tar", "ab") as f:
+        f.write(b"\0" * 512)  # e.g. a copy that went wrong
+    written = []
+    _write(entries, tmp_path, utterances_per_shard=2, on_shard_complete=written.append)
+    assert [r.shard for r in written] == ["shard-000001.tar"]
+
+
+def test_target_shard_mb_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="target_shard_mb"):
+        ShardOptions(target_shard_mb=0)
+
+
+class _BadFolder(ListCorpus):
+    """The ``bad/`` fixtures as a corpus: transcript lines (raw bytes) + audio files."""
+
+    @classmethod
+    def load(cls, folder: Path) -> _BadFolder:
+        audio = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix in (".flac", ".wav")}
+        entries, seen = [], set()
+        for line in (folder / "transcripts.txt").read_bytes().splitlines():
+            key, _, text = line.partition(b" ")
+            key = key.decode()
+            entries.append(Entry(key, text.decode("utf-8", "surrogateescape"), source=str(audio[key])))
+            seen.add(key)
+        entries += [Entry(k, None, source=str(p)) for k, p in audio.items() if k not in seen]
+        return cls({"train": entries})
+
+
+def test_bad_data_folder(tmp_path) -> None:
+    corpus = _BadFolder.load(BAD)
+    summary = write_split(
+        corpus, "train", tmp_path, utterances_per_shard=4, num_workers=2,
+        options=ShardOptions(min_duration=0.1),
+    )
+    codes = {(r["key"], r["code"]) for r in summary["rejected"]}
+    assert codes == {
+        ("dup", "duplicate_key"),
+        ("corrupt", "unreadable_audio"),
+        ("truncated-flac", "unreadable_audio"),
+        ("truncated-wav", "truncated_audio"),
+        ("empty-wav", "empty_audio"),
+        ("empty-file", "unreadable_audio"),
+        ("short", "too_short"),
+        ("silence", "bad_audio"),
+        ("no-text", "missing_transcript"),
+        ("empty-text", "empty_transcript"),
+        ("latin1-text", "bad_text_encoding"),
+    }
+    reasons = _rejected(summary)
+    assert "corrupt.flac" in reasons["corrupt"]
+    assert "truncated-wav.wav" in reasons["truncated-wav"] and "32000 bytes" in reasons["truncated-wav"]
+    assert "UTF-8" in reasons["latin1-text"]
+    rows = read_index(tmp_path)
+    assert [r["key"] for r in rows] == ["good-a", "good-b", "dup", "good-c", "good-d"]
+    assert {r["key"]: r["text"] for r in rows}["dup"] == "FIRST TEXT"
+    assert {r["key"]: r["text"] for r in rows}["good-c"] == "SEVEN EIGHT"
+    assert summary["num_entries"] == 16 == summary["num_utterances"] + summary["num_rejected"]
+    assert summary["rejected_counts"]["unreadable_audio"] == 3
+    assert summary["stored_original"] == 3  # good-a, good-b, dup
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["rejected"] == summary["rejected"]
+    samples = list(ShardDataset(shard_paths(tmp_path)))
+    assert [s["key"] for s in samples] == [r["key"] for r in rows]
+
+
+MPIEXEC = shutil.which("mpiexec") or shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+
+_MPI_SCRIPT = """
+import sys
+import numpy as np
+from espnet_data import Entry, write_split
+from espnet_data.testing import ListCorpus, tone
+
+written = []
+entries = [Entry(f"u{i:02d}", f"W {i}", source=(tone(0.2 + 0.01 * i), 16000)) for i in range(11)]
+entries.append(Entry("u03", "DUPLICATE", source=(tone(0.3), 16000)))
+summary = write_split(ListCorpus({"train": entries}), "train", sys.argv[1],
+                      utterances_per_shard=2, on_shard_complete=written.append)
+from mpi4py import MPI
+print("RANK", MPI.COMM_WORLD.Get_rank(), summary["num_utterances"], sorted(r.shard for r in written), flush=True)
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not found (install espnet-data[mpi])")
+def test_mpi_ranks_write_their_own_shards_and_rank_0_the_index(tmp_path) -> None:
+    script = tmp_path / "write.py"
+    script.write_text(_MPI_SCRIPT)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, str(script), str(tmp_path / "mpi")],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = sorted(line.split(" ", 3) for line in proc.stdout.splitlines() if line.startswith("RANK"))
+    assert [(r, n) for _, r, n, _ in lines] == [("0", "11"), ("1", "11")], proc.stdout
+    assert "'shard-000000.tar', 'shard-000002.tar'" in lines[0][3]  # tasks[rank::size]
+    assert "'shard-000001.tar', 'shard-000003.tar'" in lines[1][3]
+    summary = json.loads((tmp_path / "mpi" / "summary.json").read_text())
+    assert summary["backend"] == "mpi" and summary["workers"] == 2
+    assert summary["rejected_counts"] == {"duplicate_key": 1}
+
+    entries = [Entry(f"u{i:02d}", f"W {i}", source=(tone(0.2 + 0.01 * i), 16000)) for i in range(11)]
+    local = _write(entries, tmp_path / "local", utterances_per_shard=2, num_workers=2)
+    assert (tmp_path / "mpi" / "index.jsonl").read_bytes() == (
+        tmp_path / "local" / "index.jsonl"
+    ).read_bytes()
+    for name in (Path(p).name for p in shard_paths(tmp_path / "local")):
+        assert (tmp_path / "mpi" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    assert local["num_shards"] == summary["num_shards"] == 6

@@ -1,16 +1,23 @@
-"""Write a corpus as WebDataset tar shards, in parallel, resumably.
+"""Write a corpus as WebDataset tar shards, in parallel (processes or MPI), resumably.
 
 Layout of one split::
 
-    <out_dir>/shard-000000.tar   # <key>.flac + <key>.json per utterance
-    <out_dir>/shard-000000.json  # that shard's index rows and rejects (written last)
+    <out_dir>/shard-000000.tar   # <key>.flac (or .wav) + <key>.json per utterance
+    <out_dir>/shard-000000.json  # that shard's index rows, rejects and size (written last)
     <out_dir>/index.jsonl        # key, shard, duration, text, speaker (one per utterance)
     <out_dir>/summary.json       # counts, hours, shards, rejected samples with reasons
 
-A shard is done when its ``.json`` companion exists; a rerun skips it. Every file is
-written under a temporary name and renamed, so a killed job leaves no half shard.
-Bad samples (undecodable audio, empty transcript, too short or long) are skipped and
-listed with their key and reason; they never stop the job.
+A shard is done when its ``.json`` companion exists, its tar has the recorded size and
+it holds the planned keys; a rerun skips it. Every file is written under a temporary
+name and renamed, so a killed job leaves no half shard. Bad samples (see
+:data:`espnet_data.samples.REJECT_CODES`) are skipped and listed with their key, code
+and reason; they never stop the job.
+
+Shards are sized in utterances (``utterances_per_shard``) or in megabytes
+(``ShardOptions.target_shard_mb``: the bytes per utterance are measured on a few
+entries spread over the split, and the utterance count follows). The same code runs in
+one process, in a local process pool (``num_workers``) and under ``mpiexec -n N``,
+where each rank writes its share of the shards and rank 0 the index and summary.
 """
 
 from __future__ import annotations
@@ -24,33 +31,75 @@ import tarfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from .atomic import read_jsonl, write_json, write_jsonl
-from .audio import AudioError, check_audio, encode_flac, resample
-from .corpus import Corpus, Entry
+from .corpus import Corpus, Entry, check_split
+from .parallel import Backend, World, get_world, run_tasks
+from .samples import Rejected, SampleOptions, prepare_sample
 
 log = logging.getLogger(__name__)
+
+_TAR_OVERHEAD = 1024  # bytes of tar header and padding per member, about
+_SIZE_PROBES = 16  # entries encoded to measure bytes per utterance for target_shard_mb
 
 
 @dataclass(frozen=True)
 class ShardOptions:
-    """How samples are checked and stored."""
+    """How samples are checked and stored, and how big a shard is.
+
+    Args:
+        sample_rate: the rate every stored sample has.
+        min_duration: shorter samples are rejected (seconds, after resampling).
+        max_duration: longer samples are rejected.
+        resample: convert other rates; False rejects them instead.
+        keep_original: store a FLAC or 16-bit WAV source as it is when it is already
+            mono at ``sample_rate`` (no re-encoding); False re-encodes everything to FLAC.
+        target_shard_mb: when set, size shards to about this many MB (and ignore
+            ``utterances_per_shard``).
+    """
 
     sample_rate: int = 16000
     min_duration: float = 0.1
     max_duration: float = 30.0
-    resample: bool = True  # False: reject audio at another rate instead of resampling
+    resample: bool = True
+    keep_original: bool = True
+    target_shard_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.target_shard_mb is not None and self.target_shard_mb <= 0:
+            raise ValueError(f"target_shard_mb must be > 0 MB or null, got {self.target_shard_mb}")
+
+    def sample_options(self) -> SampleOptions:
+        return SampleOptions(
+            sample_rate=self.sample_rate,
+            min_duration=self.min_duration,
+            max_duration=self.max_duration,
+            resample=self.resample,
+            keep_original=self.keep_original,
+        )
 
 
 @dataclass
 class ShardResult:
+    """What one shard holds: its index rows, its rejected samples, its size on disk."""
+
     shard: str
     rows: list[dict[str, Any]]
     rejected: list[dict[str, str]]
+    bytes: int = 0
+    stored_original: int = 0
+
+    @classmethod
+    def load(cls, path: Path) -> ShardResult:
+        data = json.loads(path.read_text())
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+def _reject(key: str, err: Rejected) -> dict[str, str]:
+    return {"key": key, "code": err.code, "reason": str(err)}
 
 
 def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -61,55 +110,35 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _prepare(corpus: Corpus, entry: Entry, opts: ShardOptions) -> tuple[bytes, dict[str, Any]]:
-    """Load, check and encode one entry; raise ``AudioError``/``ValueError`` to reject it."""
-    text = " ".join(entry.text.split())
-    if not text:
-        raise ValueError("empty transcript")
-    audio, rate = corpus.load_audio(entry)
-    check_audio(audio, entry.key)
-    if rate != opts.sample_rate:
-        if not opts.resample:
-            raise AudioError(
-                f"sample rate {rate} Hz != {opts.sample_rate} Hz "
-                "(set resample: true to convert it)"
-            )
-        audio = resample(audio, rate, opts.sample_rate)
-    duration = len(audio) / opts.sample_rate
-    if not opts.min_duration <= duration <= opts.max_duration:
-        raise ValueError(
-            f"duration {duration:.2f}s outside [{opts.min_duration}, {opts.max_duration}]"
-        )
-    meta = {"key": entry.key, "text": text, "speaker": entry.speaker, "duration": round(duration, 4)}
-    meta.update(entry.extra)
-    return encode_flac(audio, opts.sample_rate), meta
-
-
 def write_shard(
     corpus: Corpus, entries: Sequence[Entry], path: Path, opts: ShardOptions
 ) -> ShardResult:
     """Write one shard tar and its companion ``.json``; both atomically."""
     rows: list[dict[str, Any]] = []
     rejected: list[dict[str, str]] = []
+    original = 0
+    sample_opts = opts.sample_options()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         # PAX, not USTAR: USTAR cannot store member names over 100 bytes (long keys)
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
             for entry in entries:
                 try:
-                    flac, meta = _prepare(corpus, entry, opts)
-                except (AudioError, ValueError, OSError) as err:
-                    rejected.append({"key": entry.key, "reason": str(err)})
+                    sample = prepare_sample(corpus, entry, sample_opts)
+                except Rejected as err:
+                    rejected.append(_reject(entry.key, err))
                     log.warning("skipping %s: %s", entry.key, err)
                     continue
-                _add_member(tar, f"{entry.key}.flac", flac)
-                _add_member(tar, f"{entry.key}.json", json.dumps(meta).encode())
-                rows.append({**meta, "shard": path.name})
+                _add_member(tar, f"{entry.key}.{sample.ext}", sample.audio)
+                _add_member(tar, f"{entry.key}.json", json.dumps(sample.meta).encode())
+                rows.append({**sample.meta, "shard": path.name})
+                original += sample.original
+        size = tmp.stat().st_size
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
-    result = ShardResult(shard=path.name, rows=rows, rejected=rejected)
+    result = ShardResult(path.name, rows, rejected, bytes=size, stored_original=original)
     # rows keep their key order, so a resumed run writes a byte-identical index.jsonl
     write_json(path.with_suffix(".json"), asdict(result), sort_keys=False)
     return result
@@ -120,6 +149,7 @@ def _write_shard_job(args: tuple[Corpus, Sequence[Entry], Path, ShardOptions]) -
 
 
 def plan_shards(entries: Sequence[Entry], utterances_per_shard: int) -> list[list[Entry]]:
+    """Consecutive groups of ``utterances_per_shard`` entries, one per shard."""
     if utterances_per_shard < 1:
         raise ValueError(f"utterances_per_shard must be >= 1, got {utterances_per_shard}")
     return [
@@ -128,17 +158,55 @@ def plan_shards(entries: Sequence[Entry], utterances_per_shard: int) -> list[lis
     ]
 
 
-def _check_keys(split: str, keys: Sequence[str]) -> None:
-    """Keys name tar members: unique, non-empty, no '.' (WebDataset cuts keys at the first dot)."""
-    dupes = sorted(k for k, n in Counter(keys).items() if n > 1)[:5]
-    if dupes:
-        raise ValueError(f"split {split!r} has duplicate keys, e.g. {dupes}; keys must be unique")
-    bad = [k for k in keys if not k or "." in k][:5]
-    if bad:
-        raise ValueError(
-            f"split {split!r} has keys that are empty or contain '.', e.g. {bad}: WebDataset "
-            "splits a member name at its first dot; replace the dots in the corpus's keys"
-        )
+def screen_entries(entries: Sequence[Entry]) -> tuple[list[Entry], list[dict[str, str]]]:
+    """Drop entries whose key cannot be stored: repeated keys (the first one is kept) and
+    keys that are empty or hold a '.' (WebDataset cuts member names at the first dot)."""
+    kept: list[Entry] = []
+    rejected: list[dict[str, str]] = []
+    first: dict[str, int] = {}
+    for position, entry in enumerate(entries):
+        if not entry.key or "." in entry.key:
+            err = Rejected(
+                "bad_key",
+                f"key {entry.key!r} is empty or holds a '.': WebDataset splits a member name "
+                "at its first dot; replace the dots in the corpus's keys",
+            )
+        elif entry.key in first:
+            err = Rejected(
+                "duplicate_key",
+                f"duplicate key: entry #{position} repeats entry #{first[entry.key]}, which is kept",
+            )
+        else:
+            first[entry.key] = position
+            kept.append(entry)
+            continue
+        rejected.append(_reject(entry.key, err))
+        log.warning("skipping %s: %s", entry.key, err)
+    return kept, rejected
+
+
+def measure_utterances_per_shard(
+    corpus: Corpus, entries: Sequence[Entry], opts: ShardOptions, fallback: int
+) -> int:
+    """Utterances per shard that give shards of about ``opts.target_shard_mb``.
+
+    Encodes up to 16 entries spread evenly over ``entries`` (deterministic, so a rerun
+    plans the same shards) and divides the target by their mean stored size.
+    """
+    assert opts.target_shard_mb is not None
+    step = max(1, len(entries) // _SIZE_PROBES)
+    sizes = []
+    for entry in list(entries)[::step][:_SIZE_PROBES]:
+        try:
+            sample = prepare_sample(corpus, entry, opts.sample_options())
+        except Rejected:
+            continue
+        sizes.append(len(sample.audio) + len(json.dumps(sample.meta)) + 2 * _TAR_OVERHEAD)
+    if not sizes:
+        log.warning("no probe entry could be encoded; using %d utterances per shard", fallback)
+        return fallback
+    mean = sum(sizes) / len(sizes)
+    return max(1, round(opts.target_shard_mb * 1e6 / mean))
 
 
 _SHARD_FILE = re.compile(r"shard-(\d{6})\.(tar|json)")
@@ -153,6 +221,96 @@ def _remove_stale_shards(out: Path, num_shards: int) -> None:
             path.unlink()
 
 
+def _finished(path: Path, group: Sequence[Entry]) -> ShardResult | None:
+    """The shard's result when it is complete on disk and holds ``group``; else ``None``."""
+    done = path.with_suffix(".json")
+    if not (done.exists() and path.exists()):
+        return None
+    try:
+        result = ShardResult.load(done)
+    except (ValueError, TypeError, KeyError) as err:
+        log.info("%s is unreadable (%s); rewriting the shard", done, err)
+        return None
+    if result.bytes and path.stat().st_size != result.bytes:
+        log.info("%s is %d bytes, %d recorded; rewriting it", path, path.stat().st_size, result.bytes)
+        return None
+    stored = {r["key"] for r in result.rows} | {r["key"] for r in result.rejected}
+    if stored != {e.key for e in group}:
+        log.info("%s holds other keys than planned (entries changed); rewriting it", path)
+        return None
+    return result
+
+
+@dataclass
+class _Plan:
+    """Rank 0's plan of a split, sent to every rank."""
+
+    tasks: list[tuple[Corpus, list[Entry], Path, ShardOptions]]
+    todo: list[int]  # shard number of each task
+    num_shards: int
+    utterances_per_shard: int
+
+
+def _plan_split(
+    corpus: Corpus,
+    split: str,
+    out: Path,
+    options: ShardOptions,
+    utterances_per_shard: int,
+) -> tuple[_Plan, dict[int, ShardResult], list[dict[str, str]], int]:
+    check_split(corpus, split)
+    out.mkdir(parents=True, exist_ok=True)
+    all_entries = corpus.entries(split)
+    entries, screened = screen_entries(all_entries)
+    if options.target_shard_mb is not None:
+        utterances_per_shard = _cached_size(out, options, len(all_entries)) or (
+            measure_utterances_per_shard(corpus, entries, options, utterances_per_shard)
+        )
+    groups = plan_shards(entries, utterances_per_shard)
+    _remove_stale_shards(out, len(groups))
+    done: dict[int, ShardResult] = {}
+    tasks, todo = [], []
+    for i, group in enumerate(groups):
+        path = out / f"shard-{i:06d}.tar"
+        result = _finished(path, group)
+        if result is not None:
+            done[i] = result
+        else:
+            tasks.append((corpus, group, path, options))
+            todo.append(i)
+    log.info("%s: %d shards, %d to write, %d done", split, len(groups), len(todo), len(done))
+    plan = _Plan(tasks, todo, len(groups), utterances_per_shard)
+    return plan, done, screened, len(all_entries)
+
+
+def _cached_size(out: Path, options: ShardOptions, num_entries: int) -> int | None:
+    """The shard size measured by the last run when its target and entry count match."""
+    path = out / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = (summary.get("target_shard_mb"), summary.get("num_entries")) == (
+        options.target_shard_mb,
+        num_entries,
+    )
+    return int(summary["utterances_per_shard"]) if same and "utterances_per_shard" in summary else None
+
+
+def _collective(world: World, fn: Callable[[], Any], what: str) -> Any:
+    """Run ``fn`` on this rank; under MPI, turn a failure on any rank into one on all ranks."""
+    if world.comm is None:
+        return fn()
+    try:
+        value, error = fn(), None
+    except Exception as err:  # noqa: BLE001 - re-raised below on every rank
+        value, error = None, f"rank {world.rank}: {type(err).__name__}: {err}"
+    errors = [e for e in world.comm.allgather(error) if e]
+    if errors:
+        raise RuntimeError(f"{what} failed on {len(errors)} rank(s): {'; '.join(errors)}")
+    return value
+
+
 def write_split(
     corpus: Corpus,
     split: str,
@@ -161,63 +319,106 @@ def write_split(
     options: ShardOptions = ShardOptions(),
     utterances_per_shard: int = 500,
     num_workers: int = 1,
+    backend: Backend = "auto",
     on_shard_complete: Callable[[ShardResult], None] | None = None,
 ) -> dict[str, Any]:
-    """Write ``split`` of ``corpus`` into ``out_dir``; return the summary.
+    """Write ``split`` of ``corpus`` into ``out_dir``; return the summary (on every rank).
 
-    Finished shards (those with a companion ``.json``) are kept as they are.
+    Finished shards are kept as they are. ``num_workers`` processes write shards in
+    parallel; under ``mpiexec -n N`` (``backend="auto"`` or ``"mpi"``) each of the N
+    ranks writes its share in-process and rank 0 writes ``index.jsonl`` and
+    ``summary.json``. ``on_shard_complete`` is called, on the rank that wrote it, with
+    each shard written in this run.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    world = get_world(backend)
     start = time.perf_counter()
-    entries = corpus.entries(split)
-    _check_keys(split, [e.key for e in entries])
-    groups = plan_shards(entries, utterances_per_shard)
-    _remove_stale_shards(out, len(groups))
-    results: dict[int, ShardResult] = {}
-    todo: list[tuple[int, tuple[Corpus, Sequence[Entry], Path, ShardOptions]]] = []
-    for i, group in enumerate(groups):
-        path = out / f"shard-{i:06d}.tar"
-        done = path.with_suffix(".json")
-        if done.exists() and path.exists():
-            result = ShardResult(**json.loads(done.read_text()))
-            stored = {r["key"] for r in result.rows} | {r["key"] for r in result.rejected}
-            if stored == {e.key for e in group}:
-                results[i] = result
-                continue
-            log.info("%s holds other keys than planned (entries changed); rewriting it", path)
-        todo.append((i, (corpus, group, path, options)))
-    log.info("%s: %d shards, %d to write, %d done", split, len(groups), len(todo), len(results))
-    if num_workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(min(num_workers, len(todo))) as pool:
-            for (i, _), result in zip(
-                todo, pool.map(_write_shard_job, [a for _, a in todo]), strict=True
-            ):
-                results[i] = result
-                if on_shard_complete:
-                    on_shard_complete(result)
-    else:
-        for i, args in todo:
-            results[i] = write_shard(*args)
+    local: tuple[_Plan, dict[int, ShardResult], list[dict[str, str]], int] | None = None
+
+    def plan_on_rank_0() -> _Plan | None:
+        nonlocal local
+        if world.rank == 0:
+            local = _plan_split(corpus, split, out, options, utterances_per_shard)
+        return local[0] if local else None
+
+    plan: _Plan = world.bcast(_collective(world, plan_on_rank_0, f"planning split {split!r}"))
+
+    def write_mine() -> dict[int, ShardResult]:
+        results = {}
+        for j, result in run_tasks(_write_shard_job, plan.tasks, num_workers=num_workers, world=world):
+            results[plan.todo[j]] = result
             if on_shard_complete:
-                on_shard_complete(results[i])
-    rows = [row for i in sorted(results) for row in results[i].rows]
-    rejected = [r for i in sorted(results) for r in results[i].rejected]
+                on_shard_complete(result)
+        return results
+
+    written = _collective(world, write_mine, f"writing shards of {split!r}")
+    gathered = world.gather(written)
+
+    def finish_on_rank_0() -> dict[str, Any] | None:
+        if world.rank != 0:
+            return None
+        assert local is not None and gathered is not None
+        _, results, screened, num_entries = local
+        for part in gathered:
+            results.update(part)
+        return _finish(
+            out, split, options, plan, results, screened, num_entries,
+            backend=world.backend, workers=world.size if world.comm else num_workers,
+            seconds=time.perf_counter() - start,
+        )
+
+    return world.bcast(_collective(world, finish_on_rank_0, f"indexing split {split!r}"))
+
+
+def _finish(
+    out: Path,
+    split: str,
+    options: ShardOptions,
+    plan: _Plan,
+    results: dict[int, ShardResult],
+    screened: list[dict[str, str]],
+    num_entries: int,
+    *,
+    backend: str,
+    workers: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """Write ``index.jsonl`` and ``summary.json`` from every shard's result."""
+    ordered = [results[i] for i in sorted(results)]
+    rows = [row for r in ordered for row in r.rows]
+    rejected = screened + [rej for r in ordered for rej in r.rejected]
     write_jsonl(out / "index.jsonl", rows)
-    seconds = sum(r["duration"] for r in rows)
+    audio_seconds = sum(r["duration"] for r in rows)
     summary = {
         "split": split,
+        "num_entries": num_entries,
         "num_utterances": len(rows),
         "num_rejected": len(rejected),
-        "hours": round(seconds / 3600, 4),
-        "num_shards": len(groups),
+        "rejected_counts": dict(sorted(Counter(r.get("code", "?") for r in rejected).items())),
+        "hours": round(audio_seconds / 3600, 4),
+        "num_shards": plan.num_shards,
+        "utterances_per_shard": plan.utterances_per_shard,
+        "target_shard_mb": options.target_shard_mb,
+        "megabytes": round(sum(r.bytes for r in ordered) / 1e6, 3),
+        "stored_original": sum(r.stored_original for r in ordered),
         "sample_rate": options.sample_rate,
+        "backend": backend,
+        "workers": workers,
         "rejected": rejected,
-        "elapsed_seconds": round(time.perf_counter() - start, 2),
+        "elapsed_seconds": round(seconds, 2),
     }
     write_json(out / "summary.json", summary)
     if rejected:
-        log.warning("%s: rejected %d samples (see %s)", split, len(rejected), out / "summary.json")
+        log.warning(
+            "%s: rejected %d of %d samples %s (see %s)",
+            split, len(rejected), num_entries, summary["rejected_counts"], out / "summary.json",
+        )
+    if num_entries and not rows:
+        raise ValueError(
+            f"every one of the {num_entries} entries of split {split!r} was rejected "
+            f"({summary['rejected_counts']}); read the reasons in {out / 'summary.json'} "
+            "and fix the corpus or the ShardOptions"
+        )
     return summary
 
 

@@ -1,0 +1,199 @@
+"""Check and encode one utterance for a shard, or reject it with a code and a reason.
+
+:func:`prepare_sample` is what the shard writer does to every entry: clean the
+transcript, load the audio through the corpus, check it, resample it to the target
+rate, and encode it. When the source is already a FLAC (or 16-bit PCM WAV) file at the
+target rate, mono, and decodes to exactly what the corpus returned, its original bytes
+are stored as they are (no re-encoding: faster, and bit-exact with the source).
+
+A sample that cannot be used raises :class:`Rejected`; its ``code`` is one of
+:data:`REJECT_CODES`, its message names the problem and, where it helps, the fix.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from .audio import AudioError, check_audio, encode_flac, resample
+from .corpus import Corpus, Entry
+
+REJECT_CODES = (
+    "bad_key",
+    "duplicate_key",
+    "missing_transcript",
+    "empty_transcript",
+    "bad_text_encoding",
+    "unreadable_audio",
+    "truncated_audio",
+    "empty_audio",
+    "bad_audio",
+    "sample_rate",
+    "too_short",
+    "too_long",
+)
+
+_AUDIO_SUFFIXES = {".flac", ".wav"}
+
+
+class Rejected(ValueError):
+    """A sample that is skipped; ``code`` is one of :data:`REJECT_CODES`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    """How samples are checked and stored (the fields of ``ShardOptions`` that matter here)."""
+
+    sample_rate: int = 16000
+    min_duration: float = 0.1
+    max_duration: float = 30.0
+    resample: bool = True
+    keep_original: bool = True
+
+
+@dataclass
+class Prepared:
+    """One sample ready for a shard: encoded audio, its member extension, its metadata."""
+
+    audio: bytes
+    ext: str  # "flac" or "wav"
+    meta: dict[str, Any]
+    original: bool  # True when ``audio`` is the source's bytes, not re-encoded
+
+
+def clean_text(text: Any) -> str:
+    """The transcript with whitespace normalised; :class:`Rejected` when it is unusable."""
+    if text is None:
+        raise Rejected("missing_transcript", "missing transcript (the corpus has no text for this key)")
+    if isinstance(text, bytes | bytearray):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise Rejected(
+                "bad_text_encoding",
+                f"transcript is not valid UTF-8 ({err.reason} at byte {err.start}: "
+                f"{bytes(text)[err.start:err.end]!r}); re-encode the transcript file as UTF-8",
+            ) from err
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:  # lone surrogates, e.g. from errors="surrogateescape"
+        raise Rejected(
+            "bad_text_encoding",
+            f"transcript is not valid UTF-8 (undecodable byte at character {err.start}); "
+            "re-encode the transcript file as UTF-8",
+        ) from err
+    if "\ufffd" in text:
+        raise Rejected(
+            "bad_text_encoding",
+            "transcript holds U+FFFD (it was read from invalid UTF-8 with errors='replace'); "
+            "re-encode the transcript file as UTF-8",
+        )
+    cleaned = " ".join(text.split())
+    if not cleaned:
+        raise Rejected("empty_transcript", "empty transcript")
+    return cleaned
+
+
+def source_bytes(source: Any) -> bytes | None:
+    """The encoded bytes behind an entry's source when it is a FLAC/WAV file or a blob."""
+    if isinstance(source, bytes | bytearray):
+        return bytes(source)
+    if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in _AUDIO_SUFFIXES:
+        try:
+            return Path(source).read_bytes()
+        except OSError:
+            return None  # the corpus's load_audio reports it
+    return None
+
+
+def check_wav_complete(blob: bytes, name: str) -> None:
+    """Reject a RIFF/WAV blob whose ``data`` chunk is shorter than its header says.
+
+    libsndfile decodes such a file without an error, just shorter; its transcript then
+    describes audio that is not there.
+    """
+    if len(blob) < 12 or blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
+        return
+    pos = 12
+    while pos + 8 <= len(blob):
+        chunk, size = blob[pos : pos + 4], struct.unpack("<I", blob[pos + 4 : pos + 8])[0]
+        if chunk == b"data":
+            have = len(blob) - pos - 8
+            if size not in (0, 0xFFFFFFFF) and have < size:
+                raise Rejected(
+                    "truncated_audio",
+                    f"truncated WAV {name}: its header declares {size} bytes of audio, "
+                    f"the file holds {have}",
+                )
+            return
+        pos += 8 + size + (size & 1)
+
+
+def _original(blob: bytes, audio: np.ndarray, opts: SampleOptions) -> tuple[bytes, str] | None:
+    """``(blob, ext)`` when ``blob`` can be stored as is for ``audio``; else ``None``."""
+    try:
+        info = sf.info(io.BytesIO(blob))
+        if info.format == "FLAC":
+            ext = "flac"
+        elif info.format == "WAV" and info.subtype == "PCM_16":
+            ext = "wav"
+        else:
+            return None
+        if info.samplerate != opts.sample_rate or info.channels != 1 or info.frames != len(audio):
+            return None
+        # the corpus may have cut or processed the file: compare the first samples too
+        head, _ = sf.read(io.BytesIO(blob), frames=min(len(audio), 4096), dtype="float32")
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return None
+    return (blob, ext) if np.array_equal(head, audio[: len(head)]) else None
+
+
+def prepare_sample(corpus: Corpus, entry: Entry, opts: SampleOptions) -> Prepared:
+    """Load, check and encode one entry; raise :class:`Rejected` to skip it."""
+    text = clean_text(entry.text)
+    blob = source_bytes(entry.source)
+    if blob is not None:
+        check_wav_complete(blob, str(entry.source) if not isinstance(entry.source, bytes) else "<bytes>")
+    try:
+        audio, rate = corpus.load_audio(entry)
+    except Exception as err:  # noqa: BLE001 - any corpus failure rejects this sample only
+        reason = str(err) if isinstance(err, AudioError | OSError) else f"{type(err).__name__}: {err}"
+        raise Rejected("unreadable_audio", reason) from err
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.size == 0:
+        raise Rejected("empty_audio", f"{entry.key}: empty audio (0 samples)")
+    try:
+        check_audio(audio, entry.key)
+    except AudioError as err:
+        raise Rejected("bad_audio", str(err)) from err
+    if rate != opts.sample_rate:
+        if not opts.resample:
+            raise Rejected(
+                "sample_rate",
+                f"sample rate {rate} Hz != {opts.sample_rate} Hz (set resample: true to convert it)",
+            )
+        audio = resample(audio, rate, opts.sample_rate)
+        blob = None
+    duration = len(audio) / opts.sample_rate
+    if not opts.min_duration <= duration <= opts.max_duration:
+        code = "too_short" if duration < opts.min_duration else "too_long"
+        raise Rejected(
+            code, f"duration {duration:.2f}s outside [{opts.min_duration}, {opts.max_duration}]"
+        )
+    meta = {"key": entry.key, "text": text, "speaker": entry.speaker, "duration": round(duration, 4)}
+    meta.update(entry.extra)
+    kept = _original(blob, audio, opts) if blob is not None and opts.keep_original else None
+    if kept is not None:
+        return Prepared(kept[0], kept[1], meta, original=True)
+    return Prepared(encode_flac(audio, opts.sample_rate), "flac", meta, original=False)
