@@ -12,6 +12,13 @@ asr corpus *stages="all":
 stages corpus system="asr":
     uv run --locked espnet-run egs/{{corpus}}/{{system}} --list
 
+# Decode on N MPI ranks: `just infer-mpi 2 egs/mini/asr` (its conf/inference.yaml) or `just infer-mpi 4 inference.yaml`
+infer-mpi n target *args:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -d "$2" ]; then cd "$2"; config=conf/inference.yaml; else config="$(realpath "$2")"; fi
+    uv run --locked --project "{{justfile_directory()}}" mpiexec -n "$1" espnet-infer --config "$config" --parallel.backend mpi "${@:3}"
+
 # Run the test suite (pass pytest arguments after it: `just test tests/espnet_data -x`)
 test *args:
     uv run --locked pytest -n 2 --dist loadgroup {{args}}
