@@ -9,7 +9,8 @@ Usage (from the repository root; regenerates the committed fixture):
         --encoders conformer transformer e_branchformer
     benchmarks/.peer/bin/python tests/espnet_model/make_espnet2_fixture.py --count-librispeech100
 
-For each encoder it writes ``OUT/<encoder>/``: ``config.yaml`` (every argument, as
+For each encoder (``conformer_legacy``: a conformer with ESPnet2's default
+``rel_pos_type: legacy``) it writes ``OUT/<encoder>/``: ``config.yaml`` (every argument, as
 ESPnet2's trainer writes it), ``valid.acc.ave.pth`` (random weights, BatchNorm running
 statistics and global-MVN statistics made non-trivial) and ``expected.pt``: the input
 (two 0.5 s waveforms and token ids) and ESPnet2's frontend features, encoder output,
@@ -41,6 +42,10 @@ _ENCODER_CONF: dict[str, dict[str, Any]] = {
         "activation_type": "swish", "use_cnn_module": True, "cnn_module_kernel": 5,
     },
     "transformer": {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 2},
+    "conformer_legacy": {  # ESPnet2's default relative positions (rel_pos_type not given)
+        "output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 2,
+        "macaron_style": True, "cnn_module_kernel": 5,
+    },
     "e_branchformer": {
         "output_size": 16, "attention_heads": 2, "cgmlp_linear_units": 32, "cgmlp_conv_kernel": 5,
         "num_blocks": 2, "use_ffn": True, "macaron_ffn": True, "linear_units": 32,
@@ -110,7 +115,7 @@ def make_fixture(out: Path, encoder: str) -> None:
                          "time_mask_width_ratio_range": [0.0, 0.05]},
         "normalize": "global_mvn",
         "normalize_conf": {"stats_file": str(folder / "feats_stats.npz")},
-        "encoder": encoder,
+        "encoder": encoder.removesuffix("_legacy"),
         "encoder_conf": _ENCODER_CONF[encoder],
         "decoder": "transformer",
         "decoder_conf": {"attention_heads": 2, "linear_units": 32, "num_blocks": 1},
@@ -123,7 +128,10 @@ def make_fixture(out: Path, encoder: str) -> None:
         if isinstance(module, torch.nn.BatchNorm1d):
             module.running_mean.normal_(0.0, 0.1)
             module.running_var.uniform_(0.5, 1.5)
-    # The stats path is the experiment's own; loaders take the numbers from the checkpoint.
+    # Paths as in a recipe (stable across runs); loaders take the statistics from the
+    # checkpoint, not from stats_file.
+    args.config = "conf/train_asr.yaml"
+    args.output_dir = f"exp/asr_train_asr_{encoder}"
     args.normalize_conf = {"stats_file": "exp/asr_stats/train/feats_stats.npz"}
     (folder / "feats_stats.npz").unlink()
     (folder / "config.yaml").write_text(yaml.safe_dump(vars(args), sort_keys=False))

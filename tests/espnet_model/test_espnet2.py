@@ -19,6 +19,7 @@ import pytest
 import torch
 import yaml
 from espnet_model import build_asr_model, count_parameters
+from espnet_model.attention import LegacyRelPositionalEncoding
 from espnet_model.espnet2 import (
     convert_espnet2_state_dict,
     find_espnet2_files,
@@ -89,8 +90,10 @@ def check_outputs(folder: Path) -> None:
     assert count_parameters(model) == int(exp["num_params"])
 
 
-def test_fixture_outputs_match_espnet2() -> None:
-    check_outputs(FIXTURE)
+@pytest.mark.parametrize("name", ["conformer", "conformer_legacy"])
+def test_fixture_outputs_match_espnet2(name: str) -> None:
+    """``conformer_legacy``: ESPnet2's default ``rel_pos_type: legacy`` positions."""
+    check_outputs(FIXTURE.parent / name)
 
 
 def test_state_dict_keys_and_shapes_match_espnet2_exactly() -> None:
@@ -161,8 +164,8 @@ def test_translation_fills_espnet2_defaults() -> None:
     }  # fmt: skip
     assert cfg["frontend"] == "stft" and cfg["frontend_conf"]["hop_length"] == 128
     assert cfg["specaug"] is None and cfg["normalize"] is None
-    with pytest.raises(ValueError, match="rel_pos_type='legacy'"):
-        build_asr_model(cfg, vocab_size=5)
+    legacy = build_asr_model(cfg, vocab_size=5)
+    assert isinstance(legacy.encoder.pos_enc, LegacyRelPositionalEncoding)
     ebf = translate_espnet2_config({"encoder": "e_branchformer", "encoder_conf": {}})
     assert ebf["encoder_conf"]["use_ffn"] is False
     renamed = translate_espnet2_config(
@@ -290,7 +293,7 @@ peer = pytest.mark.skipif(not PEER.exists(), reason="ESPnet2 peer venv benchmark
 @peer
 @pytest.mark.slow
 def test_peer_checkpoints_of_every_encoder_load_with_espnet2_outputs(tmp_path: Path) -> None:
-    encoders = ("conformer", "transformer", "e_branchformer")
+    encoders = ("conformer", "conformer_legacy", "transformer", "e_branchformer")
     out = subprocess.run(
         [str(PEER), str(SCRIPT), str(tmp_path), "--encoders", *encoders, "--count-librispeech100"],
         capture_output=True,
@@ -304,6 +307,8 @@ def test_peer_checkpoints_of_every_encoder_load_with_espnet2_outputs(tmp_path: P
     counted = json.loads(out.stdout.strip().splitlines()[-1])
     assert counted["num_params"] == LIBRISPEECH100_PARAMS
     # The committed fixture is what the script writes today.
-    assert (tmp_path / "conformer" / "valid.acc.ave.pth").read_bytes() == (
-        FIXTURE / "valid.acc.ave.pth"
-    ).read_bytes()
+    for name in ("conformer", "conformer_legacy"):
+        for file in ("valid.acc.ave.pth", "config.yaml"):
+            assert (tmp_path / name / file).read_bytes() == (
+                FIXTURE.parent / name / file
+            ).read_bytes(), f"regenerate tests/data/espnet2_tiny ({name}/{file} differs)"

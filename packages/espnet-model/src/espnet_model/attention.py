@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from espnet_model._checks import check_divisible
+from espnet_model._checks import check_choice, check_divisible
 
 
 def _sinusoid(positions: torch.Tensor, d_model: int) -> torch.Tensor:
@@ -79,6 +79,46 @@ class RelPositionalEncoding(nn.Module):
         return self.dropout(x * self.xscale), self.dropout(pos_emb)
 
 
+class LegacyRelPositionalEncoding(nn.Module):
+    """ESPnet's ``legacy_rel_pos``: ``(dropout(x * sqrt(d)), dropout(pos_emb))``.
+
+    ``pos_emb`` is ``(1, T, d_model)``: the first ``T`` rows of a table for positions
+    ``L-1, ..., 0`` with ``L = max(max_len, T)``, i.e. positions ``L-1 ... L-T`` (ESPnet's
+    quirk, kept so that ESPnet2 conformers trained with ``rel_pos_type: legacy`` load).
+    """
+
+    def __init__(self, d_model: int, dropout_rate: float, max_len: int = 5000) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.max_len = max_len
+        self.xscale = math.sqrt(d_model)
+        self.dropout = nn.Dropout(dropout_rate)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        length = x.size(1)
+        top = max(self.max_len, length)
+        positions = torch.arange(top - 1, top - 1 - length, -1)
+        pos_emb = _sinusoid(positions, self.d_model).unsqueeze(0).to(x.device, x.dtype)
+        return self.dropout(x * self.xscale), self.dropout(pos_emb)
+
+
+def is_legacy_rel_pos(
+    rel_pos_type: str, pos_enc_layer_type: str, attention_type: str, attention_key: str
+) -> bool:
+    """Check ESPnet2's three relative-position keys; ``True`` for the legacy variant.
+
+    As in ESPnet2, ``rel_pos_type: legacy`` turns ``rel_pos`` / ``rel_selfattn`` into
+    ``legacy_rel_pos`` / ``legacy_rel_selfattn``; ``latest`` allows only the new ones.
+    """
+    check_choice("encoder_conf.rel_pos_type", rel_pos_type, ("latest", "legacy"))
+    legacy = rel_pos_type == "legacy"
+    pos_options = ("rel_pos", "legacy_rel_pos") if legacy else ("rel_pos",)
+    attn_options = ("rel_selfattn", "legacy_rel_selfattn") if legacy else ("rel_selfattn",)
+    check_choice("encoder_conf.pos_enc_layer_type", pos_enc_layer_type, pos_options)
+    check_choice(f"encoder_conf.{attention_key}", attention_type, attn_options)
+    return legacy
+
+
 class MultiHeadedAttention(nn.Module):
     """Standard multi-head attention (ESPnet parameter names ``linear_q/k/v/out``)."""
 
@@ -129,14 +169,28 @@ def rel_shift(x: torch.Tensor) -> torch.Tensor:
     return x.as_strided((b, h, t, t), (s0, s1, s2 - s3, s3), x.storage_offset() + (t - 1) * s3)
 
 
+def legacy_rel_shift(x: torch.Tensor) -> torch.Tensor:
+    """ESPnet's ``legacy_rel_selfattn`` shift of ``(B, H, T, T)`` scores (``zero_triu=False``).
+
+    Output ``[i, j]`` is input ``[i, T - 1 - i + j]`` for ``j <= i``; above the diagonal
+    it keeps the values the pad-and-reshape trick leaves there, exactly as ESPnet does.
+    """
+    b, h, t, n = x.shape
+    padded = torch.cat([x.new_zeros(b, h, t, 1), x], dim=-1).view(b, h, n + 1, t)
+    return padded[:, :, 1:].reshape(b, h, t, n)
+
+
 class RelPositionMultiHeadedAttention(MultiHeadedAttention):
     """Self-attention with relative positions and learned biases ``pos_bias_u/v``.
 
-    ``score = (q + u) k^T / sqrt(d_k) + rel_shift((q + v) p^T) / sqrt(d_k)``.
+    ``score = (q + u) k^T / sqrt(d_k) + rel_shift((q + v) p^T) / sqrt(d_k)``;
+    ``legacy=True`` is ESPnet's ``legacy_rel_selfattn`` (use with
+    :class:`LegacyRelPositionalEncoding`).
     """
 
-    def __init__(self, n_head: int, n_feat: int, dropout_rate: float) -> None:
+    def __init__(self, n_head: int, n_feat: int, dropout_rate: float, legacy: bool = False) -> None:
         super().__init__(n_head, n_feat, dropout_rate)
+        self.shift = legacy_rel_shift if legacy else rel_shift
         self.linear_pos = nn.Linear(n_feat, n_feat, bias=False)
         self.pos_bias_u = nn.Parameter(torch.empty(self.h, self.d_k))
         self.pos_bias_v = nn.Parameter(torch.empty(self.h, self.d_k))
@@ -160,7 +214,7 @@ class RelPositionMultiHeadedAttention(MultiHeadedAttention):
         )  # (1,H,dk,2T-1)
         scale = 1.0 / math.sqrt(self.d_k)
         q_v = (q + self.pos_bias_v.unsqueeze(1)) * scale
-        bias = rel_shift(torch.matmul(q_v, p))  # (B, H, T, T)
+        bias = self.shift(torch.matmul(q_v, p))  # (B, H, T, T)
         if mask is not None:
             bias = bias.masked_fill(~mask.unsqueeze(1), float("-inf"))
         out = F.scaled_dot_product_attention(

@@ -58,7 +58,7 @@ _DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "input_layer": "conv2d", "normalize_before": True, "macaron_style": False,
             "rel_pos_type": "legacy", "pos_enc_layer_type": "rel_pos",
             "selfattention_layer_type": "rel_selfattn", "activation_type": "swish",
-            "use_cnn_module": True, "cnn_module_kernel": 31,
+            "use_cnn_module": True, "cnn_module_kernel": 31, "max_pos_emb_len": 5000,
         },
         "transformer": {
             "output_size": 256, "attention_heads": 4, "linear_units": 2048, "num_blocks": 6,
@@ -71,7 +71,7 @@ _DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "cgmlp_conv_kernel": 31, "num_blocks": 12, "dropout_rate": 0.1,
             "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.0, "input_layer": "conv2d",
             "use_ffn": False, "macaron_ffn": False, "activation_type": "swish",
-            "linear_units": 2048, "merge_conv_kernel": 3,
+            "linear_units": 2048, "merge_conv_kernel": 3, "max_pos_emb_len": 5000,
         },
     },
     "decoder": {

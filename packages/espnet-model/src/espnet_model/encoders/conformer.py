@@ -8,7 +8,12 @@ import torch
 from torch import nn
 
 from espnet_model._checks import check_choice, check_positive
-from espnet_model.attention import RelPositionalEncoding, RelPositionMultiHeadedAttention
+from espnet_model.attention import (
+    LegacyRelPositionalEncoding,
+    RelPositionalEncoding,
+    RelPositionMultiHeadedAttention,
+    is_legacy_rel_pos,
+)
 from espnet_model.feedforward import (
     Activation,
     PositionwiseFeedForward,
@@ -78,10 +83,11 @@ class ConformerBlock(nn.Module):
         use_cnn_module: bool,
         cnn_module_kernel: int,
         activation_type: Activation,
+        legacy_rel_pos: bool = False,
     ) -> None:
         super().__init__()
         self.self_attn = RelPositionMultiHeadedAttention(
-            attention_heads, size, attention_dropout_rate
+            attention_heads, size, attention_dropout_rate, legacy=legacy_rel_pos
         )
         self.feed_forward = PositionwiseFeedForward(
             size, linear_units, dropout_rate, activation_type
@@ -143,8 +149,10 @@ class ConformerEncoder(nn.Module):
         use_cnn_module: include the convolution module.
         cnn_module_kernel: depthwise kernel size (odd).
         activation_type: ``swish`` | ``relu`` | ``gelu``.
-        pos_enc_layer_type / selfattention_layer_type / rel_pos_type: ``rel_pos`` /
-            ``rel_selfattn`` / ``latest`` only.
+        pos_enc_layer_type / selfattention_layer_type / rel_pos_type: ESPnet2's
+            relative-position keys; ``rel_pos_type: legacy`` selects ESPnet's
+            ``legacy_rel_pos`` / ``legacy_rel_selfattn`` (older ESPnet2 models).
+        max_pos_emb_len: table length of the legacy position encoding (changes its values).
     """
 
     def __init__(
@@ -163,21 +171,24 @@ class ConformerEncoder(nn.Module):
         use_cnn_module: bool = True,
         cnn_module_kernel: int = 31,
         activation_type: Activation = "swish",
-        pos_enc_layer_type: Literal["rel_pos"] = "rel_pos",
-        selfattention_layer_type: Literal["rel_selfattn"] = "rel_selfattn",
-        rel_pos_type: Literal["latest"] = "latest",
+        pos_enc_layer_type: Literal["rel_pos", "legacy_rel_pos"] = "rel_pos",
+        selfattention_layer_type: Literal["rel_selfattn", "legacy_rel_selfattn"] = "rel_selfattn",
+        rel_pos_type: Literal["latest", "legacy"] = "latest",
+        max_pos_emb_len: int = 5000,
     ) -> None:
         super().__init__()
         check_choice("encoder_conf.normalize_before", normalize_before, (True,))
-        check_choice("encoder_conf.pos_enc_layer_type", pos_enc_layer_type, ("rel_pos",))
-        check_choice(
-            "encoder_conf.selfattention_layer_type", selfattention_layer_type, ("rel_selfattn",)
+        legacy = is_legacy_rel_pos(
+            rel_pos_type, pos_enc_layer_type, selfattention_layer_type, "selfattention_layer_type"
         )
-        check_choice("encoder_conf.rel_pos_type", rel_pos_type, ("latest",))
         check_positive("encoder_conf.num_blocks", num_blocks, allow_zero=True)
         self._output_size = output_size
         self.embed = Conv2dSubsampling(input_size, output_size, input_layer)
-        self.pos_enc = RelPositionalEncoding(output_size, positional_dropout_rate)
+        self.pos_enc: nn.Module = (
+            LegacyRelPositionalEncoding(output_size, positional_dropout_rate, max_pos_emb_len)
+            if legacy
+            else RelPositionalEncoding(output_size, positional_dropout_rate)
+        )
         self.encoders = nn.ModuleList(
             ConformerBlock(
                 output_size,
@@ -189,6 +200,7 @@ class ConformerEncoder(nn.Module):
                 use_cnn_module,
                 cnn_module_kernel,
                 activation_type,
+                legacy,
             )
             for _ in range(num_blocks)
         )

@@ -13,8 +13,12 @@ from typing import Literal
 import torch
 from torch import nn
 
-from espnet_model._checks import check_choice
-from espnet_model.attention import RelPositionalEncoding, RelPositionMultiHeadedAttention
+from espnet_model.attention import (
+    LegacyRelPositionalEncoding,
+    RelPositionalEncoding,
+    RelPositionMultiHeadedAttention,
+    is_legacy_rel_pos,
+)
 from espnet_model.feedforward import Activation, PositionwiseFeedForward, layer_norm
 from espnet_model.mask import make_non_pad_mask
 from espnet_model.subsampling import Conv2dSubsampling, InputLayer
@@ -74,10 +78,13 @@ class EBranchformerBlock(nn.Module):
         activation_type: Activation,
         use_ffn: bool = True,
         macaron_ffn: bool = True,
+        legacy_rel_pos: bool = False,
     ) -> None:
         super().__init__()
         _odd("merge_conv_kernel", merge_conv_kernel)
-        self.attn = RelPositionMultiHeadedAttention(attention_heads, size, attention_dropout_rate)
+        self.attn = RelPositionMultiHeadedAttention(
+            attention_heads, size, attention_dropout_rate, legacy=legacy_rel_pos
+        )
         self.cgmlp = ConvolutionalGatingMLP(
             size, cgmlp_linear_units, cgmlp_conv_kernel, dropout_rate
         )
@@ -143,8 +150,9 @@ class EBranchformerEncoder(nn.Module):
         activation_type: feed-forward activation (ESPnet2's ``ffn_activation_type``).
         use_ffn: include the feed-forward module after the merge.
         macaron_ffn: also one before the branches (both then scaled by 1/2).
-        attention_layer_type / pos_enc_layer_type / rel_pos_type: ``rel_selfattn`` /
-            ``rel_pos`` / ``latest`` only.
+        attention_layer_type / pos_enc_layer_type / rel_pos_type: as the conformer's
+            (``rel_pos_type: legacy`` for ESPnet's legacy relative positions).
+        max_pos_emb_len: as the conformer's.
     """
 
     def __init__(
@@ -162,19 +170,24 @@ class EBranchformerEncoder(nn.Module):
         attention_dropout_rate: float = 0.0,
         input_layer: InputLayer = "conv2d",
         activation_type: Activation = "swish",
-        attention_layer_type: Literal["rel_selfattn"] = "rel_selfattn",
-        pos_enc_layer_type: Literal["rel_pos"] = "rel_pos",
-        rel_pos_type: Literal["latest"] = "latest",
+        attention_layer_type: Literal["rel_selfattn", "legacy_rel_selfattn"] = "rel_selfattn",
+        pos_enc_layer_type: Literal["rel_pos", "legacy_rel_pos"] = "rel_pos",
+        rel_pos_type: Literal["latest", "legacy"] = "latest",
+        max_pos_emb_len: int = 5000,
         use_ffn: bool = True,
         macaron_ffn: bool = True,
     ) -> None:
         super().__init__()
-        check_choice("encoder_conf.attention_layer_type", attention_layer_type, ("rel_selfattn",))
-        check_choice("encoder_conf.pos_enc_layer_type", pos_enc_layer_type, ("rel_pos",))
-        check_choice("encoder_conf.rel_pos_type", rel_pos_type, ("latest",))
+        legacy = is_legacy_rel_pos(
+            rel_pos_type, pos_enc_layer_type, attention_layer_type, "attention_layer_type"
+        )
         self._output_size = output_size
         self.embed = Conv2dSubsampling(input_size, output_size, input_layer)
-        self.pos_enc = RelPositionalEncoding(output_size, positional_dropout_rate)
+        self.pos_enc: nn.Module = (
+            LegacyRelPositionalEncoding(output_size, positional_dropout_rate, max_pos_emb_len)
+            if legacy
+            else RelPositionalEncoding(output_size, positional_dropout_rate)
+        )
         self.encoders = nn.ModuleList(
             EBranchformerBlock(
                 output_size,
@@ -188,6 +201,7 @@ class EBranchformerEncoder(nn.Module):
                 activation_type,
                 use_ffn,
                 macaron_ffn,
+                legacy,
             )
             for _ in range(num_blocks)
         )
