@@ -214,3 +214,21 @@ def test_pack_loads_with_espnet_infer_alone(tmp_path: Path) -> None:
 def test_non_image_curve_is_rejected(model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(PublishError, match="not an image"):
         pack_model(model_dir, tmp_path / "p", model_name="m", images=[model_dir / "config.yaml"])
+
+
+def test_pack_transcribes_a_file_as_infer_did(tmp_path: Path, tiny_shards: Path) -> None:
+    """The acceptance check: Speech2Text on the pack gives infer's hypothesis for each file."""
+    from espnet_data.audio import read_audio, resample
+    from espnet_infer import DecodeConfig, InferenceConfig, Speech2Text, run_inference
+    from espnet_infer.scoring import read_text_file
+
+    model_dir, packed = _pack_real(tmp_path)
+    decode = DecodeConfig(method="ctc_greedy")  # an untrained model's beams run to full length
+    run_inference(InferenceConfig(model_dir=str(model_dir), test_sets={"t": str(tiny_shards)},
+                                  output_dir=str(tmp_path / "infer"), decode=decode))
+    hyps = read_text_file(tmp_path / "infer" / "t" / "hyp.txt")
+    s2t = Speech2Text(packed, decode=decode)
+    assert len(hyps) == 6 and all(hyps.values())
+    for key, hyp in hyps.items():
+        wav, rate = read_audio(tiny_shards.parent / "audio" / f"{key}.flac", channel=None)
+        assert s2t.transcribe([resample(wav, rate, s2t.sample_rate)])[0] == hyp, key
