@@ -69,3 +69,53 @@ def test_killed_run_resumes_to_the_same_weights(pipeline: Pipeline, tmp_path: Pa
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
     # the per-epoch history survived the kill: both epochs are plotted
     assert {p.name for p in (broken / "images").glob("*.png")} >= {"loss.png", "acc.png", "lr.png"}
+
+
+@pytest.mark.slow
+def test_sigkilled_cli_run_resumes_to_the_same_weights(pipeline: Pipeline, tmp_path: Path) -> None:
+    """``espnet-train`` killed with SIGKILL right after its first step checkpoint, then rerun."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+    from espnet_train.cli import main
+
+    from tests._fixtures import training_dict
+
+    def body(exp: Path) -> dict:
+        return training_dict(pipeline.data, pipeline.tokenizer, pipeline.stats, exp, max_epochs=2,
+                             checkpoint_every_n_steps=1, best_n=1)
+
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    conf = tmp_path / "broken.yaml"
+    conf.write_text(yaml.safe_dump(body(broken)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "espnet_train.cli", "--config", str(conf)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+    )
+    last = broken / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    assert not (broken / "model").exists()
+    killed_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+
+    assert main(["--config", str(conf)]) == 0
+    whole_conf = tmp_path / "whole.yaml"
+    whole_conf.write_text(yaml.safe_dump(body(whole)))
+    assert main(["--config", str(whole_conf)]) == 0
+
+    steps = json.loads((whole / "train_summary.json").read_text())["optimizer_steps"]
+    assert 1 <= killed_at < steps
+    assert json.loads((broken / "train_summary.json").read_text())["optimizer_steps"] == steps
+    a = model_state(whole / "checkpoints" / "last.ckpt")
+    b = model_state(broken / "checkpoints" / "last.ckpt")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
+    assert not list((broken / "checkpoints").glob("*.partial"))
