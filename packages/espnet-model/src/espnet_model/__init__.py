@@ -5,7 +5,8 @@ from espnet_model.builder import build_asr_model
 from espnet_model.ctc import CTC
 from espnet_model.decoder import TransformerDecoder
 from espnet_model.encoders import ConformerEncoder, EBranchformerEncoder, TransformerEncoder
-from espnet_model.frontend import Fbank
+from espnet_model.espnet2 import load_espnet2
+from espnet_model.frontend import Fbank, StftFrontend
 from espnet_model.mask import make_pad_mask
 from espnet_model.normalize import GlobalMVN, UtteranceMVN
 from espnet_model.specaug import SpecAug
@@ -20,10 +21,12 @@ __all__ = [
     "Fbank",
     "GlobalMVN",
     "SpecAug",
+    "StftFrontend",
     "TransformerDecoder",
     "TransformerEncoder",
     "UtteranceMVN",
     "build_asr_model",
     "count_parameters",
+    "load_espnet2",
     "make_pad_mask",
 ]
