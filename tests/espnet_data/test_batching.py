@@ -151,3 +151,35 @@ def test_collate_without_tokenizer_has_no_text_tensor() -> None:
 def test_map_stage_lifts_a_function() -> None:
     stage = map_stage(lambda x: x * 2)
     assert list(stage(iter([1, 2, 3]))) == [2, 4, 6]
+
+
+@pytest.mark.parametrize("buffer_size", [1, 50, 1000])
+@pytest.mark.parametrize("min_batch_size", [1, 3])
+def test_estimate_batches_is_exact_without_shuffling(buffer_size, min_batch_size) -> None:
+    samples = _samples(400)
+    batcher = DynamicBatcher(
+        max_seconds=60.0, max_batch_size=10, buffer_size=buffer_size, shuffle=False,
+        min_batch_size=min_batch_size,
+    )
+    estimate = batcher.estimate_batches([s["duration"] for s in samples])
+    assert estimate == len(list(batcher(iter(samples))))
+
+
+def test_estimate_batches_is_close_with_shuffling() -> None:
+    samples = _samples(2000)
+    batcher = DynamicBatcher(max_seconds=60.0, buffer_size=500, shuffle=True)
+    estimate = batcher.estimate_batches([s["duration"] for s in samples])
+    actual = len(list(batcher(iter(samples))))
+    assert abs(actual - estimate) <= 0.05 * estimate
+
+
+def test_unsorted_batches_are_the_random_baseline() -> None:
+    samples = _samples(1000)
+    bucketed = DynamicBatcher(max_seconds=60.0, buffer_size=1000, seed=3)
+    unsorted = DynamicBatcher(max_seconds=60.0, buffer_size=1000, seed=3, sort_by_length=False)
+    assert Counter(_keys(list(bucketed(iter(samples))))) == Counter(s["key"] for s in samples)
+    batches = list(unsorted(iter(samples)))
+    assert Counter(_keys(batches)) == Counter(s["key"] for s in samples)
+    # arrival order is kept inside each batch
+    assert all(_keys([b]) == sorted(_keys([b])) for b in batches)
+    assert bucketed.padding_ratio < 0.1 < 0.3 < unsorted.padding_ratio

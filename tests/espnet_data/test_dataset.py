@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import shutil
+import threading
 import time
 from collections import Counter
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +168,109 @@ def test_decode_samples_reads_wav_members() -> None:
     sf.write(buf, tone(0.25, sample_rate=8000), 8000, format="WAV")
     (sample,) = decode_samples([_raw("w", json=b'{"text": "X"}', wav=buf.getvalue())])
     assert sample["key"] == "w" and sample["sample_rate"] == 8000 and sample["duration"] == 0.25
+
+
+# --- DDP: equal batches per rank; streaming from URLs --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def uneven_split(tmp_path_factory) -> Path:
+    """3 shards of 4 tones: 1.0 s, 0.2 s and 1.0 s each. Two ranks get 8 s and 0.8 s."""
+    from espnet_data import Entry, write_split
+
+    seconds = [1.0] * 4 + [0.2] * 4 + [1.0] * 4
+    entries = [Entry(f"u{i:02d}", "HI", source=(tone(d), 16000)) for i, d in enumerate(seconds)]
+    out = tmp_path_factory.mktemp("uneven") / "train"
+    write_split(ListCorpus({"train": entries}), "train", out, utterances_per_shard=4)
+    return out
+
+
+def _batched(urls, **kwargs) -> ShardDataset:
+    batcher = DynamicBatcher(max_seconds=1.0, buffer_size=100, shuffle=False)
+    return ShardDataset(urls, stages=[batcher], **kwargs)
+
+
+def test_uneven_ranks_yield_as_many_batches_as_the_poorest(uneven_split) -> None:
+    urls = shard_paths(uneven_split)
+    plain = [list(_batched(urls, rank=r, world_size=2)) for r in (0, 1)]
+    assert [len(b) for b in plain] == [8, 1]  # would deadlock under DDP
+    equal = [list(_batched(urls, rank=r, world_size=2, batches_per_rank="auto")) for r in (0, 1)]
+    assert [len(b) for b in equal] == [1, 1]
+    assert {s["key"] for b in equal[1] for s in b} == {"u04", "u05", "u06", "u07"}
+    # one rank alone: "auto" changes nothing
+    assert len(list(_batched(urls, rank=0, world_size=1, batches_per_rank="auto"))) == 9
+
+
+def test_a_fixed_count_repeats_a_rank_whose_data_runs_out(uneven_split) -> None:
+    urls = shard_paths(uneven_split)
+    counts = [len(list(_batched(urls, rank=r, world_size=2, batches_per_rank=5))) for r in (0, 1)]
+    assert counts == [5, 5]
+
+
+def test_rank_and_world_size_come_from_the_environment(uneven_split, monkeypatch) -> None:
+    urls = shard_paths(uneven_split)
+    lengths = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        dataset = _batched(urls, batches_per_rank="auto", shuffle_shards=True)
+        for epoch in range(3):
+            dataset.set_epoch(epoch)
+            lengths.append((epoch, len(list(dataset))))
+    by_epoch = {e: {n for ep, n in lengths if ep == e} for e, _ in lengths}
+    assert all(len(n) == 1 for n in by_epoch.values()), lengths  # ranks agree every epoch
+
+
+@pytest.mark.parametrize("num_workers", [1, 2])
+def test_equal_batches_hold_with_dataloader_workers(uneven_split, num_workers) -> None:
+    urls = shard_paths(uneven_split)
+    totals = []
+    for rank in (0, 1):
+        dataset = _batched(urls, rank=rank, world_size=2, batches_per_rank=3)
+        loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=_identity)
+        totals.append(len(list(loader)))
+    assert totals == [3, 3]
+
+
+def test_a_rank_without_shards_is_a_clear_error(uneven_split) -> None:
+    with pytest.raises(ValueError, match="rank 3 of 4 gets no shard: 3 shards"):
+        list(ShardDataset(shard_paths(uneven_split), rank=3, world_size=4))
+
+
+def test_auto_needs_an_index_for_urls(uneven_split) -> None:
+    urls = [f"pipe:cat {u}" for u in shard_paths(uneven_split)]
+    with pytest.raises(ValueError, match="needs the split's index"):
+        list(_batched(urls, rank=0, world_size=2, batches_per_rank="auto"))
+    dataset = _batched(
+        urls, rank=1, world_size=2, batches_per_rank="auto", index=read_index(uneven_split)
+    )
+    assert len(list(dataset)) == 1
+
+
+def test_pipe_urls_stream_the_shards(tiny_shards) -> None:
+    urls = [f"pipe:cat {u}" for u in shard_paths(tiny_shards)]
+    keys = [s["key"] for s in ShardDataset(urls)]
+    assert keys == [r["key"] for r in read_index(tiny_shards)]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="webdataset opens http URLs with curl")
+def test_http_urls_stream_the_shards(tiny_shards) -> None:
+    handler = functools.partial(_QuietHandler, directory=str(tiny_shards))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        urls = [f"http://127.0.0.1:{port}/{Path(u).name}" for u in shard_paths(tiny_shards)]
+        samples = list(ShardDataset(urls, rank=0, world_size=1))
+    finally:
+        server.shutdown()
+        server.server_close()
+    rows = read_index(tiny_shards)
+    assert [s["key"] for s in samples] == [r["key"] for r in rows]
+    assert all(s["duration"] == pytest.approx(r["duration"], abs=1e-4) for s, r in zip(samples, rows, strict=True))
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        pass

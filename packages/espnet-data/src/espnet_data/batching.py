@@ -3,7 +3,10 @@
 ``DynamicBatcher`` is an ``iterator -> iterator`` stage: it fills a bounded buffer,
 sorts it by duration, cuts batches whose *padded* size (longest × count) stays under
 ``max_seconds``, and yields them in shuffled order. It keeps count of real and padded
-seconds so the padding ratio can be reported.
+seconds so the padding ratio can be reported. With ``sort_by_length=False`` it cuts
+batches in arrival order (the "random batches" baseline the padding ratio is compared
+with). :meth:`DynamicBatcher.estimate_batches` counts the batches a list of durations
+gives, so every DDP rank can agree on one number of batches per epoch.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class DynamicBatcher:
         min_batch_size: batches with fewer utterances are dropped (not counted).
         seed: random seed of the batch-order shuffle.
         length_jitter: seconds of random noise added to durations before sorting (shuffle only).
+        sort_by_length: sort each buffer by duration before cutting (bucketing); False
+            cuts batches in arrival order.
     """
 
     max_seconds: float = 120.0
@@ -40,6 +45,7 @@ class DynamicBatcher:
     min_batch_size: int = 1
     seed: int = 0
     length_jitter: float = 0.2
+    sort_by_length: bool = True
     real_seconds: float = field(default=0.0, init=False)
     padded_seconds: float = field(default=0.0, init=False)
 
@@ -62,26 +68,47 @@ class DynamicBatcher:
         """Reseed so that each epoch gets other batches and another batch order."""
         self._rng = random.Random(self.seed + epoch)
 
+    def _batch_sizes(self, durations: Sequence[float]) -> list[int]:
+        """Sizes of the batches cut from ``durations``, in this order, under the budget."""
+        sizes: list[int] = []
+        count, longest = 0, 0.0
+        for duration in durations:
+            grown = max(longest, duration)
+            if count and (grown * (count + 1) > self.max_seconds or count >= self.max_batch_size):
+                sizes.append(count)
+                count, grown = 0, duration
+            count += 1
+            longest = grown
+        if count:
+            sizes.append(count)
+        return sizes
+
     def _cut(self, buffer: list[Sample]) -> list[list[Sample]]:
-        # when shuffling, a small random jitter mixes utterances of near-equal length
-        jitter = self.length_jitter if self.shuffle else 0.0
-        keys = {id(s): s["duration"] + self._rng.uniform(0.0, jitter) for s in buffer}
-        buffer.sort(key=lambda s: keys[id(s)])
+        if self.sort_by_length:
+            # when shuffling, a small random jitter mixes utterances of near-equal length
+            jitter = self.length_jitter if self.shuffle else 0.0
+            keys = {id(s): s["duration"] + self._rng.uniform(0.0, jitter) for s in buffer}
+            buffer.sort(key=lambda s: keys[id(s)])
         batches: list[list[Sample]] = []
-        batch: list[Sample] = []
-        batch_max = 0.0
-        for sample in buffer:
-            longest = max(batch_max, sample["duration"])
-            if batch and (
-                longest * (len(batch) + 1) > self.max_seconds or len(batch) >= self.max_batch_size
-            ):
-                batches.append(batch)
-                batch, longest = [], sample["duration"]
-            batch.append(sample)
-            batch_max = longest
-        if batch:
-            batches.append(batch)
+        start = 0
+        for size in self._batch_sizes([s["duration"] for s in buffer]):
+            batches.append(buffer[start : start + size])
+            start += size
         return batches
+
+    def estimate_batches(self, durations: Sequence[float]) -> int:
+        """How many batches (of at least ``min_batch_size``) these durations give.
+
+        Exact for ``shuffle=False``; with shuffling the length jitter and the order of
+        samples in the buffers move the count by a few batches.
+        """
+        count = 0
+        for i in range(0, len(durations), self.buffer_size):
+            chunk = list(durations[i : i + self.buffer_size])
+            if self.sort_by_length:
+                chunk.sort()
+            count += sum(n >= self.min_batch_size for n in self._batch_sizes(chunk))
+        return count
 
     def _emit(self, buffer: list[Sample]) -> Iterator[list[Sample]]:
         batches = self._cut(buffer)
