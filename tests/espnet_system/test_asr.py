@@ -19,6 +19,7 @@ def test_stage_table_is_consistent() -> None:
     assert set(ASRSystem.config_roles) == set(STAGES)
     assert set(ASRSystem.config_roles.values()) == set(ASRSystem.config_schemas)
     assert ASRSystem.explicit_only == {"upload_model", "upload_demo"}
+    assert ASRSystem.distributed_stages == {"train", "infer"}
     assert all(callable(getattr(ASRSystem, s)) for s in STAGES)
 
 

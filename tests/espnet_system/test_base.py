@@ -26,6 +26,7 @@ class ToySystem(BaseSystem):
     explicit_only: ClassVar[frozenset[str]] = frozenset({"publish"})
     config_roles: ClassVar[dict[str, str]] = {"greet": "greeting", "publish": "greeting"}
     config_schemas: ClassVar[dict[str, type]] = {"greeting": Greeting}
+    distributed_stages: ClassVar[frozenset[str]] = frozenset({"greet"})
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
@@ -211,3 +212,12 @@ def test_only_rank_zero_writes_the_stage_log(
     monkeypatch.setenv(variable, "0")
     ToySystem(recipe).run(["greet"])
     assert (recipe / "exp" / "logs" / "greet.log").is_file()
+
+
+def test_other_ranks_run_only_distributed_stages(
+    recipe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a rank started by Lightning's DDP launcher
+    system = ToySystem(recipe)
+    assert system.run(["all"]) == ["greet"]
+    assert system.ran == ["greet"] and not (recipe / "prepared.txt").exists()

@@ -19,7 +19,7 @@ from espnet_data import read_index, save_tokenizer, train_sentencepiece, write_s
 from espnet_data.atomic import atomic_open, write_json
 from espnet_data.tokenizer import CharTokenizer
 from espnet_infer import InferenceConfig, run_inference
-from espnet_model import Fbank
+from espnet_model.builder import build_frontend
 from espnet_train import TrainingConfig, collect_stats, train
 
 from .base import BaseSystem, parse_config
@@ -50,6 +50,8 @@ class ASRSystem(BaseSystem):
         "upload_demo",
     )
     explicit_only: ClassVar[frozenset[str]] = frozenset({"upload_model", "upload_demo"})
+    #: under DDP (train) or ``mpiexec ... espnet-run --stages infer`` every rank runs these
+    distributed_stages: ClassVar[frozenset[str]] = frozenset({"train", "infer"})
     config_roles: ClassVar[dict[str, str]] = {
         "create_dataset": "data",
         "train_tokenizer": "data",
@@ -108,7 +110,7 @@ class ASRSystem(BaseSystem):
         if not cfg.stats_file:
             log.info("training.yaml sets no stats_file: nothing to collect")
             return
-        frontend = Fbank(**cfg.model.get("frontend_conf", {}))
+        frontend = build_frontend(cfg.model)
         stats = collect_stats(cfg.data.train, frontend, cfg.stats_file)
         log.info("%d utterances, %d frames -> %s", stats["utterances"], stats["frames"], cfg.stats_file)
 

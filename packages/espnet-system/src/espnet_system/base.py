@@ -50,6 +50,11 @@ class BaseSystem:
     #: that field of the parsed config, e.g. ``{"train": "{training.exp_dir}/logs"}``.
     #: Stages not listed log to ``exp/logs``.
     stage_log_mapping: ClassVar[dict[str, str]] = {}
+    #: stages every process of a distributed job runs (DDP training, MPI decoding); in a
+    #: process of rank > 0 the other stages are skipped: rank 0 runs them. Lightning's DDP
+    #: launcher re-runs the command line in each new rank, which would otherwise redo
+    #: every stage before ``train`` there.
+    distributed_stages: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -159,9 +164,18 @@ class BaseSystem:
         return str(path.relative_to(self.recipe_dir)) if path.is_relative_to(self.recipe_dir) else str(path)
 
     def run(self, requested: Sequence[str]) -> list[str]:
-        """Run the requested stages in canonical order; return the names run."""
+        """Run the requested stages in canonical order; return the names run.
+
+        In a process of rank > 0 only :attr:`distributed_stages` run.
+        """
         stages = self.resolve(requested)
         self.check(stages)
+        rank = process_rank()
+        if rank:
+            skipped = [s for s in stages if s not in self.distributed_stages]
+            stages = [s for s in stages if s in self.distributed_stages]
+            if skipped:
+                log.info("rank %d: skipping %s (rank 0 runs them)", rank, ", ".join(skipped))
         with self.in_recipe():
             for stage in stages:
                 self.run_stage(stage)
