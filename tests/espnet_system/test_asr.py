@@ -121,3 +121,14 @@ def test_publish_stages_pack_upload_and_demo(
         # a second upload is refused: the repository exists and overwrite is not set
         assert main([str(tmp_path), "--stages", "upload_model"]) == 2
         assert "already exists" in (tmp_path / "exp" / "logs" / "upload_model.log").read_text()
+
+
+@pytest.mark.parametrize(("backend", "runs"), [("mpi", True), ("local", False)])
+def test_infer_runs_on_every_rank_only_under_mpi(tmp_path: Path, backend: str, runs: bool) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "inference.yaml").write_text(
+        f"model_dir: m\ntest_sets: {{t: d}}\noutput_dir: o\nparallel: {{backend: {backend}}}\n"
+    )
+    system = ASRSystem(tmp_path)
+    assert system.runs_on_every_rank("infer") is runs
+    assert system.runs_on_every_rank("train") and not system.runs_on_every_rank("measure")

@@ -72,6 +72,14 @@ class ASRSystem(BaseSystem):
         "publish": PublishConfig,
     }
 
+    def runs_on_every_rank(self, stage: str) -> bool:
+        """``train`` always; ``infer`` only with ``parallel.backend: mpi`` (other backends
+        decode from rank 0 alone, so a DDP rank relaunched by Lightning does not decode)."""
+        if stage == "infer":
+            cfg: InferenceConfig = self.config("inference")
+            return cfg.parallel.backend == "mpi"
+        return super().runs_on_every_rank(stage)
+
     def create_dataset(self) -> None:
         """Write each split of the corpus as shards + index + summary."""
         cfg: DataPrepConfig = self.config("data")

@@ -172,14 +172,19 @@ class BaseSystem:
         self.check(stages)
         rank = process_rank()
         if rank:
-            skipped = [s for s in stages if s not in self.distributed_stages]
-            stages = [s for s in stages if s in self.distributed_stages]
+            skipped = [s for s in stages if not self.runs_on_every_rank(s)]
+            stages = [s for s in stages if self.runs_on_every_rank(s)]
             if skipped:
                 log.info("rank %d: skipping %s (rank 0 runs them)", rank, ", ".join(skipped))
         with self.in_recipe():
             for stage in stages:
                 self.run_stage(stage)
         return stages
+
+    def runs_on_every_rank(self, stage: str) -> bool:
+        """Whether every process of a distributed job runs ``stage`` (default: it is one of
+        :attr:`distributed_stages`); systems refine it from the stage's config."""
+        return stage in self.distributed_stages
 
     def report(self, stages: Sequence[str]) -> str:
         """A short summary printed after ``stages`` ran (e.g. scores); empty by default."""
