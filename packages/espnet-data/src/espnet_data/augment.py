@@ -1,0 +1,202 @@
+"""On-the-fly augmentation stages: speed perturbation and additive noise at an SNR.
+
+Both are ``iterator -> iterator`` stages over decoded samples (``audio``,
+``sample_rate``, ``duration``, ``key``), placed before the batcher so that batches are
+cut on the perturbed durations::
+
+    stages = [SpeedPerturb((0.9, 1.0, 1.1)), AddNoise("noise.txt", snr_db=(10, 20)), batcher]
+    dataset = ShardDataset(urls, shuffle_shards=True, stages=stages)
+
+Randomness is drawn per sample from ``(seed, epoch, key)``: the same sample gets the
+same perturbation in an epoch however the shards are split over ranks and DataLoader
+workers, and another one the next epoch (``set_epoch``, called by ``ShardDataset``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from .audio import resample
+
+log = logging.getLogger(__name__)
+
+Sample = dict[str, Any]
+Pathlike = str | os.PathLike[str]
+
+_AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".sph"}
+_SPEED_STREAM = 1
+_NOISE_STREAM = 2
+
+
+def _rng(seed: int, epoch: int, stream: int, key: str) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, stream, zlib.crc32(key.encode("utf-8"))])
+
+
+class SpeedPerturb:
+    """Play each utterance ``factor`` times as fast, ``factor`` drawn from ``factors``.
+
+    As Kaldi's and ESPnet's speed perturbation: the audio is resampled from
+    ``rate * factor`` to ``rate`` (torchaudio's band-limited resampler), which changes
+    tempo and pitch together; 1.1 gives an utterance 1/1.1 as long. The sample keeps
+    its key and gets ``speed`` = the factor; ``duration`` follows the new length.
+
+    Args:
+        factors: speeds to choose from, uniformly (ESPnet: 0.9, 1.0, 1.1).
+        seed: base seed of the per-sample choice.
+    """
+
+    def __init__(self, factors: Sequence[float] = (0.9, 1.0, 1.1), *, seed: int = 0) -> None:
+        if not factors or any(not 0.5 <= f <= 2.0 for f in factors):
+            raise ValueError(f"speed factors must be a non-empty list in [0.5, 2.0], got {list(factors)}")
+        self.factors = [float(f) for f in factors]
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def perturb(self, sample: Sample) -> Sample:
+        """One sample at a speed drawn for its key (a new dict; the input is untouched)."""
+        rng = _rng(self.seed, self.epoch, _SPEED_STREAM, sample["key"])
+        factor = self.factors[int(rng.integers(len(self.factors)))]
+        if factor == 1.0:
+            return {**sample, "speed": 1.0}
+        rate = int(sample["sample_rate"])
+        audio = resample(sample["audio"], round(rate * factor), rate)
+        return {**sample, "audio": audio, "duration": len(audio) / rate, "speed": factor}
+
+    def __call__(self, samples: Iterable[Sample]) -> Iterator[Sample]:
+        for sample in samples:
+            yield self.perturb(sample)
+
+
+def read_noise_list(path: Pathlike) -> list[str]:
+    """Noise files listed one per line in ``path`` (``#`` comments and blank lines are
+    skipped; relative paths are relative to the list's folder)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"noise list {path} not found: write one audio file path per line")
+    files = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            file = Path(line)
+            files.append(str(file if file.is_absolute() else path.parent / file))
+    return files
+
+
+class AddNoise:
+    """Add a random stretch of a random noise file at a random SNR.
+
+    The noise is read from disk for each sample (only the frames needed, so noise sets
+    of any size work), resampled to the sample's rate if needed, repeated if shorter
+    than the utterance, and scaled so that ``10 log10(P_speech / P_noise)`` is drawn
+    uniformly from ``snr_db``. A noise file that cannot be read is logged and the
+    sample passes clean.
+
+    Args:
+        noise: the noise files, one audio file, or the path of a list file (see
+            :func:`read_noise_list`).
+        snr_db: ``(low, high)`` signal-to-noise ratio in dB.
+        prob: chance that a sample gets noise.
+        seed: base seed of the per-sample draws.
+    """
+
+    def __init__(
+        self,
+        noise: Sequence[Pathlike] | Pathlike,
+        *,
+        snr_db: tuple[float, float] = (10.0, 20.0),
+        prob: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(noise, str | os.PathLike):
+            files = [str(f) for f in noise]
+        elif Path(noise).suffix.lower() in _AUDIO_SUFFIXES:
+            files = [str(noise)]
+        else:
+            files = read_noise_list(noise)
+        if not files:
+            raise ValueError(f"no noise files in {noise!r}")
+        missing = [f for f in files if not Path(f).is_file()][:3]
+        if missing:
+            raise FileNotFoundError(f"noise files not found, e.g. {missing} (from {noise!r})")
+        low, high = snr_db
+        if low > high:
+            raise ValueError(f"snr_db must be (low, high) with low <= high, got {snr_db}")
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"prob must be in [0, 1], got {prob}")
+        self.files = files
+        self.snr_db = (float(low), float(high))
+        self.prob = prob
+        self.seed = seed
+        self.epoch = 0
+        self._info: dict[str, tuple[int, int]] = {}  # path -> (frames, rate), per process
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _noise(self, path: str, rng: np.random.Generator, num: int, rate: int) -> np.ndarray:
+        """``num`` samples of noise at ``rate`` from a random offset of ``path``."""
+        if path not in self._info:
+            info = sf.info(path)
+            self._info[path] = (info.frames, info.samplerate)
+        frames, noise_rate = self._info[path]
+        need = math.ceil(num * noise_rate / rate) + 1
+        start = int(rng.integers(0, max(1, frames - need + 1)))
+        noise, _ = sf.read(path, start=start, frames=min(need, frames), dtype="float32", always_2d=True)
+        noise = resample(np.ascontiguousarray(noise[:, 0]), noise_rate, rate)
+        if len(noise) == 0:
+            raise ValueError(f"noise file {path} holds no audio")
+        return np.resize(noise, num)  # repeats a noise shorter than the utterance
+
+    def add(self, sample: Sample) -> Sample:
+        """One sample with noise (a new dict), or the sample itself when none is drawn."""
+        rng = _rng(self.seed, self.epoch, _NOISE_STREAM, sample["key"])
+        if rng.random() >= self.prob:
+            return sample
+        path = self.files[int(rng.integers(len(self.files)))]
+        snr = float(rng.uniform(*self.snr_db))
+        audio = np.asarray(sample["audio"], dtype=np.float32)
+        try:
+            noise = self._noise(path, rng, len(audio), int(sample["sample_rate"]))
+        except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+            log.warning("noise file %s unusable (%s); %s stays clean", path, err, sample["key"])
+            return sample
+        speech_power = float(np.mean(audio.astype(np.float64) ** 2))
+        noise_power = float(np.mean(noise.astype(np.float64) ** 2))
+        if noise_power == 0.0 or speech_power == 0.0:
+            return sample
+        scale = math.sqrt(speech_power / (noise_power * 10.0 ** (snr / 10.0)))
+        noisy = (audio + scale * noise).astype(np.float32)
+        return {**sample, "audio": noisy, "snr_db": snr, "noise": path}
+
+    def __call__(self, samples: Iterable[Sample]) -> Iterator[Sample]:
+        for sample in samples:
+            yield self.add(sample)
+
+
+def augmentation_stages(
+    *,
+    speed_factors: Sequence[float] | None = None,
+    noise: Sequence[Pathlike] | Pathlike | None = None,
+    snr_db: tuple[float, float] = (10.0, 20.0),
+    noise_prob: float = 1.0,
+    seed: int = 0,
+) -> list[SpeedPerturb | AddNoise]:
+    """The stages a config asks for, in the usual order (speed, then noise); [] for none."""
+    stages: list[SpeedPerturb | AddNoise] = []
+    if speed_factors:
+        stages.append(SpeedPerturb(speed_factors, seed=seed))
+    if noise:
+        stages.append(AddNoise(noise, snr_db=snr_db, prob=noise_prob, seed=seed))
+    return stages
