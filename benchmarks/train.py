@@ -23,8 +23,9 @@ Each side runs in a fresh process on ``BENCH_THREADS`` (default 2) threads, so p
 after 3 warm-up steps; throughput = audio seconds in the batch / median step.
 ``mfu`` = model FLOPs per step (forward + backward, counted by
 ``torch.utils.flop_counter``) / median step / the fp32 matmul peak (2048^3 on the same
-threads) measured in the same process. A bf16-autocast row (``precision: bf16-mixed``)
-is reported for ours; the fp32 row is the comparison.
+threads) measured in the same process. A bf16-autocast row (ours: ``precision: bf16-mixed``;
+the peer: its forward under ``torch.autocast(dtype=torch.bfloat16)``) is reported too;
+the fp32 row is the comparison.
 """
 
 from __future__ import annotations
@@ -188,11 +189,15 @@ def run(quick: bool = False) -> dict[str, Any]:
         audio_seconds = float(arrays["speech_lengths"].sum()) / SAMPLE_RATE
         ours = run_ours(work, batch_file, "32-true", warmup, iterations)
         bf16 = run_ours(work, batch_file, "bf16-mixed", warmup, iterations)
-        peer = run_peer("train_step_peer.py", {
+        peer_request = {
             "work_dir": work, "batch_file": str(batch_file), "model": peer_model_spec(MODEL, token_list(VOCAB)),
             "threads": num_threads(), "lr": LR, "clip": CLIP, "seed": SEED,
             "warmup": warmup, "iterations": iterations,
-        })
+        }
+        peer = run_peer("train_step_peer.py", peer_request)
+        peer_bf16 = peer if "unavailable" in peer else run_peer(
+            "train_step_peer.py", {**peer_request, "autocast": "bf16"}
+        )
     if "unavailable" in peer:
         print(f"peer (ESPnet2) not measured: {peer['unavailable']}\n"
               "create it once with: bash benchmarks/peer/setup.sh   (then run `just bench train` again)")
@@ -201,6 +206,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     peer_median = peer_value(peer, "median_s")
     peer_tp = audio_seconds / peer_median if isinstance(peer_median, float) else None
     peer_rss = peer_value(peer, "peak_rss_mb")
+    peer_bf16_median = peer_value(peer_bf16, "median_s")
+    peer_tp_bf16 = audio_seconds / peer_bf16_median if isinstance(peer_bf16_median, float) else None
     mfu = ours["flops_per_step"] / ours["median_s"] / ours["matmul_peak_flops"]
     mfu_bf16 = bf16["flops_per_step"] / bf16["median_s"] / bf16["matmul_peak_flops"]
     return {
@@ -212,6 +219,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "peer_peak_rss_mb": peer_rss if isinstance(peer_rss, float) else None,
         "mfu": mfu,
         "bf16_audio_s_per_s": tp_bf16,
+        "peer_bf16_audio_s_per_s": peer_tp_bf16,
         "bf16_mfu": mfu_bf16,
         "settings": {
             "model_block": MODEL,
@@ -228,7 +236,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         "metrics": [
             metric("throughput fp32", "audio s / wall s", tp,
                    peer_tp if peer_tp is not None else peer_median, higher_is_better=True),
-            metric("throughput bf16-mixed", "audio s / wall s", tp_bf16, None, higher_is_better=True),
+            metric("throughput bf16-mixed", "audio s / wall s", tp_bf16,
+                   peer_tp_bf16 if peer_tp_bf16 is not None else peer_bf16_median, higher_is_better=True),
             metric("median step fp32", "s", ours["median_s"], peer_median, higher_is_better=False),
             metric("peak RSS fp32", "MB", ours["peak_rss_mb"], peer_rss, higher_is_better=False),
             metric("MFU fp32", "fraction", mfu, None, higher_is_better=True),
@@ -240,6 +249,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "ours": ours,
         "ours_bf16": bf16,
         "peer": peer,
+        "peer_bf16": peer_bf16,
     }
 
 

@@ -4,6 +4,7 @@ Usage (in the peer venv; ``benchmarks/train.py`` writes the request)::
 
     benchmarks/.peer/bin/python benchmarks/peer/train_step_peer.py REQUEST.json
 
+``"autocast": "bf16"`` in the request runs the forward under bf16 autocast.
 Prints one JSON object: parameters, threads, torch/espnet versions, peak RSS of this
 process (``peak_rss_mb``, from ``ru_maxrss``), and the step times (median_s, min_s, max_s, times_s) over ``iterations`` steps after ``warmup``.
 """
@@ -32,9 +33,14 @@ def main(request_file: str) -> None:
     arrays = np.load(request["batch_file"])
     batch = {k: torch.from_numpy(arrays[k]) for k in ("speech", "speech_lengths", "text", "text_lengths")}
 
+    # "bf16": CPU/GPU autocast around the forward, as Lightning's bf16-mixed does
+    bf16 = request.get("autocast") == "bf16"
+    device_type = "cuda" if next(model.parameters()).is_cuda else "cpu"
+
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss, _, _ = model(**batch)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            loss, _, _ = model(**batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), float(request["clip"]))
         optimizer.step()
@@ -54,6 +60,7 @@ def main(request_file: str) -> None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "espnet": espnet.__version__,
+        "autocast": "bf16" if bf16 else None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "median_s": statistics.median(times),
         "min_s": min(times),

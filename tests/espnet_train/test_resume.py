@@ -43,7 +43,6 @@ def _config(pipeline: Pipeline, exp: Path):  # noqa: ANN202
     )
 
 
-@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(pipeline: Pipeline, tmp_path: Path) -> None:
     whole = tmp_path / "whole"
     train(_config(pipeline, whole))

@@ -71,8 +71,9 @@ class EpochHistory(L.Callback):
         means = pl_module.epoch_train_means() if hasattr(pl_module, "epoch_train_means") else {}
         row.update({f"train/{k}": v for k, v in means.items()})
         row.update(metrics)
-        for i, opt in enumerate(trainer.optimizers):
-            key = "lr" if len(trainer.optimizers) == 1 else f"lr_{i}"
+        names = list(getattr(pl_module, "optim_confs", {})) or [str(i) for i in range(len(trainer.optimizers))]
+        for name, opt in zip(names, trainer.optimizers, strict=False):
+            key = "lr" if len(trainer.optimizers) == 1 else f"lr_{name}"
             row[key] = float(opt.param_groups[0]["lr"])
         if hasattr(pl_module, "step_epoch_schedulers"):
             pl_module.step_epoch_schedulers(metrics)
