@@ -22,6 +22,12 @@ class DataConfig:
         max_batch_size: hard cap on utterances per batch.
         buffer_size: samples sorted together by length before cutting batches.
         num_workers: DataLoader worker processes (0 reads in the training process).
+        speed_perturb: speed factors drawn per training utterance, e.g. ``[0.9, 1.0, 1.1]``
+            (``espnet_data.augment.SpeedPerturb``); null: off.
+        noise: a list file of noise audio paths (one per line) mixed into training
+            utterances (``espnet_data.augment.AddNoise``); null: off.
+        noise_snr_db: ``[low, high]`` SNR range of the added noise, in dB.
+        noise_prob: chance that a training utterance gets noise.
     """
 
     train: str
@@ -30,6 +36,10 @@ class DataConfig:
     max_batch_size: int = 128
     buffer_size: int = 2000
     num_workers: int = 1
+    speed_perturb: list[float] | None = None
+    noise: str | None = None
+    noise_snr_db: tuple[float, float] = (10.0, 20.0)
+    noise_prob: float = 1.0
 
 
 @dataclass

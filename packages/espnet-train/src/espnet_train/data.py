@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from espnet_data import Collate, DynamicBatcher, ShardDataset, map_stage, shard_paths
+from espnet_data.augment import augmentation_stages
 from torch.utils.data import DataLoader
 
 from .config import DataConfig
@@ -104,7 +105,15 @@ def make_loader(
 
     The loader has its own random generator, so creating its iterator does not draw
     from torch's global RNG (which a resumed run restores for dropout and SpecAugment).
+    Training loaders augment the audio when ``data`` asks for it (speed, noise).
     """
+    augment = augmentation_stages(
+        speed_factors=data.speed_perturb,
+        noise=data.noise,
+        snr_db=data.noise_snr_db,
+        noise_prob=data.noise_prob,
+        seed=seed,
+    ) if train else []
     batcher = DynamicBatcher(
         max_seconds=data.max_seconds,
         max_batch_size=data.max_batch_size,
@@ -115,7 +124,7 @@ def make_loader(
     dataset = ShardDataset(
         shard_paths(split_dir),
         shuffle_shards=train,
-        stages=[batcher, map_stage(Collate(tokenize=tokenize))],
+        stages=[*augment, batcher, map_stage(Collate(tokenize=tokenize))],
         seed=seed,
     )
     loader = DataLoader(
