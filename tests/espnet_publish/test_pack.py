@@ -62,8 +62,8 @@ def test_pack_writes_manifest_and_card_with_scores(model_dir: Path, tmp_path: Pa
     assert {"type": "wer", "value": 3.25, "name": "WER"} in clean["metrics"]
     body = (out / "README.md").read_text()
     assert "| test_clean | 3.25 | 1.50 |" in body
-    assert "conformer" in body and "Speech2Text(model_dir" in body and "```python" in body
-    assert 'yaml.safe_load(open(f"{model_dir}/inference.yaml"))["decode"]' in body
+    assert "conformer" in body and "```python" in body
+    assert 'Speech2Text.from_pretrained("<owner>/tiny-asr")\n' in body  # no decode block given
     verify_manifest(out)
     assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
 
@@ -189,12 +189,23 @@ def test_packed_weights_are_safetensors_and_decode_like_the_original(
     assert all(torch.equal(original[k], converted[k]) for k in original)
     assert (packed / "images" / "loss.png").is_file()
     body = (packed / "README.md").read_text()
-    assert "![loss](images/loss.png)" in body and 'snapshot_download("me/tiny")' in body
+    assert "![loss](images/loss.png)" in body
+    load = ('s2t = Speech2Text.from_pretrained("me/tiny", method=\'beam_search\', beam_size=2, '
+            "ctc_weight=0.5)")
+    assert load in body
 
     audios = [read_audio(p)[0] for p in sorted((tiny_shards.parent / "audio").glob("*.flac"))[:3]]
     decode = DecodeConfig(**yaml.safe_load((packed / "inference.yaml").read_text())["decode"])
     want = Speech2Text(model_dir, decode=decode).transcribe(audios)
     assert Speech2Text(packed, decode=decode).transcribe(audios) == want
+
+    # the card's snippet, pointed at the local folder and a real file, gives the same
+    snippet = body.split("```python\n")[1].split("```")[0]
+    flac = sorted((tiny_shards.parent / "audio").glob("*.flac"))[0]
+    snippet = snippet.replace('"me/tiny"', repr(str(packed))).replace('"speech.wav"', repr(str(flac)))
+    printed: list[str] = []
+    exec(snippet, {"print": printed.append})  # noqa: S102 (our own generated snippet)
+    assert printed == [want[0]]
 
 
 def test_pack_loads_with_espnet_infer_alone(tmp_path: Path) -> None:

@@ -159,27 +159,24 @@ def _scores_table(scores: Scores) -> str:
     return "\n".join(lines)
 
 
-def _usage(source: str, *, has_inference_config: bool) -> str:
-    """The usage snippet: download, load with espnet-infer alone, transcribe a file."""
-    decode = (
-        'decode = yaml.safe_load(open(f"{model_dir}/inference.yaml"))["decode"]  # as measured\n'
-        "s2t = Speech2Text(model_dir, decode=DecodeConfig(**decode))\n"
-        if has_inference_config
-        else "s2t = Speech2Text(model_dir, decode=DecodeConfig(method=\"beam_search\", beam_size=10))\n"
-    )
+def _usage(source: str, *, decode: Mapping[str, Any] | None) -> str:
+    """The usage snippet: load from the Hub with espnet-infer alone, transcribe a file.
+
+    ``decode``: the packed ``inference.yaml``'s decode block, written out as keyword
+    arguments so that users decode as the scores were measured.
+    """
+    options = {k: v for k, v in (decode or {}).items() if k != "nbest" and v is not None}
+    args = "".join(f", {k}={v!r}" for k, v in options.items())
+    note = "  # the decoding of inference.yaml" if options else ""
     return (
-        "```bash\npip install espnet-infer huggingface_hub\n```\n\n"
+        "```bash\npip install espnet-infer\n```\n\n"
         "```python\n"
-        "import yaml\n"
-        "from huggingface_hub import snapshot_download\n"
-        "from espnet_data.audio import read_audio, resample\n"
-        "from espnet_infer import DecodeConfig, Speech2Text\n\n"
-        f'model_dir = snapshot_download("{source}")\n'
-        + decode
-        + 'wav, rate = read_audio("speech.wav", channel=None)  # any rate, mixed down to mono\n'
-        "print(s2t.transcribe([resample(wav, rate, s2t.sample_rate)])[0])\n"
+        "from espnet_infer import Speech2Text\n\n"
+        f's2t = Speech2Text.from_pretrained("{source}"{args}){note}\n'
+        'print(s2t.transcribe("speech.wav"))  # a path or a 1-D float32 waveform\n'
         "```\n\n"
-        "A local copy of this folder works the same: `Speech2Text(\"path/to/folder\")`.\n"
+        "`from_pretrained` fetches the repository with `huggingface_hub` (a local copy of "
+        "this folder works the same: `Speech2Text.from_pretrained(\"path/to/folder\")`).\n"
     )
 
 
@@ -192,12 +189,12 @@ def render_model_card(
     scores: Scores,
     repo_id: str | None = None,
     images: Sequence[str] = (),
-    has_inference_config: bool = False,
+    decode: Mapping[str, Any] | None = None,
 ) -> str:
     """Return the full ``README.md`` text (front matter + body) for a packed model.
 
-    ``images`` are folder-relative paths of training curves to show; with
-    ``has_inference_config`` the usage snippet decodes with ``inference.yaml``'s settings.
+    ``images`` are folder-relative paths of training curves to show; ``decode`` (the
+    packed ``inference.yaml``'s decode block) becomes the usage snippet's options.
     """
     rows = _model_rows(config)
     training = config.get("training") if isinstance(config.get("training"), Mapping) else {}
@@ -221,7 +218,7 @@ def render_model_card(
     if images:
         parts.append("### Training curves\n")
         parts.append("\n".join(f"![{Path(rel).stem}]({rel})" for rel in images) + "\n")
-    parts += ["## How to use\n", _usage(source, has_inference_config=has_inference_config)]
+    parts += ["## How to use\n", _usage(source, decode=decode)]
     parts += [
         "## Files\n",
         "`config.yaml` (model, tokenizer and training summary), `model.safetensors` (averaged "

@@ -171,6 +171,18 @@ def _check_images(images: Sequence[Path]) -> dict[str, Path]:
     return out
 
 
+def _decode_block(path: Path | None) -> dict[str, Any] | None:
+    """The ``decode`` mapping of an ``inference.yaml`` extra file (None without one)."""
+    if path is None:
+        return None
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise PublishError(f"extra file inference.yaml ({path}) is not valid YAML: {e}") from e
+    decode = doc.get("decode") if isinstance(doc, dict) else None
+    return decode if isinstance(decode, dict) else None
+
+
 def _load_check(folder: Path) -> None:
     """Optional ``verify=True`` check: espnet_infer must be able to load the staged folder."""
     try:
@@ -278,7 +290,7 @@ def pack_model(
             scores=scores,
             repo_id=repo_id,
             images=sorted(rel for rel in extras if rel.startswith(f"{_IMAGES}/")),
-            has_inference_config="inference.yaml" in extras,
+            decode=_decode_block(extras.get("inference.yaml")),
         )
         (staging / "README.md").write_text(card, encoding="utf-8")
         write_manifest(staging, model_name=model_name)
