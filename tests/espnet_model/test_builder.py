@@ -120,3 +120,14 @@ def test_stft_frontend_choice_takes_espnet2_frontend_conf() -> None:
     feats, lengths = model.collect_feats(torch.randn(1, 16000), torch.tensor([16000]))
     assert feats.shape == (1, 101, 24) and lengths.tolist() == [101]
     assert "frontend.logmel.melmat" in model.state_dict()
+
+
+def test_build_frontend_follows_the_frontend_choice() -> None:
+    from espnet_model import Fbank, StftFrontend
+    from espnet_model.builder import build_frontend
+
+    assert isinstance(build_frontend(_config()), Fbank)
+    stft = build_frontend(_config(frontend="stft", frontend_conf={"n_mels": 24, "fs": "16k"}))
+    assert isinstance(stft, StftFrontend) and stft.output_size == 24 and stft.hop_length == 128
+    with pytest.raises(ValueError, match="collect_feats"):
+        build_frontend({"class_path": "x.Y"})

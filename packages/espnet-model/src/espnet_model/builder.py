@@ -143,6 +143,19 @@ def _from_class_path(
     return model
 
 
+def build_frontend(config: Mapping[str, Any]) -> nn.Module:
+    """The frontend alone from a model block (``frontend`` + ``frontend_conf``), e.g. for
+    collect_stats; a ``class_path`` block's own frontend is not reachable here."""
+    if "class_path" in config:
+        raise ValueError(
+            "build_frontend: a class_path model block has no ESPnet2-style frontend; "
+            "compute statistics with the model's collect_feats instead"
+        )
+    frontend = _make("frontend", config)
+    assert frontend is not None
+    return frontend
+
+
 def build_asr_model(config: Mapping[str, Any], vocab_size: int) -> nn.Module:
     """Build an :class:`ASRModel` from an ESPnet2-style model config (see module docstring).
 
