@@ -58,3 +58,11 @@ def test_batch_stream_resumes_inside_its_epoch_only() -> None:
     stream.load_state_dict({"epoch": 1, "consumed": 5})
     stream.set_epoch(2)  # the saved epoch was complete: the next one starts at 0
     assert list(stream) == [0, 1, 2, 3, 4]
+
+
+def test_atomic_checkpoint_keeps_model_checkpoints_state_key() -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    # older checkpoints (written by ModelCheckpoint) restore their best-k scores
+    assert AtomicCheckpoint(monitor="valid/acc", mode="max").state_key == \
+        ModelCheckpoint(monitor="valid/acc", mode="max").state_key

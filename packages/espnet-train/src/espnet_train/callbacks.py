@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 class AtomicCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` that never leaves a half-written file under the final name."""
 
+    @property
+    def state_key(self) -> str:
+        # ModelCheckpoint's key, so checkpoints written before this class existed still
+        # restore the best-k scores (the key embeds the class name)
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         partial = f"{filepath}.partial"
         trainer.save_checkpoint(partial, self.save_weights_only)
