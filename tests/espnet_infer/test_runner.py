@@ -77,13 +77,16 @@ def test_local_run_writes_shards_and_merged_files(pipeline: Pipeline, local_run:
 
 @pytest.mark.slow
 def test_processes_backend_gives_the_local_hyps(
-    pipeline: Pipeline, local_run: Path, tmp_path: Path
+    pipeline: Pipeline, local_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = _config(pipeline, tmp_path, parallel=ParallelConfig(
         backend="processes", num_workers=2, threads_per_worker=1))
-    result = run_inference(config)
+    with caplog.at_level("INFO", logger="espnet_infer.progress"):
+        result = run_inference(config)
     assert result["decoded_shards"] == 4 and result["workers"] == 2
     assert _results(tmp_path) == _results(local_run)
+    # the parent's progress counts the batches of both workers
+    assert any("decode: 12/12 utt" in r.message and "(done)" in r.message for r in caplog.records)
 
 
 def test_rerun_decodes_only_the_missing_shard(

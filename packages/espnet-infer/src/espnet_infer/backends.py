@@ -6,7 +6,8 @@ Only the split of the tasks differs:
 
 - ``local``: this process builds one worker and runs every task.
 - ``processes``: a spawn-based pool; each process builds its worker in the pool's
-  initializer; the parent counts progress as shards finish.
+  initializer and sends its per-batch counts through a queue to the parent, which
+  shows the progress of all workers.
 - ``mpi``: rank ``r`` takes tasks ``r, r + N, ...``; every rank sends its per-batch
   counts to rank 0, which shows the progress of all ranks and gathers the figures.
 """
@@ -14,7 +15,8 @@ Only the split of the tasks differs:
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from queue import Empty
 from typing import Any
 
 import torch
@@ -43,19 +45,35 @@ def run_local(
     return [forward(env, task, _update(progress)) for task in tasks]
 
 
-# Per-process state of a pool worker: its env, built once by the initializer.
+# Per-process state of a pool worker, set once by the initializer: its env and the
+# queue its per-batch counts go to.
 _POOL_ENV: WorkerEnv | None = None
+_POOL_QUEUE: Any = None
 
 
-def _pool_init(provider: InferenceProvider) -> None:
-    global _POOL_ENV
-    _POOL_ENV = provider.build(0)
+def _pool_init(provider: InferenceProvider, queue: Any) -> None:
+    global _POOL_ENV, _POOL_QUEUE
+    _POOL_ENV, _POOL_QUEUE = provider.build(0), queue
+
+
+def _pool_report(utterances: int, audio_seconds: float) -> None:
+    _POOL_QUEUE.put((utterances, audio_seconds))
 
 
 def _pool_run(forward: Forward, task: Any) -> dict[str, Any]:
     if _POOL_ENV is None:
         raise RuntimeError("pool worker used before its initializer built the model")
-    return forward(_POOL_ENV, task, None)
+    return forward(_POOL_ENV, task, _pool_report)
+
+
+def _drain(queue: Any, progress: Progress | None) -> None:
+    while True:
+        try:
+            utterances, audio_seconds = queue.get_nowait()
+        except Empty:
+            return
+        if progress is not None:
+            progress.update(utterances, audio_seconds)
 
 
 def run_processes(
@@ -66,15 +84,19 @@ def run_processes(
     per task); results come back in task order."""
     workers = max(1, min(num_workers, len(tasks)))
     ctx = torch.multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
     results: list[dict[str, Any] | None] = [None] * len(tasks)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init,
-                             initargs=(provider,)) as pool:
+                             initargs=(provider, queue)) as pool:
         futures = {pool.submit(_pool_run, forward, task): i for i, task in enumerate(tasks)}
-        for future in as_completed(futures):
-            stats = future.result()
-            results[futures[future]] = stats
-            if progress is not None:
-                progress.update(int(stats.get("utterances", 0)), float(stats.get("audio_seconds", 0.0)))
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            _drain(queue, progress)
+            for future in done:
+                results[futures[future]] = future.result()
+    _drain(queue, progress)  # counts still in flight when the last task returned
+    queue.close()
     return [r for r in results if r is not None]
 
 
