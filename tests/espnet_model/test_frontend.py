@@ -40,3 +40,19 @@ def test_bad_arguments_name_the_key() -> None:
         Fbank(fmax=10000.0)
     with pytest.raises(ValueError, match=r"\(B, S\)"):
         Fbank()(torch.randn(2, 1, 800), torch.tensor([800, 800]))
+
+
+def test_stft_frontend_uncentred_lengths_and_bad_options() -> None:
+    from espnet_model import StftFrontend
+
+    frontend = StftFrontend(fs="8k", n_fft=256, hop_length=80, center=False, n_mels=10)
+    feats, lengths = frontend(torch.randn(2, 800), torch.tensor([800, 500]))
+    assert lengths.tolist() == [(800 - 256) // 80 + 1, (500 - 256) // 80 + 1]
+    assert feats.shape == (2, lengths[0], 10) and frontend.fs == 8000
+    assert feats[1, lengths[1] :].abs().sum() == 0
+    with pytest.raises(ValueError, match="window='kaiser'"):
+        StftFrontend(window="kaiser")
+    with pytest.raises(ValueError, match="normalized=True"):
+        StftFrontend(normalized=True)
+    with pytest.raises(ValueError, match="win_length=600 exceeds n_fft=512"):
+        StftFrontend(win_length=600)

@@ -203,9 +203,8 @@ def _choice(config: Mapping[str, Any], key: str, default: str | None) -> str | N
     if name is None or (isinstance(name, str) and name.lower() == "none"):
         return None
     name = _NAMES.get(key, {}).get(name, name)
-    section = "model" if key == "model" else key
-    if name not in _DEFAULTS[section]:
-        options = [n for n in _DEFAULTS[section] if n not in _NAMES.get(key, {}).values()]
+    if name not in _DEFAULTS[key]:
+        options = [n for n in _DEFAULTS[key] if n not in _NAMES.get(key, {}).values()]
         options += list(_NAMES.get(key, {}))
         raise ValueError(
             f"config.yaml: {key}={config.get(key)!r} is not supported by espnet-model; "
