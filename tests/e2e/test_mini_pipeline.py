@@ -111,7 +111,9 @@ def test_publish_stages(recipe: Path) -> None:
     demo = recipe / "exp" / "demo"
     assert demo.is_dir() and any(demo.iterdir())
     assert (demo / "model" / "meta.yaml").is_file()
-    assert (packed / "model.safetensors").is_file()
+    assert (packed / "model.safetensors").is_file() and not (packed / "model.pt").exists()
+    assert (packed / "images" / "loss.png").is_file()  # training curves reach the card
+    assert "![loss](images/loss.png)" in (packed / "README.md").read_text()
 
 
 def test_one_log_per_stage(recipe: Path) -> None:
