@@ -243,3 +243,14 @@ def test_pack_transcribes_a_file_as_infer_did(tmp_path: Path, tiny_shards: Path)
     for key, hyp in hyps.items():
         wav, rate = read_audio(tiny_shards.parent / "audio" / f"{key}.flac", channel=None)
         assert s2t.transcribe([resample(wav, rate, s2t.sample_rate)])[0] == hyp, key
+
+
+def test_card_says_how_the_scores_were_decoded() -> None:
+    from espnet_publish.card import render_model_card
+
+    card = render_model_card(config={"model": {}}, model_name="m", license="mit", language="en",
+                             scores={"test": {"wer": 5.0, "cer": 2.0}}, repo_id="me/m",
+                             decode={"method": "beam_search", "beam_size": 10, "nbest": 1})
+    assert "| test | 5.00 | 2.00 |" in card
+    assert "Decoded as `inference.yaml` says: method beam_search, beam_size 10." in card
+    assert 'Speech2Text.from_pretrained("me/m", method=\'beam_search\', beam_size=10)' in card

@@ -211,6 +211,9 @@ def render_model_card(
     ]
     if scores:
         parts += ["## Results\n", _scores_table(scores) + "\n"]
+        if decode:
+            settings = ", ".join(f"{k} {v}" for k, v in decode.items() if k != "nbest")
+            parts.append(f"Decoded as `inference.yaml` says: {settings}.\n")
     scalars = {k: v for k, v in training.items() if isinstance(v, str | int | float | bool)}
     if scalars:
         parts.append("## Training\n")
