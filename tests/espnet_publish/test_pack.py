@@ -254,3 +254,12 @@ def test_card_says_how_the_scores_were_decoded() -> None:
     assert "| test | 5.00 | 2.00 |" in card
     assert "Decoded as `inference.yaml` says: method beam_search, beam_size 10." in card
     assert 'Speech2Text.from_pretrained("me/m", method=\'beam_search\', beam_size=10)' in card
+
+
+def test_weights_that_are_not_a_state_dict_are_refused(model_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    torch.save({"model": {"w": torch.zeros(2)}, "epoch": 3}, model_dir / "model.pt")
+    with pytest.raises(PublishError, match=r"model\.pt: entries \['epoch', 'model'\] are not tensors"):
+        pack_model(model_dir, tmp_path / "p", model_name="m")
+    assert not (tmp_path / "p").exists()
