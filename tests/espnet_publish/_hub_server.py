@@ -4,8 +4,14 @@
 
 - ``POST /api/repos/create`` (409 when the repository exists),
 - ``POST /api/validate-yaml`` (the README front matter must be a YAML mapping),
-- ``POST /api/{type}s/{owner}/{name}/preupload/{revision}`` (every file is answered
-  ``uploadMode: regular``, so its content arrives base64-encoded in the commit),
+- ``POST /api/{type}s/{owner}/{name}/preupload/{revision}``: every file is answered
+  ``uploadMode: regular`` (its content arrives base64-encoded in the commit), except
+  those ending in one of ``lfs_suffixes``, answered ``lfs`` as the real Hub answers
+  binaries. An LFS file then goes through the Git LFS batch API
+  (``POST /{prefix}{owner}/{name}.git/info/lfs/objects/batch``, ``basic`` transfer), is
+  ``PUT`` to the ``href`` it was given, and the commit names it by sha256. (Without
+  ``HF_HUB_DISABLE_XET`` huggingface_hub sends LFS files through Xet storage instead,
+  which this server does not speak: keep ``lfs_suffixes`` empty then.)
 - ``POST /api/{type}s/{owner}/{name}/commit/{revision}`` (an NDJSON commit),
 - ``POST /api/{type}s/{owner}/{name}/branch/{branch}`` (when a revision is given).
 
@@ -39,8 +45,10 @@ class Repo:
 class LocalHub:
     """Context manager: ``with LocalHub(token="hf_x") as hub: ... hub.url ...``."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, *, lfs_suffixes: tuple[str, ...] = ()) -> None:
         self.token = token
+        self.lfs_suffixes = lfs_suffixes
+        self.lfs_objects: dict[str, bytes] = {}  # sha256 -> content
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.cards: list[dict[str, Any]] = []  # front matter of each validated README
@@ -74,6 +82,16 @@ class LocalHub:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_PUT(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                hub.requests.append(("PUT", self.path, dict(self.headers)))
+                oid = self.path.rsplit("/", 1)[-1]
+                if hashlib.sha256(body).hexdigest() != oid:
+                    self._reply(400, {"error": "sha256 of the upload does not match its oid"})
+                    return
+                hub.lfs_objects[oid] = body
+                self._reply(200, {})
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 path = self.path.split("?")[0]
@@ -82,7 +100,9 @@ class LocalHub:
                     self._reply(401, {"error": "Invalid credentials"})
                     return
                 parts = path.strip("/").split("/")
-                if parts == ["api", "repos", "create"]:
+                if path.endswith(".git/info/lfs/objects/batch"):
+                    self._lfs_batch(json.loads(body))
+                elif parts == ["api", "repos", "create"]:
                     self._create(json.loads(body))
                 elif parts == ["api", "validate-yaml"]:
                     self._validate_yaml(json.loads(body))
@@ -131,10 +151,27 @@ class LocalHub:
 
             def _preupload(self, payload: dict[str, Any]) -> None:
                 files = [
-                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                    {
+                        "path": f["path"],
+                        "uploadMode": "lfs" if f["path"].endswith(hub.lfs_suffixes or ("\0",))
+                        else "regular",
+                        "shouldIgnore": False,
+                    }
                     for f in payload["files"]
                 ]
                 self._reply(200, {"files": files})
+
+            def _lfs_batch(self, payload: dict[str, Any]) -> None:
+                objects = [
+                    {
+                        "oid": o["oid"],
+                        "size": o["size"],
+                        "authenticated": True,
+                        "actions": {"upload": {"href": f"{hub.url}/lfs-upload/{o['oid']}"}},
+                    }
+                    for o in payload["objects"]
+                ]
+                self._reply(200, {"transfer": "basic", "objects": objects})
 
             def _commit(self, repo: Repo, repo_id: str, revision: str, body: bytes) -> None:
                 files = repo.files.setdefault(revision, {})
@@ -143,6 +180,12 @@ class LocalHub:
                     if item["key"] == "file":
                         value = item["value"]
                         files[value["path"]] = base64.b64decode(value["content"])
+                    elif item["key"] == "lfsFile":
+                        value = item["value"]
+                        if value["oid"] not in hub.lfs_objects:
+                            self._reply(422, {"error": f"LFS object of {value['path']} missing"})
+                            return
+                        files[value["path"]] = hub.lfs_objects[value["oid"]]
                     elif item["key"] == "deletedFile":
                         files.pop(item["value"]["path"], None)
                 oid = hashlib.sha1(body).hexdigest()

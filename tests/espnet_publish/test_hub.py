@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -115,3 +116,18 @@ def test_tampered_folder_not_uploaded(hub: LocalHub, packed: Path) -> None:
     with pytest.raises(PublishError, match="config.yaml"):
         upload_model(packed, "me/tiny-asr", token=TOKEN, endpoint=hub.url)
     assert hub.requests == []
+
+
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")  # huggingface_hub's
+def test_binaries_go_through_git_lfs(packed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on the real Hub, the weights travel by the LFS batch API, not inside the commit."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # this server has no Xet
+    with LocalHub(token=TOKEN, lfs_suffixes=(".safetensors", ".npz")) as hub:
+        upload_model(packed, "me/tiny-asr", token=TOKEN, endpoint=hub.url)
+        assert hub.repos[("model", "me/tiny-asr")].files["main"] == _folder_bytes(packed)
+        weights = (packed / "model.safetensors").read_bytes()
+        assert hub.lfs_objects == {hashlib.sha256(weights).hexdigest(): weights}
+        assert [r[1] for r in hub.requests if r[0] == "PUT"] == [
+            f"/lfs-upload/{hashlib.sha256(weights).hexdigest()}"]
