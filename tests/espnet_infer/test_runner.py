@@ -106,6 +106,19 @@ def test_rerun_decodes_only_the_missing_shard(
     assert again["decoded_shards"] == 0 and again["skipped_shards"] == 4
 
 
+def test_changed_decode_settings_decode_again(
+    pipeline: Pipeline, local_run: Path, tmp_path: Path
+) -> None:
+    out = Path(shutil.copytree(local_run, tmp_path / "out"))
+    assert json.loads((out / "dev" / "settings.json").read_text())["decode"]["method"] == "ctc_greedy"
+    decode = DecodeConfig(method="beam_search", beam_size=2)
+    result = run_inference(_config(pipeline, out, decode=decode))
+    assert result["decoded_shards"] == 4 and result["skipped_shards"] == 0
+    assert json.loads((out / "dev" / "settings.json").read_text())["decode"]["beam_size"] == 2
+    again = run_inference(_config(pipeline, out, decode=decode))
+    assert again["decoded_shards"] == 0
+
+
 def test_beam_search_runs(pipeline: Pipeline, tmp_path: Path) -> None:
     decode = DecodeConfig(method="beam_search", beam_size=2)
     result = run_inference(_config(pipeline, tmp_path, decode=decode))

@@ -2,7 +2,8 @@
 
 One task is one shard of one test set; its result is one JSONL file written atomically
 (``<output_dir>/<set>/shards/<shard>.jsonl``). A rerun decodes only shards without a
-result, so a killed run resumes where it stopped and no utterance is written twice.
+result, so a killed run resumes where it stopped and no utterance is written twice;
+results decoded with another model or other decode settings are decoded again.
 :func:`decode_shard` is the runner's ``forward``: it consumes the worker's objects
 (:class:`~espnet_infer.provider.WorkerEnv`, built once per worker by the provider)
 for one shard, and runs unchanged in every backend (:mod:`espnet_infer.backends`).
@@ -14,6 +15,7 @@ process (rank 0 under MPI) merges the shard files into ``hyp.jsonl``, ``hyp.txt`
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -201,6 +203,44 @@ def merge_results(config: InferenceConfig) -> dict[str, Any]:
     return summary
 
 
+def _settings(config: InferenceConfig) -> dict[str, Any]:
+    """What the results depend on: the model files (size, mtime) and the decode block."""
+    model = Path(config.model_dir)
+    files = {}
+    for name in ("config.yaml", "model.safetensors", "model.pt"):
+        if (model / name).is_file():
+            stat = (model / name).stat()
+            files[name] = [stat.st_size, stat.st_mtime_ns]
+    return {"model_dir": str(model.resolve()), "model_files": files,
+            "decode": asdict(config.decode)}
+
+
+def drop_stale_results(config: InferenceConfig) -> list[str]:
+    """Remove shard results decoded with another model or other decode settings.
+
+    Each set's ``settings.json`` records what its shard results were decoded with; when
+    it differs from this run's, the set's shard results are deleted (and decoded again).
+    Returns the names of the sets that were reset.
+    """
+    settings, reset = _settings(config), []
+    for name in config.test_sets:
+        set_dir = Path(config.output_dir) / name
+        path = set_dir / "settings.json"
+        old = json.loads(path.read_text()) if path.is_file() else None
+        if old == settings:
+            continue
+        shards = sorted((set_dir / "shards").glob("*.jsonl"))
+        if old is not None and shards:
+            changed = sorted(k for k in settings if old.get(k) != settings[k])
+            log.warning("%s: %s changed since its %d shard results were decoded: decoding "
+                        "them again", set_dir, ", ".join(changed), len(shards))
+            for shard in shards:
+                shard.unlink()
+            reset.append(name)
+        write_json(path, settings)
+    return reset
+
+
 def _pending_utterances(todo: list[ShardTask], config: InferenceConfig) -> int | None:
     """Utterances in the pending shards, from each split's ``index.jsonl`` (None if absent)."""
     total = 0
@@ -235,6 +275,8 @@ def run_inference(config: InferenceConfig) -> dict[str, Any]:
     backend = config.parallel.backend
     comm = _mpi_comm() if backend == "mpi" else None
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+    if rank == 0:
+        drop_stale_results(config)
     todo = [t for t in tasks if not Path(t.output).exists()]
     if comm is not None:
         # One list for every rank: a rank that looks later could see shards another rank
