@@ -132,3 +132,13 @@ def test_infer_runs_on_every_rank_only_under_mpi(tmp_path: Path, backend: str, r
     system = ASRSystem(tmp_path)
     assert system.runs_on_every_rank("infer") is runs
     assert system.runs_on_every_rank("train") and not system.runs_on_every_rank("measure")
+
+
+def test_upload_without_repo_id_names_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_x")
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "publish.yaml").write_text("model_name: m\n")
+    assert main([str(tmp_path), "--stages", "upload_model"]) == 2
+    assert "publish.yaml: set repo_id (owner/name) to upload" in capsys.readouterr().err

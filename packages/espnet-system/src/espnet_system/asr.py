@@ -24,6 +24,7 @@ from espnet_train import TrainingConfig, collect_stats, train
 
 from .base import BaseSystem, parse_config
 from .configs import DataPrepConfig, MetricsConfig, PublishConfig
+from .stages import StageError
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class ASRSystem(BaseSystem):
         cfg: PublishConfig = self.config("publish")
         token = resolve_token()
         if not cfg.repo_id:
-            raise ValueError(f"{self.config_path('publish')}: set repo_id (owner/name) to upload")
+            raise StageError(f"{self.config_path('publish')}: set repo_id (owner/name) to upload")
         url = upload_model(cfg.packed_dir, cfg.repo_id, token=token, private=cfg.private,
                            endpoint=cfg.endpoint, overwrite=cfg.overwrite)
         log.info("uploaded: %s", url)
@@ -223,7 +224,7 @@ class ASRSystem(BaseSystem):
         cfg: PublishConfig = self.config("publish")
         token = resolve_token()
         if not cfg.demo_repo_id:
-            raise ValueError(f"{self.config_path('publish')}: set demo_repo_id (owner/name) to upload")
+            raise StageError(f"{self.config_path('publish')}: set demo_repo_id (owner/name) to upload")
         url = upload_demo(cfg.demo_dir, cfg.demo_repo_id, token=token, private=cfg.private,
                           endpoint=cfg.endpoint, overwrite=cfg.overwrite)
         log.info("uploaded demo: %s", url)
