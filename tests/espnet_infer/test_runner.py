@@ -285,3 +285,15 @@ def test_progress_counts_and_logs_eta(caplog: pytest.LogCaptureFixture) -> None:
     assert "decode: 5/10 utt" in progress.line() and "ETA" in progress.line()
     assert any("4/10 utt" in r.message for r in caplog.records)
     assert stream.getvalue() == ""
+
+
+def test_threads_are_shared_among_workers_on_a_machine(pipeline: Pipeline, tmp_path: Path) -> None:
+    from espnet_infer import InferenceProvider
+
+    cores = len(os.sched_getaffinity(0))
+    provider = InferenceProvider(_config(pipeline, tmp_path))
+    assert provider.threads(1) is None  # one worker: torch's default
+    assert provider.threads(2) == max(1, cores // 2)
+    assert provider.threads(10 * cores) == 1
+    pinned = InferenceProvider(_config(pipeline, tmp_path, parallel=ParallelConfig(threads_per_worker=3)))
+    assert pinned.threads(4) == 3

@@ -51,9 +51,9 @@ _POOL_ENV: WorkerEnv | None = None
 _POOL_QUEUE: Any = None
 
 
-def _pool_init(provider: InferenceProvider, queue: Any) -> None:
+def _pool_init(provider: InferenceProvider, queue: Any, workers: int) -> None:
     global _POOL_ENV, _POOL_QUEUE
-    _POOL_ENV, _POOL_QUEUE = provider.build(0), queue
+    _POOL_ENV, _POOL_QUEUE = provider.build(0, workers_on_node=workers), queue
 
 
 def _pool_report(utterances: int, audio_seconds: float) -> None:
@@ -87,7 +87,7 @@ def run_processes(
     queue = ctx.Queue()
     results: list[dict[str, Any] | None] = [None] * len(tasks)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init,
-                             initargs=(provider, queue)) as pool:
+                             initargs=(provider, queue, workers)) as pool:
         futures = {pool.submit(_pool_run, forward, task): i for i, task in enumerate(tasks)}
         pending = set(futures)
         while pending:
@@ -109,6 +109,9 @@ def run_mpi(
     from mpi4py import MPI
 
     rank, size = comm.Get_rank(), comm.Get_size()
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=rank)  # the ranks sharing this machine
+    on_node = node.Get_size()
+    node.Free()
     mine = tasks[rank::size]
     stats: list[dict[str, Any]] = []
     if rank == 0:
@@ -131,7 +134,7 @@ def run_mpi(
             drain(block=False)
 
         if mine:
-            env = provider.build(rank)
+            env = provider.build(rank, workers_on_node=on_node)
             stats = [forward(env, task, report) for task in mine]
         while finished < size - 1:
             drain(block=True)
@@ -142,7 +145,7 @@ def run_mpi(
             requests.append(comm.isend((utterances, audio_seconds), dest=0, tag=_PROGRESS_TAG))
 
         if mine:
-            env = provider.build(rank)
+            env = provider.build(rank, workers_on_node=on_node)
             stats = [forward(env, task, report) for task in mine]
         requests.append(comm.isend(None, dest=0, tag=_PROGRESS_TAG))
         for request in requests:

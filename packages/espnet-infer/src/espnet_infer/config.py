@@ -44,7 +44,9 @@ class ParallelConfig:
         backend: ``local`` (this process), ``processes`` (a process pool on this machine),
             ``mpi`` (one rank per process under ``mpiexec -n N``).
         num_workers: processes for the ``processes`` backend.
-        threads_per_worker: torch threads in each worker (None: torch's default).
+        threads_per_worker: torch threads in each worker. None: with several workers on
+            a machine (pool processes, MPI ranks on one node), its cores divided among
+            them; with one worker, torch's default.
     """
 
     backend: Literal["local", "processes", "mpi"] = "local"

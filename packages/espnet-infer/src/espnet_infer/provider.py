@@ -8,6 +8,7 @@ Building it is the expensive part (loading the weights), so it happens once.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -50,9 +51,25 @@ class InferenceProvider:
             return f"cuda:{rank % torch.cuda.device_count()}"
         return device
 
-    def build(self, rank: int = 0) -> WorkerEnv:
-        """Set torch's threads, load the model on the rank's device."""
-        threads = self.config.parallel.threads_per_worker
+    def threads(self, workers_on_node: int) -> int | None:
+        """Torch threads of one worker: ``parallel.threads_per_worker``, or else the
+        node's cores shared among its workers (None: torch's default, one worker)."""
+        if self.config.parallel.threads_per_worker:
+            return self.config.parallel.threads_per_worker
+        if workers_on_node <= 1:
+            return None
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, (cores or 1) // workers_on_node)
+
+    def build(self, rank: int = 0, workers_on_node: int = 1) -> WorkerEnv:
+        """Set torch's threads, load the model on the rank's device.
+
+        Args:
+            rank: the worker's index (picks its GPU with ``device: cuda``).
+            workers_on_node: workers sharing this machine's cores (pool size, or the MPI
+                ranks on this node).
+        """
+        threads = self.threads(workers_on_node)
         if threads:
             torch.set_num_threads(threads)
         s2t = Speech2Text(
