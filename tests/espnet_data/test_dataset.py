@@ -232,9 +232,12 @@ def test_equal_batches_hold_with_dataloader_workers(uneven_split, num_workers) -
     assert totals == [3, 3]
 
 
-def test_a_rank_without_shards_is_a_clear_error(uneven_split) -> None:
+def test_a_rank_without_shards_is_a_clear_error(uneven_split, caplog) -> None:
     with pytest.raises(ValueError, match="rank 3 of 4 gets no shard: 3 shards"):
-        list(ShardDataset(shard_paths(uneven_split), rank=3, world_size=4))
+        list(_batched(shard_paths(uneven_split), rank=3, world_size=4, batches_per_rank="auto"))
+    # without equal batches asked for (e.g. validation), it reads nothing and says so
+    assert list(ShardDataset(shard_paths(uneven_split), rank=3, world_size=4)) == []
+    assert "rank 3 of 4 gets no shard" in caplog.text
 
 
 def test_auto_needs_an_index_for_urls(uneven_split) -> None:

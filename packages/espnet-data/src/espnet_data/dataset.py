@@ -237,11 +237,15 @@ class ShardDataset(IterableDataset):
         order = self._shard_order(self.seed + self.epoch)
         rank_urls = [order[r::world_size] for r in range(world_size)]
         if not rank_urls[rank]:
-            raise ValueError(
+            message = (
                 f"rank {rank} of {world_size} gets no shard: {len(self.urls)} shards for "
                 f"{world_size} ranks; write at least {world_size} shards (a smaller "
                 "utterances_per_shard)"
             )
+            if self.batches_per_rank is not None:
+                raise ValueError(message)
+            log.warning("%s; this rank reads nothing", message)
+            return
         quota = self._rank_quota(rank_urls, rank)
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
