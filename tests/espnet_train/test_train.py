@@ -26,6 +26,11 @@ def test_outputs_of_a_run(pipeline: Pipeline) -> None:
     assert resolved["trainer"]["max_epochs"] == 2
     assert resolved["model"]["encoder_conf"]["output_size"] == 32
     assert (exp / "tensorboard").is_dir()
+    assert (exp / "csv" / "metrics.csv").is_file()
+    images = {p.name for p in (exp / "images").glob("*.png")}
+    assert {"loss.png", "acc.png", "loss_ctc.png", "loss_att.png", "lr.png"} <= images
+    assert summary["optimizer_steps"] == summary["global_steps"] > 0
+    assert summary["trained_batches"] == summary["optimizer_steps"]  # no accumulation, no skips
     config = yaml.safe_load((pipeline.model_dir / "config.yaml").read_text())
     assert config["training"]["epochs"] == 2
     loaded = load_model_folder(pipeline.model_dir)
