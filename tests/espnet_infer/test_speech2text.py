@@ -78,6 +78,9 @@ def test_nbest_is_sorted_and_starts_with_the_best(pipeline: Pipeline, samples: l
     assert hyps[0].text == s2t.transcribe(samples[0]["audio"])
     assert {"att", "ctc"} <= set(hyps[0].scores)
     assert hyps[0].to_dict()["tokens"] == hyps[0].tokens
+    text, tokens, ids, hyp = s2t(samples[0]["audio"])[0]  # ESPnet2's tuple form
+    assert (text, ids, hyp) == (hyps[0].text, hyps[0].tokens, hyps[0])
+    assert len(tokens) == len(ids) and all(isinstance(t, str) for t in tokens)
 
 
 @pytest.mark.parametrize("ctc_weight", [0.0, 1.0])

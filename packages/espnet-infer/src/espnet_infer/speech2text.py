@@ -206,6 +206,17 @@ class Speech2Text:
         """Up to ``decode.nbest`` hypotheses of one utterance, best first."""
         return self.transcribe_batch_nbest([audio])[0]
 
+    def __call__(self, speech: AudioInput) -> list[tuple[str, list[str], list[int], Transcript]]:
+        """ESPnet2's form: n-best ``(text, tokens, token_ids, hypothesis)`` tuples, so that
+        ``text, *_ = s2t(speech)[0]`` carries over from ``espnet2.bin.asr_inference``.
+
+        ``tokens`` are the detokenised single tokens.
+        """
+        return [
+            (h.text, [self.tokenizer.decode([i]) for i in h.tokens], list(h.tokens), h)
+            for h in self.transcribe_nbest(speech)
+        ]
+
     @overload
     def transcribe(self, audio: AudioInput) -> str: ...
 
