@@ -15,8 +15,14 @@
 - ``POST /api/{type}s/{owner}/{name}/commit/{revision}`` (an NDJSON commit),
 - ``POST /api/{type}s/{owner}/{name}/branch/{branch}`` (when a revision is given).
 
-Every request must carry ``Authorization: Bearer <token>``; the files that arrived are
-kept in :attr:`LocalHub.repos` so a test can compare them with the folder it uploaded.
+and ``huggingface_hub.snapshot_download`` (what ``Speech2Text.from_pretrained`` calls):
+
+- ``GET /api/models/{owner}/{name}/revision/{revision}`` (the commit a branch points at),
+- ``GET /api/models/{owner}/{name}/tree/{commit}`` (the files, with git blob ids),
+- ``HEAD`` / ``GET /{owner}/{name}/resolve/{commit}/{path}`` (metadata headers, content).
+
+Writes must carry ``Authorization: Bearer <token>`` (reads are public); the files that
+arrived are kept in :attr:`LocalHub.repos` so a test can compare them with the folder.
 """
 
 from __future__ import annotations
@@ -40,7 +46,19 @@ class Repo:
     #: revision -> path -> bytes
     files: dict[str, dict[str, bytes]] = field(default_factory=lambda: {"main": {}})
     commits: list[str] = field(default_factory=list)
+    #: branch -> commit, and commit -> path -> bytes
+    heads: dict[str, str] = field(default_factory=dict)
+    snapshots: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
+    def snapshot(self, revision: str) -> tuple[str, dict[str, bytes]] | None:
+        """(commit, files) of a branch name or a commit id; None when unknown."""
+        commit = self.heads.get(revision, revision)
+        return (commit, self.snapshots[commit]) if commit in self.snapshots else None
+
+
+def _blob_id(data: bytes) -> str:
+    """Git's blob id of ``data`` (what the Hub reports as a file's ``oid`` and ETag)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 class LocalHub:
     """Context manager: ``with LocalHub(token="hf_x") as hub: ... hub.url ...``."""
@@ -81,6 +99,64 @@ class LocalHub:
                     self.send_header("X-Error-Message", body.get("error", ""))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _find(self, parts: list[str]) -> Repo | None:
+                repo_type = "model"
+                if parts and parts[0] in ("spaces", "datasets"):
+                    repo_type, parts = parts[0][:-1], parts[1:]
+                return hub.repos.get((repo_type, "/".join(parts[:2])))
+
+            def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
+                self._resolve(send_body=False)
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                path = self.path.split("?")[0]
+                hub.requests.append(("GET", path, dict(self.headers)))
+                parts = path.strip("/").split("/")
+                if parts[0] != "api":
+                    self._resolve(send_body=True)
+                    return
+                repo = hub.repos.get((parts[1].rstrip("s"), f"{parts[2]}/{parts[3]}"))
+                found = repo.snapshot(parts[5]) if repo and len(parts) >= 6 else None
+                if found is None:
+                    self._reply(404, {"error": "Repository not found"}, "RepoNotFound")
+                    return
+                commit, files = found
+                repo_id = f"{parts[2]}/{parts[3]}"
+                if parts[4] == "revision":
+                    self._reply(200, {"id": repo_id, "sha": commit, "private": repo.private,
+                                      "siblings": [{"rfilename": p} for p in sorted(files)]})
+                elif parts[4] == "tree":
+                    tree = [{"type": "file", "oid": _blob_id(data), "size": len(data), "path": p}
+                            for p, data in sorted(files.items())]
+                    self._send(200, json.dumps(tree).encode(), {"Content-Type": "application/json"})
+                else:
+                    self._reply(404, {"error": f"no endpoint {path}"})
+
+            def _resolve(self, *, send_body: bool) -> None:
+                parts = self.path.split("?")[0].strip("/").split("/")
+                repo = self._find(parts)
+                offset = 1 if parts[0] in ("spaces", "datasets") else 0
+                found = repo.snapshot(parts[offset + 3]) if repo and len(parts) > offset + 4 else None
+                rel = "/".join(parts[offset + 4 :])
+                if found is None or parts[offset + 2] != "resolve" or rel not in found[1]:
+                    self._send(404, b"", {"X-Error-Code": "EntryNotFound"}, send_body=send_body)
+                    return
+                commit, files = found
+                data = files[rel]
+                headers = {"X-Repo-Commit": commit, "ETag": f'"{_blob_id(data)}"',
+                           "Content-Type": "application/octet-stream"}
+                self._send(200, data, headers, send_body=send_body)
+
+            def _send(self, status: int, data: bytes, headers: dict[str, str], *,
+                      send_body: bool = True) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if send_body:
+                    self.wfile.write(data)
 
             def do_PUT(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -188,8 +264,10 @@ class LocalHub:
                         files[value["path"]] = hub.lfs_objects[value["oid"]]
                     elif item["key"] == "deletedFile":
                         files.pop(item["value"]["path"], None)
-                oid = hashlib.sha1(body).hexdigest()
+                oid = hashlib.sha1(body + str(len(repo.commits)).encode()).hexdigest()
                 repo.commits.append(oid)
+                repo.heads[revision] = oid
+                repo.snapshots[oid] = dict(files)
                 self._reply(200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{oid}", "commitOid": oid})
 
         return Handler

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import huggingface_hub
@@ -131,3 +134,34 @@ def test_binaries_go_through_git_lfs(packed: Path, monkeypatch: pytest.MonkeyPat
         assert hub.lfs_objects == {hashlib.sha256(weights).hexdigest(): weights}
         assert [r[1] for r in hub.requests if r[0] == "PUT"] == [
             f"/lfs-upload/{hashlib.sha256(weights).hexdigest()}"]
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch: ~7 s
+def test_anyone_loads_the_uploaded_model_with_espnet_infer(tmp_path: Path, tiny_shards: Path) -> None:
+    """pack -> upload -> a fresh interpreter with HF_ENDPOINT set runs
+    ``Speech2Text.from_pretrained("me/tiny")`` and gets the original model's transcript."""
+    from espnet_infer import Speech2Text
+    from espnet_publish.testing import tiny_asr_model_folder
+
+    model_dir = tiny_asr_model_folder(tmp_path / "model")
+    packed = pack_model(model_dir, tmp_path / "packed", model_name="tiny", repo_id="me/tiny")
+    flac = str(sorted((tiny_shards.parent / "audio").glob("*.flac"))[0])
+    want = Speech2Text.from_pretrained(model_dir, method="ctc_greedy").transcribe(flac)
+    code = (
+        "import sys\n"
+        "from espnet_infer import Speech2Text\n"
+        "s2t = Speech2Text.from_pretrained('me/tiny', method='ctc_greedy')\n"
+        f"print(s2t.loaded.path)\nprint(s2t.transcribe({flac!r}))\n"
+        "assert 'espnet_publish' not in sys.modules and 'lightning' not in sys.modules\n"
+    )
+    with LocalHub(token=TOKEN) as hub:
+        upload_model(packed, "me/tiny", token=TOKEN, endpoint=hub.url)
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(tmp_path / "cache"),
+               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+        env.pop("HF_HUB_OFFLINE", None)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    folder, text = out.stdout.splitlines()[-2:]
+    assert text == want
+    assert _folder_bytes(Path(folder)) == _folder_bytes(packed)
