@@ -21,6 +21,7 @@ def plot_history(history: Sequence[EpochRow], out_dir: str | os.PathLike[str]) -
     """Write one PNG per statistic of ``history`` into ``out_dir``; return the paths."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -43,6 +44,7 @@ def plot_history(history: Sequence[EpochRow], out_dir: str | os.PathLike[str]) -
                 xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker="o", label=key.split("/", 1)[0] if "/" in key else key)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(stat)
         ax.set_title(stat)
         ax.grid(True, alpha=0.3)

@@ -28,6 +28,7 @@ from espnet_data.atomic import atomic_open, write_json
 from espnet_model import build_asr_model, count_parameters
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from .average import average_checkpoints, best_checkpoints
 from .callbacks import AtomicCheckpoint, DataPosition, EpochHistory
@@ -77,7 +78,8 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
     """
     exp_dir = Path(config.exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
-    _save_resolved(config, exp_dir)
+    if rank_zero_only.rank == 0:  # under DDP every rank runs this function
+        _save_resolved(config, exp_dir)
     if config.trainer.num_threads:
         torch.set_num_threads(config.trainer.num_threads)
     L.seed_everything(config.seed, workers=True)
