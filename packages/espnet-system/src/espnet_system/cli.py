@@ -17,21 +17,27 @@ configs are relative to the recipe folder, wherever this command is started from
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import sys
 
 from espnet_publish import PublishError
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, DefaultHelpFormatter
 
 from .recipe import load_system
 from .stages import StageError
+
+
+class _Formatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """jsonargparse's help, with the usage examples of the epilog kept as written."""
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="espnet-run",
         print_config=None,  # our --print_config prints the recipe's configs, not the CLI's
+        formatter_class=_Formatter,
         description="Run stages of a recipe (egs/<corpus>/<system>).",
         epilog=__doc__.split("Usage:")[1] if __doc__ else None,
     )
