@@ -135,6 +135,14 @@ def test_gradient_accumulation_steps_every_k_good_batches(tmp_path) -> None:  # 
     assert lit.model.w.item() == pytest.approx(w)
 
 
+def test_accumulated_gradients_are_stepped_when_the_last_batch_is_bad(tmp_path) -> None:  # noqa: ANN001
+    sgd = OptimConfig(name="sgd", lr=0.05, momentum=0.0, weight_decay=0.0, scheduler="constant")
+    lit = LitESPnetModel(_Dummy(), sgd, accumulate_grad_batches=3)
+    _fit(lit, [_batch(1.0, "a"), _batch(float("nan"), "x")], tmp_path)
+    assert lit.optimizer_steps == 1 and lit.skipped_batches == 1
+    assert lit.model.w.item() == pytest.approx(1 - 0.05 * 2 / 3)  # loss / 3 of the one good batch
+
+
 def test_gradient_clipping(tmp_path) -> None:  # noqa: ANN001
     sgd = OptimConfig(name="sgd", lr=1.0, momentum=0.0, weight_decay=0.0, scheduler="constant")
     lit = LitESPnetModel(_Dummy(), sgd, gradient_clip_val=0.5)

@@ -138,10 +138,14 @@ class LitESPnetModel(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         steps, stats, weight = self._forward(batch)
         bad = not all(bool(torch.isfinite(s.loss)) for s in steps)
+        optimizers = self._optimizers_by_name()
         if self._any_rank(bad):
+            if self._pending and self.trainer.is_last_batch:  # gradients of earlier good batches
+                for name, opt in optimizers.items():
+                    self._clip_and_step(name, opt)
+                self._pending = 0
             self._bad_batch(batch, "loss", [float(s.loss.detach()) for s in steps])
             return
-        optimizers = self._optimizers_by_name()
         accum = self.accumulate_grad_batches
         self._pending += 1
         due = self._pending >= accum or self.trainer.is_last_batch
