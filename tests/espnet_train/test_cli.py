@@ -46,6 +46,9 @@ def test_train_alone_then_resume_with_more_epochs(
     # the first run's resolved config is kept, the new one records the override
     assert yaml.safe_load((exp / "config.1.yaml").read_text())["trainer"]["max_epochs"] == 1
     assert yaml.safe_load((exp / "config.yaml").read_text())["trainer"]["max_epochs"] == 2
+    # the first run's metrics are kept too (Lightning's CSVLogger would delete them)
+    assert "valid/loss" in (exp / "csv" / "metrics.1.csv").read_text()
+    assert (exp / "csv" / "metrics.csv").is_file()
 
 
 def test_unknown_key_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

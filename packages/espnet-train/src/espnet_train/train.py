@@ -40,13 +40,18 @@ from .module import LitESPnetModel
 log = logging.getLogger(__name__)
 
 
-def _save_resolved(config: TrainingConfig, exp_dir: Path) -> None:
-    path = exp_dir / "config.yaml"
+def _keep_previous(path: Path) -> None:
+    """Move ``name.ext`` to the first free ``name.N.ext``, so a rerun never overwrites it."""
     if path.exists():
         n = 1
-        while (exp_dir / f"config.{n}.yaml").exists():
+        while path.with_name(f"{path.stem}.{n}{path.suffix}").exists():
             n += 1
-        os.replace(path, exp_dir / f"config.{n}.yaml")
+        os.replace(path, path.with_name(f"{path.stem}.{n}{path.suffix}"))
+
+
+def _save_resolved(config: TrainingConfig, exp_dir: Path) -> None:
+    path = exp_dir / "config.yaml"
+    _keep_previous(path)
     with atomic_open(path) as f:
         yaml.safe_dump(dataclasses.asdict(config), f, sort_keys=False)
 
@@ -80,6 +85,7 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
     exp_dir.mkdir(parents=True, exist_ok=True)
     if rank_zero_only.rank == 0:  # under DDP every rank runs this function
         _save_resolved(config, exp_dir)
+        _keep_previous(exp_dir / "csv" / "metrics.csv")  # Lightning's CSVLogger would delete it
     if config.trainer.num_threads:
         torch.set_num_threads(config.trainer.num_threads)
     L.seed_everything(config.seed, workers=True)
