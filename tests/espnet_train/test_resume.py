@@ -66,7 +66,13 @@ def test_killed_run_resumes_to_the_same_weights(pipeline: Pipeline, tmp_path: Pa
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
-    # the per-epoch history survived the kill: both epochs are plotted
+    # the per-epoch history (train means, valid metrics, lr) is that of the unbroken run
+    rows = [torch.load(d / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+            ["callbacks"]["EpochHistory"]["history"] for d in (whole, broken)]
+    assert [r["epoch"] for r in rows[1]] == [1, 2]
+    for a_row, b_row in zip(*rows, strict=True):
+        assert b_row.keys() == a_row.keys()
+        assert b_row == pytest.approx(a_row, rel=1e-5)
     assert {p.name for p in (broken / "images").glob("*.png")} >= {"loss.png", "acc.png", "lr.png"}
 
 

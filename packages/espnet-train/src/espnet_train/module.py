@@ -219,15 +219,18 @@ class LitESPnetModel(L.LightningModule):
             value = value.detach().float() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
             self.log(f"train/{name}", value, batch_size=weight, prog_bar=name == "loss")
             w = torch.tensor(float(weight), device=value.device)
-            self._sums[name] = self._sums.get(name, 0) + value * w
-            self._weights[name] = self._weights.get(name, 0) + w
+            self._sums[name] = torch.as_tensor(self._sums.get(name, 0.0)).to(value.device) + value * w
+            self._weights[name] = torch.as_tensor(self._weights.get(name, 0.0)).to(value.device) + w
 
     def epoch_train_means(self) -> dict[str, float]:
         """The batch-size-weighted means of this epoch's training stats on all ranks; resets them."""
         keys = sorted(self._sums)
         if not keys:
             return {}
-        packed = torch.stack([self._sums[k] for k in keys] + [self._weights[k] for k in keys]).to(self.device)
+        packed = torch.stack(
+            [torch.as_tensor(self._sums[k]).to(self.device) for k in keys]
+            + [torch.as_tensor(self._weights[k]).to(self.device) for k in keys]
+        )
         packed = self.trainer.strategy.reduce(packed, reduce_op="sum")
         self._sums, self._weights = {}, {}
         n = len(keys)
@@ -299,6 +302,9 @@ class LitESPnetModel(L.LightningModule):
             "trained_batches": self.trained_batches,
             "optimizer_steps": self.optimizer_steps,
             "rng": _get_rng_state(),
+            # this epoch's running sums, so a mid-epoch resume keeps the epoch means whole
+            "epoch_sums": {k: torch.as_tensor(v).detach().cpu() for k, v in self._sums.items()},
+            "epoch_weights": {k: torch.as_tensor(v).detach().cpu() for k, v in self._weights.items()},
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -310,6 +316,9 @@ class LitESPnetModel(L.LightningModule):
         self.trained_batches = state["trained_batches"]
         self.optimizer_steps = state["optimizer_steps"]
         self._rng_to_restore = state["rng"]  # applied at the first training batch
+        # a mid-epoch restart does not call on_train_epoch_start: the sums continue as saved
+        self._sums = dict(state.get("epoch_sums", {}))
+        self._weights = dict(state.get("epoch_weights", {}))
 
 
 def _get_rng_state() -> dict[str, Any]:
