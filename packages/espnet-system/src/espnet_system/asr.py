@@ -17,6 +17,7 @@ from typing import ClassVar
 import yaml
 from espnet_data import read_index, save_tokenizer, train_sentencepiece, write_split
 from espnet_data.atomic import atomic_open, write_json
+from espnet_data.parallel import launcher_world_size
 from espnet_data.tokenizer import CharTokenizer
 from espnet_infer import InferenceConfig, run_inference
 from espnet_model.builder import build_frontend
@@ -75,7 +76,10 @@ class ASRSystem(BaseSystem):
 
     def runs_on_every_rank(self, stage: str) -> bool:
         """``train`` always; ``infer`` only with ``parallel.backend: mpi`` (other backends
-        decode from rank 0 alone, so a DDP rank relaunched by Lightning does not decode)."""
+        decode from rank 0 alone, so a DDP rank relaunched by Lightning does not decode);
+        ``create_dataset`` when started by ``mpiexec`` (each rank writes its shards)."""
+        if stage == "create_dataset":
+            return launcher_world_size() > 1
         if stage == "infer":
             cfg: InferenceConfig = self.config("inference")
             return cfg.parallel.backend == "mpi"
