@@ -25,7 +25,8 @@ Each side runs in a fresh process on ``BENCH_THREADS`` (default 2) threads, so p
 after 3 warm-up steps; throughput = audio seconds in the batch / median step.
 ``mfu`` = model FLOPs per step (forward + backward, counted by
 ``torch.utils.flop_counter``) / median step / the fp32 matmul peak (2048^3 on the same
-threads) measured in the same process. A bf16-autocast row (ours: ``precision: bf16-mixed``;
+threads) measured in the same process (``bf16_mfu``: over the bf16 matmul peak, measured
+in the bf16 process). A bf16-autocast row (ours: ``precision: bf16-mixed``;
 the peer: its forward under ``torch.autocast(dtype=torch.bfloat16)``) is reported too;
 the fp32 row is the comparison.
 """
@@ -94,10 +95,10 @@ def make_batch(path: Path, seed: int = SEED) -> dict[str, np.ndarray]:
     return arrays
 
 
-def matmul_peak(threads: int, n: int = MATMUL_N, repeats: int = 5) -> float:
-    """fp32 FLOP/s of an ``n``^3 matmul, best of ``repeats`` (after one warm-up)."""
+def matmul_peak(threads: int, n: int = MATMUL_N, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of an ``n``^3 matmul in ``dtype``, best of ``repeats`` (after one warm-up)."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
     return 2 * n**3 / best
@@ -120,6 +121,7 @@ def measure_ours(request: dict[str, Any]) -> dict[str, Any]:
     threads = int(request["threads"])
     torch.set_num_threads(threads)
     peak = matmul_peak(threads)
+    bf16_peak = matmul_peak(threads, dtype=torch.bfloat16) if request["precision"].startswith("bf16") else None
     torch.manual_seed(SEED)
     arrays = np.load(request["batch_file"])
     batch = {k: torch.from_numpy(arrays[k]) for k in ("speech", "speech_lengths", "text", "text_lengths")}
@@ -165,6 +167,7 @@ def measure_ours(request: dict[str, Any]) -> dict[str, Any]:
         "precision": request["precision"],
         "flops_per_step": flops,
         "matmul_peak_flops": peak,
+        "bf16_matmul_peak_flops": bf16_peak,
         "optimizer_steps": lit.optimizer_steps,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         **timing,
@@ -237,7 +240,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     peer_bf16_median = peer_value(peer_bf16, "median_s")
     peer_tp_bf16 = audio_seconds / peer_bf16_median if isinstance(peer_bf16_median, float) else None
     mfu = ours["flops_per_step"] / ours["median_s"] / ours["matmul_peak_flops"]
-    mfu_bf16 = bf16["flops_per_step"] / bf16["median_s"] / bf16["matmul_peak_flops"]
+    mfu_bf16 = bf16["flops_per_step"] / bf16["median_s"] / bf16["bf16_matmul_peak_flops"]
     return {
         "description": "training step (trainer step: forward + backward + clip + Adam) on 8 random 4-12 s utterances",
         "audio_s_per_s": tp,
@@ -273,6 +276,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             metric("MFU bf16-mixed", "fraction", mfu_bf16, None, higher_is_better=True),
             metric("model FLOPs / step", "GFLOP", ours["flops_per_step"] / 1e9, None),
             metric("fp32 matmul peak", "GFLOP/s", ours["matmul_peak_flops"] / 1e9, None),
+            metric("bf16 matmul peak", "GFLOP/s", bf16["bf16_matmul_peak_flops"] / 1e9, None),
             metric("parameters", "count", ours["parameters"], peer_value(peer, "parameters")),
         ],
         "ours": ours,
