@@ -490,6 +490,7 @@ def test_bad_data_folder(tmp_path) -> None:
 MPIEXEC = shutil.which("mpiexec") or shutil.which("mpiexec", path=str(Path(sys.executable).parent))
 
 _MPI_SCRIPT = """
+import json
 import sys
 import numpy as np
 from espnet_data import Entry, write_split
@@ -501,7 +502,9 @@ entries.append(Entry("u03", "DUPLICATE", source=(tone(0.3), 16000)))
 summary = write_split(ListCorpus({"train": entries}), "train", sys.argv[1],
                       utterances_per_shard=2, on_shard_complete=written.append)
 from mpi4py import MPI
-print("RANK", MPI.COMM_WORLD.Get_rank(), summary["num_utterances"], sorted(r.shard for r in written), flush=True)
+rank = MPI.COMM_WORLD.Get_rank()
+with open(f"{sys.argv[1]}.rank{rank}.json", "w") as f:  # not stdout: mpiexec interleaves it
+    json.dump({"utterances": summary["num_utterances"], "wrote": sorted(r.shard for r in written)}, f)
 """
 
 
@@ -517,10 +520,10 @@ def test_mpi_ranks_write_their_own_shards_and_rank_0_the_index(tmp_path) -> None
         capture_output=True, text=True, timeout=120, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = sorted(line.split(" ", 3) for line in proc.stdout.splitlines() if line.startswith("RANK"))
-    assert [(r, n) for _, r, n, _ in lines] == [("0", "11"), ("1", "11")], proc.stdout
-    assert "'shard-000000.tar', 'shard-000002.tar'" in lines[0][3]  # tasks[rank::size]
-    assert "'shard-000001.tar', 'shard-000003.tar'" in lines[1][3]
+    ranks = [json.loads((tmp_path / f"mpi.rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["utterances"] for r in ranks] == [11, 11]  # every rank gets the summary
+    assert ranks[0]["wrote"] == [f"shard-00000{i}.tar" for i in (0, 2, 4)]  # tasks[rank::size]
+    assert ranks[1]["wrote"] == [f"shard-00000{i}.tar" for i in (1, 3, 5)]
     summary = json.loads((tmp_path / "mpi" / "summary.json").read_text())
     assert summary["backend"] == "mpi" and summary["workers"] == 2
     assert summary["rejected_counts"] == {"duplicate_key": 1}

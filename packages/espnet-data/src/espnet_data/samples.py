@@ -41,6 +41,7 @@ REJECT_CODES = (
 )
 
 _AUDIO_SUFFIXES = {".flac", ".wav"}
+_HEAD_BYTES = 65536  # enough for the chunk headers before a WAV's data chunk
 
 
 class Rejected(ValueError):
@@ -105,31 +106,27 @@ def clean_text(text: Any) -> str:
     return cleaned
 
 
-def source_bytes(source: Any) -> bytes | None:
-    """The encoded bytes behind an entry's source when it is a FLAC/WAV file or a blob."""
-    if isinstance(source, bytes | bytearray):
-        return bytes(source)
+def _audio_path(source: Any) -> Path | None:
+    """The FLAC/WAV file an entry's source names, if it is one."""
     if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() in _AUDIO_SUFFIXES:
-        try:
-            return Path(source).read_bytes()
-        except OSError:
-            return None  # the corpus's load_audio reports it
+        return Path(source)
     return None
 
 
-def check_wav_complete(blob: bytes, name: str) -> None:
-    """Reject a RIFF/WAV blob whose ``data`` chunk is shorter than its header says.
+def check_wav_complete(head: bytes, total_size: int, name: str) -> None:
+    """Reject a RIFF/WAV file whose ``data`` chunk is shorter than its header says.
 
+    ``head`` is the start of the file (its chunk headers), ``total_size`` its length.
     libsndfile decodes such a file without an error, just shorter; its transcript then
     describes audio that is not there.
     """
-    if len(blob) < 12 or blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return
     pos = 12
-    while pos + 8 <= len(blob):
-        chunk, size = blob[pos : pos + 4], struct.unpack("<I", blob[pos + 4 : pos + 8])[0]
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
         if chunk == b"data":
-            have = len(blob) - pos - 8
+            have = total_size - pos - 8
             if size not in (0, 0xFFFFFFFF) and have < size:
                 raise Rejected(
                     "truncated_audio",
@@ -140,10 +137,36 @@ def check_wav_complete(blob: bytes, name: str) -> None:
         pos += 8 + size + (size & 1)
 
 
-def _original(blob: bytes, audio: np.ndarray, opts: SampleOptions) -> tuple[bytes, str] | None:
-    """``(blob, ext)`` when ``blob`` can be stored as is for ``audio``; else ``None``."""
+def _check_complete(source: Any) -> None:
+    if isinstance(source, bytes | bytearray):
+        check_wav_complete(bytes(source[:_HEAD_BYTES]), len(source), "<bytes>")
+        return
+    path = _audio_path(source)
+    if path is not None and path.suffix.lower() == ".wav":
+        try:
+            with open(path, "rb") as f:
+                head = f.read(_HEAD_BYTES)
+            size = path.stat().st_size
+        except OSError:
+            return  # the corpus's load_audio reports it
+        check_wav_complete(head, size, str(path))
+
+
+def _original(source: Any, audio: np.ndarray, opts: SampleOptions) -> tuple[bytes, str] | None:
+    """``(bytes, ext)`` when the source file can be stored as is for ``audio``; else ``None``.
+
+    Only the header and the first samples are read to decide; the bytes only when kept.
+    """
+    path = _audio_path(source)
+    if isinstance(source, bytes | bytearray):
+        blob: bytes | None = bytes(source)
+        handle: Any = io.BytesIO(blob)
+    elif path is not None:
+        blob, handle = None, path
+    else:
+        return None
     try:
-        info = sf.info(io.BytesIO(blob))
+        info = sf.info(handle)
         if info.format == "FLAC":
             ext = "flac"
         elif info.format == "WAV" and info.subtype == "PCM_16":
@@ -152,19 +175,21 @@ def _original(blob: bytes, audio: np.ndarray, opts: SampleOptions) -> tuple[byte
             return None
         if info.samplerate != opts.sample_rate or info.channels != 1 or info.frames != len(audio):
             return None
-        # the corpus may have cut or processed the file: compare the first samples too
-        head, _ = sf.read(io.BytesIO(blob), frames=min(len(audio), 4096), dtype="float32")
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        if blob is not None:
+            handle.seek(0)
+        # the corpus may have processed the file: compare the first samples too
+        head, _ = sf.read(handle, frames=min(len(audio), 4096), dtype="float32")
+        if not np.array_equal(head, audio[: len(head)]):
+            return None
+        return (blob if blob is not None else Path(handle).read_bytes()), ext
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError):
         return None
-    return (blob, ext) if np.array_equal(head, audio[: len(head)]) else None
 
 
 def prepare_sample(corpus: Corpus, entry: Entry, opts: SampleOptions) -> Prepared:
     """Load, check and encode one entry; raise :class:`Rejected` to skip it."""
     text = clean_text(entry.text)
-    blob = source_bytes(entry.source)
-    if blob is not None:
-        check_wav_complete(blob, str(entry.source) if not isinstance(entry.source, bytes) else "<bytes>")
+    _check_complete(entry.source)
     try:
         audio, rate = corpus.load_audio(entry)
     except Exception as err:  # noqa: BLE001 - any corpus failure rejects this sample only
@@ -184,7 +209,6 @@ def prepare_sample(corpus: Corpus, entry: Entry, opts: SampleOptions) -> Prepare
                 f"sample rate {rate} Hz != {opts.sample_rate} Hz (set resample: true to convert it)",
             )
         audio = resample(audio, rate, opts.sample_rate)
-        blob = None
     duration = len(audio) / opts.sample_rate
     if not opts.min_duration <= duration <= opts.max_duration:
         code = "too_short" if duration < opts.min_duration else "too_long"
@@ -193,7 +217,7 @@ def prepare_sample(corpus: Corpus, entry: Entry, opts: SampleOptions) -> Prepare
         )
     meta = {"key": entry.key, "text": text, "speaker": entry.speaker, "duration": round(duration, 4)}
     meta.update(entry.extra)
-    kept = _original(blob, audio, opts) if blob is not None and opts.keep_original else None
+    kept = _original(entry.source, audio, opts) if opts.keep_original and rate == opts.sample_rate else None
     if kept is not None:
         return Prepared(kept[0], kept[1], meta, original=True)
     return Prepared(encode_flac(audio, opts.sample_rate), "flac", meta, original=False)
