@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from espnet_data import Collate, DynamicBatcher, ShardDataset, map_stage, shard_paths
+from espnet_data import Collate, DynamicBatcher, ShardDataset, map_stage, read_index, shard_paths
 from espnet_data.augment import augmentation_stages
 from torch.utils.data import DataLoader
 
@@ -126,6 +126,10 @@ def make_loader(
         shuffle_shards=train,
         stages=[*augment, batcher, map_stage(Collate(tokenize=tokenize))],
         seed=seed,
+        # under DDP every rank plans the same number of batches from the index
+        # (BatchStream still ends the epoch for all ranks if one runs short)
+        batches_per_rank="auto" if train else None,
+        index=read_index(split_dir) if train else None,
     )
     loader = DataLoader(
         dataset,
