@@ -15,6 +15,7 @@ process (rank 0 under MPI) merges the shard files into ``hyp.jsonl``, ``hyp.txt`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -204,13 +205,20 @@ def merge_results(config: InferenceConfig) -> dict[str, Any]:
 
 
 def _settings(config: InferenceConfig) -> dict[str, Any]:
-    """What the results depend on: the model files (size, mtime) and the decode block."""
+    """What the results depend on: the model files (sha256) and the decode block.
+
+    Content hashes, not mtimes: a train stage run again re-exports the same averaged
+    weights, and results decoded with identical bytes stay valid.
+    """
     model = Path(config.model_dir)
     files = {}
     for name in ("config.yaml", "model.safetensors", "model.pt"):
         if (model / name).is_file():
-            stat = (model / name).stat()
-            files[name] = [stat.st_size, stat.st_mtime_ns]
+            digest = hashlib.sha256()
+            with open(model / name, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            files[name] = digest.hexdigest()
     return {"model_dir": str(model.resolve()), "model_files": files,
             "decode": asdict(config.decode)}
 

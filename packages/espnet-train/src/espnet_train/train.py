@@ -174,7 +174,6 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
         "best_scores": {Path(p).name: s for p, s in scores.items()},
         "parameters": count_parameters(model),
         "skipped_batches": lit.skipped_batches,
-        "train_seconds": round(time.perf_counter() - start, 1),
     }
     out = export_model_folder(
         exp_dir / "model",
@@ -185,7 +184,10 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
         stats_file=config.stats_file,
         training=summary,
     )
-    write_json(exp_dir / "train_summary.json", summary)
+    # the wall time stays out of the model folder: a finished run started again re-exports
+    # byte-identical files, so results decoded from them stay valid
+    write_json(exp_dir / "train_summary.json",
+               {**summary, "train_seconds": round(time.perf_counter() - start, 1)})
     return out
 
 
