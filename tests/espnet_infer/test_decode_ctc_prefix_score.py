@@ -114,3 +114,31 @@ def test_extend_rejects_eos_and_bad_lengths() -> None:
         )
     with pytest.raises(ValueError, match=r"\[1, T=3\]"):
         CTCPrefixScorer(log_probs, torch.tensor([0]), blank_id=BLANK, eos_id=EOS)
+
+
+def _loop_forward(first: torch.Tensor, phi: torch.Tensor, emit: torch.Tensor) -> torch.Tensor:
+    """The frame-by-frame recursion that ``_forward_recursion`` solves in closed form."""
+    out = [first.double()]
+    for j in range(1, emit.shape[0]):
+        prev = out[-1]
+        r_n = torch.logaddexp(prev[0], phi[j - 1].double()) + emit[j, 0].double()
+        r_b = torch.logaddexp(prev[0], prev[1]) + emit[j, 1].double()
+        out.append(torch.stack([r_n, r_b]))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("frames", [2, 40, 1500])
+def test_closed_form_recursion_matches_the_frame_loop(frames: int) -> None:
+    from espnet_infer.decode.ctc_prefix_score import _forward_recursion
+
+    gen = torch.Generator().manual_seed(frames)
+    emit = torch.randn(frames, 2, 5, generator=gen).mul(4).log_softmax(1)
+    emit[-frames // 4 :, 0] = LOGZERO  # padded frames of a shorter utterance
+    emit[-frames // 4 :, 1] = 0.0
+    phi = torch.randn(frames - 1, 5, generator=gen) * 3 - 2
+    phi[:3] = LOGZERO
+    first = torch.tensor([[LOGZERO] * 5, [-1.0, -2.0, -3.0, LOGZERO, -0.5]])
+    got = _forward_recursion(first, phi, emit).clamp_min(LOGZERO)
+    want = _loop_forward(first, phi, emit).float().clamp_min(LOGZERO)
+    valid = slice(0, frames - frames // 4)
+    torch.testing.assert_close(got[valid], want[valid], rtol=1e-5, atol=1e-3)

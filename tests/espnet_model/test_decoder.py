@@ -22,6 +22,10 @@ def test_one_step_with_cache_matches_full_forward(normalize_before: bool) -> Non
         torch.testing.assert_close(logp, full[:, step - 1], atol=1e-5, rtol=1e-5)
         no_cache, _ = dec.forward_one_step(ys[:, :step], memory, mem_mask, None)
         torch.testing.assert_close(no_cache, logp, atol=1e-5, rtol=1e-5)
+        projected, _ = dec.forward_one_step(
+            ys[:, :step], memory, mem_mask, None, memory_kv=dec.memory_kv(memory)
+        )
+        torch.testing.assert_close(projected, logp, atol=1e-5, rtol=1e-5)
 
 
 def test_padded_targets_do_not_change_valid_positions() -> None:

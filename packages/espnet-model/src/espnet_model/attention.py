@@ -147,9 +147,28 @@ class MultiHeadedAttention(nn.Module):
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         """``mask``: bool keep-mask broadcastable to ``(B, Tq, Tk)`` or ``None``."""
+        k, v = self.project_kv(key, value)
+        return self.attend(query, k, v, mask)
+
+    def project_kv(
+        self, key: torch.Tensor, value: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values split into heads, ``(B, H, Tk, d_k)`` each.
+
+        A decoder computes them once for a fixed memory and passes them to
+        :meth:`attend` at every output step.
+        """
+        return self._heads(self.linear_k(key)), self._heads(self.linear_v(value))
+
+    def attend(
+        self,
+        query: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Attention of ``query`` ``(B, Tq, D)`` over keys/values from :meth:`project_kv`."""
         q = self._heads(self.linear_q(query))
-        k = self._heads(self.linear_k(key))
-        v = self._heads(self.linear_v(value))
         attn_mask = None if mask is None else mask.unsqueeze(1)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_rate if self.training else 0.0

@@ -47,6 +47,7 @@ class DecoderLayer(nn.Module):
         memory: torch.Tensor,
         memory_mask: torch.Tensor | None,
         cache: torch.Tensor | None = None,
+        memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         residual = tgt
         tgt = self._norm(self.norm1, tgt, True)
@@ -59,7 +60,11 @@ class DecoderLayer(nn.Module):
         )
         residual = x
         x = self._norm(self.norm2, x, True)
-        x = residual + self.dropout(self.src_attn(x, memory, memory, memory_mask))
+        if memory_kv is None:
+            src = self.src_attn(x, memory, memory, memory_mask)
+        else:
+            src = self.src_attn.attend(x, *memory_kv, memory_mask)
+        x = residual + self.dropout(src)
         x = self._norm(self.norm2, x, False)
         residual = x
         x = self._norm(self.norm3, x, True)
@@ -145,25 +150,37 @@ class TransformerDecoder(nn.Module):
             x = self.after_norm(x)
         return self.output_layer(x)
 
+    def memory_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's source-attention keys and values of ``memory`` ``(N, T, D)``.
+
+        They do not change while decoding one utterance: a search computes them once
+        and passes them to every :meth:`forward_one_step` (rows indexed like ``memory``).
+        """
+        return [layer.src_attn.project_kv(memory, memory) for layer in self.decoders]
+
     def forward_one_step(
         self,
         ys: torch.Tensor,
         memory: torch.Tensor,
         memory_mask: torch.Tensor | None,
         cache: list[torch.Tensor] | None = None,
+        memory_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Log-probabilities ``(N, V)`` of the token after each prefix ``ys`` ``(N, L)``.
 
         ``memory_mask`` is a bool keep-mask ``(N, 1, T)`` (or ``None``). ``cache`` is
         the list returned by the previous call (prefix one shorter, same row order;
         reorder it with ``[c[idx] for c in cache]`` after beam pruning), or ``None``.
+        ``memory_kv`` (from :meth:`memory_kv`, same rows as ``memory``) skips projecting
+        the memory again at every step.
         """
         x = self._embed(ys)
         tgt_mask = subsequent_mask(ys.size(1), ys.device).unsqueeze(0)
         new_cache: list[torch.Tensor] = []
         for i, layer in enumerate(self.decoders):
             c = None if cache is None else cache[i]
-            x = layer(x, tgt_mask, memory, memory_mask, cache=c)
+            kv = None if memory_kv is None else memory_kv[i]
+            x = layer(x, tgt_mask, memory, memory_mask, cache=c, memory_kv=kv)
             new_cache.append(x)
         y = x[:, -1]
         if self.after_norm is not None:

@@ -222,12 +222,19 @@ class BeamSearch:
         ys = torch.full((batch * beam, 1), eos, dtype=torch.long, device=device)
         cache: list[torch.Tensor] | None = None
         ctc_state = scorer.init_state(utt_rows) if scorer is not None else None
+        # Source-attention keys/values, projected once per utterance (not per step).
+        memory_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        if self.uses_attention and hasattr(model.decoder, "memory_kv"):
+            memory_kv = [
+                (k.index_select(0, utt_rows), v.index_select(0, utt_rows))
+                for k, v in model.decoder.memory_kv(enc)
+            ]
 
         num_tokens = 0
         while active:
             num_active = len(active)
             cand, cand_scores, att_logp, new_cache, ctc_psi = self._expand(
-                ys, memory, memory_mask, cache, scorer, ctc_state, vocab, eos, blank
+                ys, memory, memory_mask, cache, memory_kv, scorer, ctc_state, vocab, eos, blank
             )
             # No eos before minlen.
             width = cand.shape[1]
@@ -287,6 +294,8 @@ class BeamSearch:
                 memory, memory_mask = memory[rows], memory_mask[rows]
                 if cache is not None:
                     cache = [c.index_select(0, rows) for c in cache]
+                if memory_kv is not None:
+                    memory_kv = [(k[rows], v[rows]) for k, v in memory_kv]
                 if ctc_state is not None:
                     ctc_state = ctc_state.index_select(rows)
 
@@ -298,6 +307,7 @@ class BeamSearch:
         memory: torch.Tensor,
         memory_mask: torch.Tensor,
         cache: list[torch.Tensor] | None,
+        memory_kv: list[tuple[torch.Tensor, torch.Tensor]] | None,
         scorer: CTCPrefixScorer | None,
         ctc_state: CTCPrefixState | None,
         vocab: int,
@@ -322,7 +332,12 @@ class BeamSearch:
         if self.uses_attention:
             decoder = self.model.decoder
             assert decoder is not None  # guaranteed by uses_attention
-            att_logp, new_cache = decoder.forward_one_step(ys, memory, memory_mask, cache)
+            if memory_kv is None:
+                att_logp, new_cache = decoder.forward_one_step(ys, memory, memory_mask, cache)
+            else:
+                att_logp, new_cache = decoder.forward_one_step(  # type: ignore[call-arg]
+                    ys, memory, memory_mask, cache, memory_kv=memory_kv
+                )
             att_logp = att_logp.float()
             if self.uses_ctc:
                 # ESPnet2's pre-beam: the best tokens of the whole vocabulary (eos and

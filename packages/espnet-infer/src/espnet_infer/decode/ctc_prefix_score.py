@@ -11,7 +11,8 @@ blank (``r[t, 1]``) frame. Extending ``g`` by a token ``c`` gives the *prefix* s
 which depends only on ``r(g)``, so :meth:`CTCPrefixScorer.score` evaluates any number
 of candidate tokens for all hypotheses at once, with no loop over time. Only the
 hypotheses that survive the beam are advanced by :meth:`CTCPrefixScorer.extend`, the
-one place with a (short, ``(2, M)``-sized) recursion over frames. End of sentence
+one place with a recursion over frames, solved in closed form with cumulative sums
+(no Python loop over frames, see :func:`_forward_recursion`). End of sentence
 scores the whole-sequence probability ``r_{T_u - 1}^n(g) + r_{T_u - 1}^b(g)`` at the
 utterance's own last frame ``T_u``.
 
@@ -240,13 +241,11 @@ class CTCPrefixScorer:
         if num_tokens == 0:
             r[0, 0] = emit[0, 0]
         end = int(self.lengths.index_select(0, utt).max()) if num_new else 0
-        other = torch.empty((2, num_new), device=device)
-        for t in range(max(num_tokens, 1), end):
-            # r[t, 0] = (r[t-1, 0] + phi[t-1]) * p_t(c);  r[t, 1] = (r[t-1, 0] + r[t-1, 1]) * p_t(blank)
-            prev = r[t - 1]
-            other[0] = phi[t - 1]
-            other[1] = prev[1]
-            torch.add(torch.logaddexp(prev[0], other), emit[t], out=r[t])
+        start = max(num_tokens, 1)
+        if end > start:
+            r[start - 1 : end] = _forward_recursion(
+                r[start - 1], phi[start - 1 : end - 1], emit[start - 1 : end]
+            )
         r.clamp_(min=LOGZERO)
         return CTCPrefixState(
             r=r,
@@ -255,3 +254,43 @@ class CTCPrefixScorer:
             utt=utt,
             num_tokens=num_tokens + 1,
         )
+
+
+def _forward_recursion(
+    first: torch.Tensor, phi: torch.Tensor, emit: torch.Tensor
+) -> torch.Tensor:
+    """Solve the CTC forward recursion over frames without a loop.
+
+    For local frames ``j = 1..n`` (``j = 0`` holds ``first``, ``(2, M)``)::
+
+        r_n[j] = logaddexp(r_n[j-1], phi[j-1]) + emit[j, 0]
+        r_b[j] = logaddexp(r_n[j-1], r_b[j-1]) + emit[j, 1]
+
+    Both are first-order linear recurrences in probability space, so with
+    ``C[j] = sum_{i=1..j} emit[i, 0]`` the first unrolls to
+    ``r_n[j] = C[j] + logcumsumexp(U)[j]``, ``U[0] = r_n[0]``,
+    ``U[i] = phi[i-1] - C[i-1]``; ``r_b`` follows the same way from ``r_n``. The sums
+    run in float64: ``C`` grows with the utterance length, and the difference of two
+    such sums must keep float32 accuracy.
+
+    Args:
+        first: ``(2, M)`` the values at the frame before the first new one.
+        phi: ``(n, M)`` the ``phi`` term of frames ``0..n-1`` (local indices).
+        emit: ``(n + 1, 2, M)`` token and blank log-probabilities (local frame 0 unused).
+
+    Returns:
+        ``(n + 1, 2, M)``: ``first`` followed by the ``n`` new frames.
+    """
+    dtype = first.dtype
+    first, phi = first.double(), phi.double()
+    emit = emit.double().clamp_min(LOGZERO)
+    emit_n, emit_b = emit[:, 0].clone(), emit[:, 1].clone()
+    emit_n[0] = 0.0
+    emit_b[0] = 0.0
+    cum_n = torch.cumsum(emit_n, dim=0)  # C[j]
+    cum_b = torch.cumsum(emit_b, dim=0)  # D[j]
+    u = torch.cat([first[0:1], phi - cum_n[:-1]], dim=0)
+    r_n = cum_n + torch.logcumsumexp(u, dim=0)
+    v = torch.cat([first[1:2], r_n[:-1] - cum_b[:-1]], dim=0)
+    r_b = cum_b + torch.logcumsumexp(v, dim=0)
+    return torch.stack([r_n, r_b], dim=1).to(dtype)
