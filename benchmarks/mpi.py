@@ -3,8 +3,8 @@ one local process; throughput and start-up overhead of each backend.
 
 Usage::
 
-    just bench infer_scaling                                        # 48 utterances, 8 shards
-    uv run --locked python benchmarks/run.py infer_scaling --quick  # 16 utterances, 4 shards
+    just bench mpi                                                  # 48 utterances, 8 shards
+    uv run --locked python benchmarks/run.py mpi --quick          # 16 utterances, 4 shards
 
 A randomly initialised model from the ``model:`` block of
 ``egs/mini/asr/conf/training.yaml`` (as in ``decode.py``) decodes the test split of
