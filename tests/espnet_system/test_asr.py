@@ -40,6 +40,20 @@ def test_measure_scores_every_set(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "WER %" in out and "test" in out  # the table is printed after the run
 
 
+@pytest.mark.parametrize(("normalise", "wer"), [("", 100.0), ("uppercase: true\nstrip_punctuation: true\n", 0.0)])
+def test_measure_text_normaliser_is_configured(tmp_path: Path, normalise: str, wer: float) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "metrics.yaml").write_text(
+        f"inference_dir: out\nout_file: out/scores.json\n{normalise}"
+    )
+    (tmp_path / "out" / "test").mkdir(parents=True)
+    (tmp_path / "out" / "test" / "ref.txt").write_text("u1 Hello, world\n")
+    (tmp_path / "out" / "test" / "hyp.txt").write_text("u1 HELLO WORLD\n")
+    assert main([str(tmp_path), "--stages", "measure"]) == 0
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert scores["test"]["wer"] == pytest.approx(wer)  # unnormalised, both words differ
+
+
 def test_measure_without_inference_says_what_to_run(tmp_path: Path) -> None:
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "metrics.yaml").write_text("inference_dir: out\n")

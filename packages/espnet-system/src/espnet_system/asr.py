@@ -150,7 +150,8 @@ class ASRSystem(BaseSystem):
         for name in sets:
             refs = read_text_file(root / name / "ref.txt")
             hyps = read_text_file(root / name / "hyp.txt")
-            result = score_texts(refs, hyps)
+            result = score_texts(refs, hyps, uppercase=cfg.uppercase,
+                                 strip_punctuation=cfg.strip_punctuation)
             write_scores(result, root / name)
             scores[name] = {
                 "wer": round(100 * result.wer, 2),  # percent, as in the printed table

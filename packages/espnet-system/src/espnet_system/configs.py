@@ -63,11 +63,17 @@ class MetricsConfig:
         inference_dir: ``output_dir`` of inference (``<set>/hyp.txt`` + ``ref.txt``).
         test_sets: sets to score (default: every set inference wrote).
         out_file: all scores in one JSON file (per set: WER, CER, counts).
+        uppercase: text normaliser: upper-case references and hypotheses before scoring.
+        strip_punctuation: text normaliser: replace punctuation by spaces (apostrophes
+            inside words stay). Both are off by default: LibriSpeech and the mini corpus
+            are scored as written, as ESPnet2 does.
     """
 
     inference_dir: str = "exp/infer"
     test_sets: list[str] | None = None
     out_file: str = "exp/infer/scores.json"
+    uppercase: bool = False
+    strip_punctuation: bool = False
 
 
 @dataclass
