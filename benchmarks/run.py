@@ -122,7 +122,8 @@ def run_one(name: str, quick: bool) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - start, 2),
         **result,
     }
-    out = OUT_DIR / f"{name}.json"
+    device = os.environ.get("BENCH_DEVICE", "cpu")
+    out = OUT_DIR / (f"{name}.json" if device == "cpu" else f"{name}.{device}.json")
     write_json_atomic(out, record)
     print(format_table(name, result))
     print(

@@ -29,6 +29,12 @@ threads) measured in the same process (``bf16_mfu``: over the bf16 matmul peak, 
 in the bf16 process). A bf16-autocast row (ours: ``precision: bf16-mixed``;
 the peer: its forward under ``torch.autocast(dtype=torch.bfloat16)``) is reported too;
 the fp32 row is the comparison.
+
+On a GPU (``BENCH_DEVICE=cuda``): the same model and batch (``BENCH_BATCH`` utterances,
+default 8) on one CUDA device, fp32 and bf16-mixed; steps are timed between
+``torch.cuda.synchronize()`` calls, peak memory is ``torch.cuda.max_memory_allocated``,
+and the matmul peaks are 8192^3 products on that device. The ESPnet2 peer runs only
+where its venv exists (on the CPU machine).
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import os
+
 import numpy as np
 import torch
 from _harness import (
@@ -56,7 +64,8 @@ from _harness import (
 )
 
 VOCAB = 100
-BATCH = 8
+BATCH = int(os.environ.get("BENCH_BATCH", "8"))
+DEVICE = os.environ.get("BENCH_DEVICE", "cpu")
 MIN_S, MAX_S = 4.0, 12.0
 TOKENS_PER_S = 10
 LR = 0.002
@@ -95,18 +104,29 @@ def make_batch(path: Path, seed: int = SEED) -> dict[str, np.ndarray]:
     return arrays
 
 
-def matmul_peak(threads: int, n: int = MATMUL_N, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+def matmul_peak(threads: int, n: int = MATMUL_N, repeats: int = 5, dtype: torch.dtype = torch.float32,
+                device: str = "cpu") -> float:
     """FLOP/s of an ``n``^3 matmul in ``dtype``, best of ``repeats`` (after one warm-up)."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    if device != "cpu":
+        n = max(n, 8192)
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
     torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    best = min(_timed(lambda: torch.mm(a, b), device) for _ in range(repeats))
     return 2 * n**3 / best
 
 
-def _timed(fn: Any) -> float:
+def _sync(device: str) -> None:
+    if device != "cpu":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Any, device: str = "cpu") -> float:
+    _sync(device)
     start = time.perf_counter()
     fn()
+    _sync(device)
     return time.perf_counter() - start
 
 
@@ -119,13 +139,16 @@ def measure_ours(request: dict[str, Any]) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
     threads = int(request["threads"])
+    device = request.get("device", "cpu")
     torch.set_num_threads(threads)
-    peak = matmul_peak(threads)
-    bf16_peak = matmul_peak(threads, dtype=torch.bfloat16) if request["precision"].startswith("bf16") else None
+    peak = matmul_peak(threads, device=device)
+    bf16_peak = (matmul_peak(threads, dtype=torch.bfloat16, device=device)
+                 if request["precision"].startswith("bf16") else None)
     torch.manual_seed(SEED)
     arrays = np.load(request["batch_file"])
-    batch = {k: torch.from_numpy(arrays[k]) for k in ("speech", "speech_lengths", "text", "text_lengths")}
-    model = build_asr_model(MODEL, vocab_size=VOCAB)
+    batch = {k: torch.from_numpy(arrays[k]).to(device)
+             for k in ("speech", "speech_lengths", "text", "text_lengths")}
+    model = build_asr_model(MODEL, vocab_size=VOCAB).to(device)
     model.train()
     with FlopCounterMode(display=False) as counter:
         loss, _, _ = model(**batch)
@@ -134,20 +157,24 @@ def measure_ours(request: dict[str, Any]) -> dict[str, Any]:
     model.zero_grad(set_to_none=True)
 
     warmup, iterations = int(request["warmup"]), int(request["iterations"])
-    raw = _raw_step_times(model, batch, request["precision"], warmup, iterations)
+    raw = _raw_step_times(model, batch, request["precision"], warmup, iterations, device)
+    if device != "cpu":
+        torch.cuda.reset_peak_memory_stats(device)
     times: list[float] = []
 
     class _Timer(L.Callback):
         def on_train_batch_start(self, *args: Any) -> None:
+            _sync(device)
             self.start = time.perf_counter()
 
         def on_train_batch_end(self, *args: Any) -> None:
+            _sync(device)
             times.append(time.perf_counter() - self.start)
 
     optim = OptimConfig(name="adam", lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, scheduler="constant")
     lit = LitESPnetModel(model, optim, gradient_clip_val=CLIP)
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, precision=request["precision"], max_epochs=1, logger=False,
+        accelerator="cpu" if device == "cpu" else "gpu", devices=1, precision=request["precision"], max_epochs=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, callbacks=[_Timer()],
     )
@@ -170,12 +197,16 @@ def measure_ours(request: dict[str, Any]) -> dict[str, Any]:
         "bf16_matmul_peak_flops": bf16_peak,
         "optimizer_steps": lit.optimizer_steps,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "device": device if device == "cpu" else torch.cuda.get_device_name(device),
+        "peak_gpu_memory_mb": (torch.cuda.max_memory_allocated(device) / 2**20
+                               if device != "cpu" else None),
         **timing,
     }
 
 
 def _raw_step_times(
-    model: torch.nn.Module, batch: dict[str, torch.Tensor], precision: str, warmup: int, iterations: int
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], precision: str, warmup: int, iterations: int,
+    device: str = "cpu",
 ) -> list[float]:
     """The model alone, as the peer runs it: forward, backward, clip, Adam (a throw-away copy)."""
     import copy
@@ -185,13 +216,15 @@ def _raw_step_times(
     bf16 = precision.startswith("bf16")
 
     def step() -> float:
+        _sync(device)
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast("cpu" if device == "cpu" else "cuda", dtype=torch.bfloat16, enabled=bf16):
             loss, _, _ = model(**batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
         optimizer.step()
+        _sync(device)
         return time.perf_counter() - start
 
     return [step() for _ in range(warmup + iterations)][warmup:]
@@ -200,7 +233,7 @@ def _raw_step_times(
 def run_ours(work: str, batch_file: Path, precision: str, warmup: int, iterations: int) -> dict[str, Any]:
     request = Path(work) / f"ours-{precision}.request.json"
     request.write_text(json.dumps({
-        "batch_file": str(batch_file), "threads": num_threads(), "precision": precision,
+        "batch_file": str(batch_file), "threads": num_threads(), "precision": precision, "device": DEVICE,
         "warmup": warmup, "iterations": iterations,
     }))
     proc = subprocess.run(
@@ -225,7 +258,8 @@ def run(quick: bool = False) -> dict[str, Any]:
             "threads": num_threads(), "lr": LR, "clip": CLIP, "seed": SEED,
             "warmup": warmup, "iterations": iterations,
         }
-        peer = run_peer("train_step_peer.py", peer_request)
+        peer = (run_peer("train_step_peer.py", peer_request) if DEVICE == "cpu" else
+                {"unavailable": f"BENCH_DEVICE={DEVICE}: the ESPnet2 peer is measured on the CPU only"})
         peer_bf16 = peer if "unavailable" in peer else run_peer(
             "train_step_peer.py", {**peer_request, "autocast": "bf16"}
         )
@@ -252,6 +286,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         "bf16_audio_s_per_s": tp_bf16,
         "peer_bf16_audio_s_per_s": peer_tp_bf16,
         "bf16_mfu": mfu_bf16,
+        "device": ours["device"],
+        "peak_gpu_memory_mb": ours["peak_gpu_memory_mb"],
+        "bf16_peak_gpu_memory_mb": bf16["peak_gpu_memory_mb"],
         "settings": {
             "model_block": MODEL,
             "vocab_size": VOCAB,
