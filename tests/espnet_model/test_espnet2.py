@@ -28,6 +28,8 @@ from espnet_model.espnet2 import (
 )
 from espnet_model.frontend import StftFrontend
 
+from tests.espnet_model.make_espnet2_fixture import LIBRISPEECH100
+
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "data" / "espnet2_tiny" / "conformer"
 PEER = ROOT / "benchmarks" / ".peer" / "bin" / "python"
@@ -37,31 +39,6 @@ ATOL = 1e-5
 # ESPnet2 (espnet 202611) parameter count of the librispeech_100 conformer recipe shape
 # (vocab 5000), measured in the peer venv with make_espnet2_fixture.py --count-librispeech100.
 LIBRISPEECH100_PARAMS = 34_229_520
-LIBRISPEECH100 = {
-    "encoder": "conformer",
-    "encoder_conf": {
-        "output_size": 256, "attention_heads": 4, "linear_units": 1024, "num_blocks": 12,
-        "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1,
-        "input_layer": "conv2d", "normalize_before": True, "macaron_style": True,
-        "rel_pos_type": "latest", "pos_enc_layer_type": "rel_pos",
-        "selfattention_layer_type": "rel_selfattn", "activation_type": "swish",
-        "use_cnn_module": True, "cnn_module_kernel": 31,
-    },
-    "decoder": "transformer",
-    "decoder_conf": {
-        "attention_heads": 4, "linear_units": 2048, "num_blocks": 6, "dropout_rate": 0.1,
-        "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.1,
-        "src_attention_dropout_rate": 0.1,
-    },
-    "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1, "length_normalized_loss": False},
-    "frontend_conf": {"n_fft": 512, "win_length": 400, "hop_length": 160},
-    "specaug": "specaug",
-    "specaug_conf": {
-        "apply_time_warp": True, "time_warp_window": 5, "time_warp_mode": "bicubic",
-        "apply_freq_mask": True, "freq_mask_width_range": [0, 27], "num_freq_mask": 2,
-        "apply_time_mask": True, "time_mask_width_ratio_range": [0.0, 0.05], "num_time_mask": 5,
-    },
-}  # fmt: skip
 
 
 def check_outputs(folder: Path) -> None:
