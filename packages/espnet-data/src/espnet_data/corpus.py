@@ -15,10 +15,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Entry:
-    """One utterance of a corpus, before its audio is read."""
+    """One utterance of a corpus, before its audio is read.
+
+    ``text`` is the transcript as the corpus holds it: ``None`` when the corpus has no
+    transcript for the key, or raw ``bytes`` when it could not be decoded; the shard
+    writer rejects both (``missing_transcript``, ``bad_text_encoding``) with the key.
+    """
 
     key: str
-    text: str
+    text: str | bytes | None
     speaker: str = ""
     source: Any = None  # a path, an encoded blob, or corpus-specific recipe for the audio
     extra: dict[str, Any] = field(default_factory=dict)
