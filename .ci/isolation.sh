@@ -35,4 +35,32 @@ echo "espnet-infer with data + model (no lightning)"
 check infer espnet_infer,espnet_infer.scoring packages/espnet-data packages/espnet-model "packages/espnet-infer"
 echo "espnet-publish with infer"
 check publish espnet_publish packages/espnet-data packages/espnet-model packages/espnet-infer packages/espnet-publish
+echo "a pack made with espnet-publish transcribes in the espnet-infer venv as the model folder did"
+"$root/publish/bin/python" - "$root/pack" <<'PY'
+import sys
+from pathlib import Path
+from espnet_data.synth import make_tiny_corpus
+from espnet_infer import Speech2Text
+from espnet_publish import pack_model
+from espnet_publish.testing import tiny_asr_model_folder
+
+work = Path(sys.argv[1])
+model = tiny_asr_model_folder(work / "model")
+pack_model(model, work / "packed", model_name="tiny")
+wav = make_tiny_corpus(work / "audio", num_utterances=1)[0]
+text = Speech2Text.from_pretrained(model, method="ctc_greedy").transcribe(str(wav))
+(work / "audio.txt").write_text(f"{wav}\n{text}\n")
+PY
+"$root/infer/bin/python" - "$root/pack" <<'PY'
+import sys
+from pathlib import Path
+from espnet_infer import Speech2Text
+
+work = Path(sys.argv[1])
+wav, want = (work / "audio.txt").read_text().split("\n")[:2]
+got = Speech2Text.from_pretrained(work / "packed", method="ctc_greedy").transcribe(wav)
+assert got == want, (got, want)
+assert not any(m.split(".")[0] in {"espnet_publish", "lightning"} for m in sys.modules)
+print(f"  same transcript from the pack ({len(want.split())} words)")
+PY
 echo "isolation: ok"
