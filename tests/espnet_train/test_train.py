@@ -61,3 +61,19 @@ def test_missing_tokenizer_is_named(pipeline: Pipeline, tmp_path: Path) -> None:
     cfg = training_config(pipeline.data, tmp_path / "no_tok", pipeline.stats, tmp_path / "exp")
     with pytest.raises(FileNotFoundError, match="tokenizer.yaml"):
         train(cfg)
+
+
+def test_bf16_on_a_cpu_without_native_bf16_trains_in_fp32(tmp_path: Path) -> None:
+    from espnet_train.config import TrainerConfig
+    from espnet_train.train import _precision, cpu_has_native_bf16
+
+    old = tmp_path / "old_cpuinfo"
+    old.write_text("flags\t\t: fpu sse2 avx2 avx512f\n")
+    new = tmp_path / "new_cpuinfo"
+    new.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    assert not cpu_has_native_bf16(str(old))
+    assert cpu_has_native_bf16(str(new))
+    assert cpu_has_native_bf16(str(tmp_path / "absent"))  # unknown: trust the config
+    tc = TrainerConfig(accelerator="cpu", precision="bf16-mixed")
+    assert _precision(tc) == ("bf16-mixed" if cpu_has_native_bf16() else "32-true")
+    assert _precision(TrainerConfig(accelerator="cpu")) == "32-true"

@@ -86,7 +86,8 @@ class TrainerConfig:
 
     ``devices``/``num_nodes``/``strategy`` select DDP on several GPUs or nodes
     (``strategy: ddp``; on CPU ``accelerator: cpu, devices: 2`` runs 2 gloo processes).
-    ``precision``: ``32-true``, ``bf16-mixed`` (GPU, or CPUs with AVX-512 bf16) or
+    ``precision``: ``32-true``, ``bf16-mixed`` (GPU, or CPUs with AVX-512 bf16 or AMX;
+    other CPUs train in fp32 with a warning) or
     ``16-mixed`` (GPU only, with a gradient scaler). ``gradient_clip_val`` clips the
     global gradient norm (0 or None: no clipping); ``accumulate_grad_batches`` sums the
     gradients of that many batches per optimizer step. ``num_threads`` sets torch's

@@ -32,7 +32,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from .average import average_checkpoints, best_checkpoints
 from .callbacks import AtomicCheckpoint, DataPosition, EpochHistory
-from .config import TrainingConfig
+from .config import TrainerConfig, TrainingConfig
 from .data import make_stream
 from .export import export_model_folder
 from .module import LitESPnetModel
@@ -73,6 +73,30 @@ def build_model(config: TrainingConfig, vocab_size: int) -> torch.nn.Module:
 def _steps_per_epoch(config: TrainingConfig) -> int:
     seconds = sum(r["duration"] for r in read_index(config.data.train))
     return max(1, int(seconds * 1.15 / config.data.max_seconds) + 1)
+
+
+
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU computes bf16 natively (AVX-512 bf16 or AMX); unknown counts as yes.
+
+    Without it oneDNN emulates bf16, and bf16 autocast makes a CPU step slower than fp32.
+    """
+    try:
+        flags = Path(cpuinfo).read_text()
+    except OSError:
+        return True
+    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def _precision(tc: TrainerConfig) -> str:
+    """``tc.precision``, except bf16 on a CPU without native bf16, which trains in fp32."""
+    on_cpu = tc.accelerator == "cpu" or (tc.accelerator == "auto" and not torch.cuda.is_available())
+    if str(tc.precision).startswith("bf16") and on_cpu and not cpu_has_native_bf16():
+        log.warning("precision %s: this CPU has no native bf16 (no avx512_bf16/amx_bf16 flag), "
+                    "where bf16 is emulated and slower than fp32; training in fp32 (32-true)",
+                    tc.precision)
+        return "32-true"
+    return str(tc.precision)
 
 
 def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) -> Path:
@@ -137,7 +161,7 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
         devices=tc.devices,
         num_nodes=tc.num_nodes,
         strategy=tc.strategy,
-        precision=tc.precision,
+        precision=_precision(tc),
         log_every_n_steps=tc.log_every_n_steps,
         callbacks=[
             DataPosition(train_stream),
