@@ -3,7 +3,7 @@ one local process; throughput and start-up overhead of each backend.
 
 Usage::
 
-    just bench mpi                                                  # 48 utterances, 8 shards
+    just bench mpi                                                  # 192 utterances, 16 shards
     uv run --locked python benchmarks/run.py mpi --quick          # 16 utterances, 4 shards
 
 A randomly initialised model from the ``model:`` block of
@@ -93,7 +93,7 @@ def run_backend(name: str, command: list[str], conf: Path, out: Path) -> dict[st
 def run(quick: bool = False) -> dict[str, Any]:
     from decode import write_model_folder
 
-    utterances, per_shard = (16, 4) if quick else (48, 6)
+    utterances, per_shard = (16, 4) if quick else (192, 12)
     python = [sys.executable, "-m", "espnet_infer.cli"]
     mpiexec = _mpiexec()
     backends = {
