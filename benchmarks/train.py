@@ -40,6 +40,7 @@ where its venv exists (on the CPU machine).
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -48,8 +49,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import os
 
 import numpy as np
 import torch
