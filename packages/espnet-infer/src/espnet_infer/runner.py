@@ -15,7 +15,6 @@ process (rank 0 under MPI) merges the shard files into ``hyp.jsonl``, ``hyp.txt`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -30,6 +29,7 @@ import webdataset as wds
 from espnet_data import Collate, DynamicBatcher, read_index, shard_paths
 from espnet_data.atomic import atomic_open, read_jsonl, write_json, write_jsonl
 from espnet_data.dataset import decode_samples
+from espnet_data.download import file_digest
 
 from .backends import run_local, run_mpi, run_processes
 from .config import InferenceConfig
@@ -214,11 +214,7 @@ def _settings(config: InferenceConfig) -> dict[str, Any]:
     files = {}
     for name in ("config.yaml", "model.safetensors", "model.pt"):
         if (model / name).is_file():
-            digest = hashlib.sha256()
-            with open(model / name, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            files[name] = digest.hexdigest()
+            files[name] = file_digest(model / name)
     return {"model_dir": str(model.resolve()), "model_files": files,
             "decode": asdict(config.decode)}
 

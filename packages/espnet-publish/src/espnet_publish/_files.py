@@ -1,4 +1,4 @@
-"""File-system helpers: hashing and staged, atomically swapped folders.
+"""File-system helpers: staged, atomically swapped folders.
 
 A packed folder is built in a staging directory next to its destination (same parent,
 so the final ``os.rename`` never crosses a file system) and only renamed into place once
@@ -8,7 +8,6 @@ half a model folder.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -19,18 +18,7 @@ from pathlib import Path
 
 from .errors import PublishError
 
-__all__ = ["check_relative", "copy_file", "sha256_file", "staged_dir"]
-
-_CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of ``path``, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+__all__ = ["check_relative", "copy_file", "staged_dir"]
 
 
 def _check_destination(out_dir: Path, *, overwrite: bool, what: str) -> None:

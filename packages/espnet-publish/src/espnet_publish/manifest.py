@@ -29,8 +29,9 @@ from typing import Any
 
 import yaml
 from espnet_data.atomic import atomic_open
+from espnet_data.download import file_digest
 
-from ._files import check_relative, sha256_file
+from ._files import check_relative
 from .errors import PublishError
 
 __all__ = ["MANIFEST_NAME", "package_versions", "verify_manifest", "write_manifest"]
@@ -73,7 +74,7 @@ def write_manifest(folder: Path, *, model_name: str) -> dict[str, Any]:
     """Hash every file under ``folder`` and write ``folder/meta.yaml``; return its content."""
     folder = Path(folder)
     files = [
-        {"path": rel, "size": (folder / rel).stat().st_size, "sha256": sha256_file(folder / rel)}
+        {"path": rel, "size": (folder / rel).stat().st_size, "sha256": file_digest(folder / rel)}
         for rel in _list_files(folder)
     ]
     manifest: dict[str, Any] = {
@@ -149,7 +150,7 @@ def verify_manifest(packed_dir: Pathlike) -> None:
         if size != entry["size"]:
             problems.append(f"{rel}: size {size} bytes, manifest says {entry['size']}")
             continue
-        digest = sha256_file(path)
+        digest = file_digest(path)
         if digest != entry["sha256"]:
             problems.append(f"{rel}: sha256 {digest[:12]}..., manifest says {entry['sha256'][:12]}...")
     for rel in _list_files(folder):
