@@ -91,12 +91,12 @@ def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 def _precision(tc: TrainerConfig) -> str:
     """``tc.precision``, except bf16 on a CPU without native bf16, which trains in fp32."""
     on_cpu = tc.accelerator == "cpu" or (tc.accelerator == "auto" and not torch.cuda.is_available())
-    if str(tc.precision).startswith("bf16") and on_cpu and not cpu_has_native_bf16():
+    if tc.precision.startswith("bf16") and on_cpu and not cpu_has_native_bf16():
         log.warning("precision %s: this CPU has no native bf16 (no avx512_bf16/amx_bf16 flag), "
                     "where bf16 is emulated and slower than fp32; training in fp32 (32-true)",
                     tc.precision)
         return "32-true"
-    return str(tc.precision)
+    return tc.precision
 
 
 def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) -> Path:
