@@ -92,7 +92,9 @@ class TrainerConfig:
     global gradient norm (0 or None: no clipping); ``accumulate_grad_batches`` sums the
     gradients of that many batches per optimizer step. ``num_threads`` sets torch's
     intra-op threads on CPU (None keeps torch's default). ``enable_progress_bar``: None
-    shows it when stderr is a terminal.
+    shows it when stderr is a terminal. ``keep_host_memory`` (glibc only) keeps freed
+    host memory for reuse instead of returning large blocks to the OS
+    (:mod:`espnet_train.host_memory`): faster CPU steps, RSS stays at its peak.
     """
 
     max_epochs: int = 30
@@ -107,6 +109,7 @@ class TrainerConfig:
     num_threads: int | None = None
     max_time: str | None = None  # "DD:HH:MM:SS": stop gracefully after this long
     enable_progress_bar: bool | None = None
+    keep_host_memory: bool = True
 
 
 @dataclass

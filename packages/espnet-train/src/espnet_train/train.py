@@ -35,6 +35,7 @@ from .callbacks import AtomicCheckpoint, DataPosition, EpochHistory
 from .config import TrainerConfig, TrainingConfig
 from .data import make_stream
 from .export import export_model_folder
+from .host_memory import keep_freed_host_memory
 from .module import LitESPnetModel
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
         _keep_previous(exp_dir / "csv" / "metrics.csv")  # Lightning's CSVLogger would delete it
     if config.trainer.num_threads:
         torch.set_num_threads(config.trainer.num_threads)
+    if config.trainer.keep_host_memory:
+        keep_freed_host_memory()
     L.seed_everything(config.seed, workers=True)
     tokenizer = load_tokenizer_dir(config.tokenizer)
     model = build_model(config, tokenizer.vocab_size)
