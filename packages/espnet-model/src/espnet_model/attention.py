@@ -160,6 +160,16 @@ class MultiHeadedAttention(nn.Module):
         """
         return self._heads(self.linear_k(key)), self._heads(self.linear_v(value))
 
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Self-attention projections of ``x`` ``(B, T, D)``.
+
+        Returns the queries ``(B, H, T, d_k)`` and the keys and values stacked as
+        ``(B, 2, H, T, d_k)``: an incremental decoder appends the latter to its cache
+        along dim 3 and passes ``kv[:, 0], kv[:, 1]`` to :meth:`attend_heads`.
+        """
+        k, v = self.project_kv(x, x)
+        return self._heads(self.linear_q(x)), torch.stack([k, v], dim=1)
+
     def attend(
         self,
         query: torch.Tensor,
@@ -168,7 +178,16 @@ class MultiHeadedAttention(nn.Module):
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         """Attention of ``query`` ``(B, Tq, D)`` over keys/values from :meth:`project_kv`."""
-        q = self._heads(self.linear_q(query))
+        return self.attend_heads(self._heads(self.linear_q(query)), k, v, mask)
+
+    def attend_heads(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Attention of projected queries ``(B, H, Tq, d_k)``; output ``(B, Tq, D)``."""
         attn_mask = None if mask is None else mask.unsqueeze(1)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_rate if self.training else 0.0

@@ -73,6 +73,35 @@ class DecoderLayer(nn.Module):
             x = torch.cat([cache, x], dim=1)
         return x
 
+    def step(
+        self,
+        x: torch.Tensor,
+        kv: torch.Tensor | None,
+        memory_kv: tuple[torch.Tensor, torch.Tensor],
+        memory_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One new position ``x`` ``(N, 1, D)`` given this layer's self-attention cache.
+
+        ``kv`` ``(N, 2, H, L, d_k)`` holds the keys and values of the ``L`` earlier
+        positions (None for the first). Returns the output ``(N, 1, D)`` and the cache
+        with this position appended. The same arithmetic as :meth:`forward` on the
+        whole prefix, for the last position, without recomputing the prefix; for
+        decoding (dropout is not applied).
+        """
+        residual = x
+        h = self._norm(self.norm1, x, True)
+        q, new_kv = self.self_attn.project_qkv(h)
+        kv = new_kv if kv is None else torch.cat([kv, new_kv], dim=3)
+        x = self._norm(self.norm1, residual + self.self_attn.attend_heads(q, kv[:, 0], kv[:, 1], None),
+                       False)
+        residual = x
+        x = self._norm(self.norm2, x, True)
+        x = self._norm(self.norm2, residual + self.src_attn.attend(x, *memory_kv, memory_mask), False)
+        residual = x
+        x = self._norm(self.norm3, x, True)
+        x = self._norm(self.norm3, residual + self.feed_forward(x), False)
+        return x, kv
+
 
 class TransformerDecoder(nn.Module):
     """Embedding + absolute positions, ``num_blocks`` decoder layers, output projection.
@@ -183,6 +212,33 @@ class TransformerDecoder(nn.Module):
             x = layer(x, tgt_mask, memory, memory_mask, cache=c, memory_kv=kv)
             new_cache.append(x)
         y = x[:, -1]
+        if self.after_norm is not None:
+            y = self.after_norm(y)
+        return torch.log_softmax(self.output_layer(y), dim=-1), new_cache
+
+    def forward_incremental(
+        self,
+        tokens: torch.Tensor,
+        position: int,
+        memory_kv: list[tuple[torch.Tensor, torch.Tensor]],
+        memory_mask: torch.Tensor | None,
+        cache: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Log-probabilities ``(N, V)`` of the next token, feeding only the last one.
+
+        ``tokens`` ``(N,)`` are the last tokens of each prefix (``sos`` first), at
+        ``position`` (0 for ``sos``). ``cache`` holds each layer's self-attention keys
+        and values ``(N, 2, H, position, d_k)`` from the previous call (None at
+        position 0); reorder it like the rows (``[c[idx] for c in cache]``).
+        ``memory_kv`` comes from :meth:`memory_kv`. Gives what :meth:`forward_one_step`
+        gives for the whole prefix, but each step costs the same whatever its length.
+        """
+        x = self.embed[1](self.embed[0](tokens.clamp(min=0)[:, None]), offset=position)
+        new_cache: list[torch.Tensor] = []
+        for i, layer in enumerate(self.decoders):
+            x, kv = layer.step(x, None if cache is None else cache[i], memory_kv[i], memory_mask)
+            new_cache.append(kv)
+        y = x[:, 0]
         if self.after_norm is not None:
             y = self.after_norm(y)
         return torch.log_softmax(self.output_layer(y), dim=-1), new_cache

@@ -213,9 +213,11 @@ class BeamSearch:
         active = list(range(batch))
         utt_rows = torch.arange(batch, device=device).repeat_interleave(beam)
         memory = enc.index_select(0, utt_rows)
-        memory_mask = (torch.arange(frames, device=device)[None, :] < lengths[:, None])[
-            utt_rows
-        ].unsqueeze(1)
+        memory_mask: torch.Tensor | None = None  # None: every frame valid (faster attention)
+        if int(lengths.min()) < frames:
+            memory_mask = (torch.arange(frames, device=device)[None, :] < lengths[:, None])[
+                utt_rows
+            ].unsqueeze(1)
         score = torch.full((batch * beam,), _NEG_INF, device=device)
         score[::beam] = 0.0
         att_sum = torch.zeros(batch * beam, device=device)
@@ -291,7 +293,9 @@ class BeamSearch:
                 ).view(-1)
                 active = [active[i] for i in keep]
                 score, att_sum, ys = score[rows], att_sum[rows], ys[rows]
-                memory, memory_mask = memory[rows], memory_mask[rows]
+                memory = memory[rows]
+                if memory_mask is not None:
+                    memory_mask = memory_mask[rows]
                 if cache is not None:
                     cache = [c.index_select(0, rows) for c in cache]
                 if memory_kv is not None:
@@ -305,7 +309,7 @@ class BeamSearch:
         self,
         ys: torch.Tensor,
         memory: torch.Tensor,
-        memory_mask: torch.Tensor,
+        memory_mask: torch.Tensor | None,
         cache: list[torch.Tensor] | None,
         memory_kv: list[tuple[torch.Tensor, torch.Tensor]] | None,
         scorer: CTCPrefixScorer | None,
@@ -332,7 +336,12 @@ class BeamSearch:
         if self.uses_attention:
             decoder = self.model.decoder
             assert decoder is not None  # guaranteed by uses_attention
-            if memory_kv is None:
+            if memory_kv is not None and hasattr(decoder, "forward_incremental"):
+                # Feeds only the last token; the cache holds self-attention keys/values.
+                att_logp, new_cache = decoder.forward_incremental(
+                    ys[:, -1], ys.shape[1] - 1, memory_kv, memory_mask, cache
+                )
+            elif memory_kv is None:
                 att_logp, new_cache = decoder.forward_one_step(ys, memory, memory_mask, cache)
             else:
                 att_logp, new_cache = decoder.forward_one_step(  # type: ignore[call-arg]

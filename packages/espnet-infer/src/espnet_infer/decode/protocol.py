@@ -25,7 +25,14 @@ class CTCLike(Protocol):
 
 @runtime_checkable
 class DecoderLike(Protocol):
-    """Autoregressive attention decoder with an incremental (per-layer) cache."""
+    """Autoregressive attention decoder with an incremental (per-layer) cache.
+
+    Optional, used by :class:`~espnet_infer.decode.BeamSearch` when present (as on
+    ``espnet_model.TransformerDecoder``): ``memory_kv(memory)``, the source-attention
+    keys/values projected once per utterance, and
+    ``forward_incremental(tokens, position, memory_kv, memory_mask, cache)``, which
+    feeds only the last token and caches self-attention keys/values.
+    """
 
     def forward_one_step(
         self,
