@@ -26,3 +26,17 @@ def test_errors() -> None:
         Conv2dSubsampling(80, 8, "conv4")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least 7"):
         Conv2dSubsampling(80, 8)(torch.randn(1, 5, 80), torch.tensor([5]))
+
+
+@pytest.mark.parametrize("layer", ["conv2d", "conv2d6"])
+def test_layouts_agree(layer: str) -> None:
+    # fp32 training runs the convolutions in plain layout, inference in channels_last.
+    sub = Conv2dSubsampling(20, 8, layer)
+    x = torch.randn(2, 40, 20)
+    lengths = torch.tensor([40, 31])
+    trained, _ = sub(x, lengths)
+    with torch.no_grad():
+        inferred, _ = sub(x, lengths)
+    torch.testing.assert_close(trained.detach(), inferred, atol=1e-5, rtol=1e-5)
+    trained.sum().backward()
+    assert sub.conv[0].weight.grad is not None and sub.conv[0].weight.grad.shape == (8, 1, 3, 3)

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from espnet_model._checks import check_choice, check_divisible
+from espnet_model.dropout import Dropout
 
 
 def _sinusoid(positions: torch.Tensor, d_model: int) -> torch.Tensor:
@@ -39,7 +40,7 @@ class PositionalEncoding(nn.Module):
         super().__init__()
         self.d_model = d_model
         self.xscale = math.sqrt(d_model)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
         self.register_buffer("pe", _sinusoid(torch.arange(max_len), d_model), persistent=False)
 
     def _table(self, length: int, like: torch.Tensor) -> torch.Tensor:
@@ -62,7 +63,7 @@ class RelPositionalEncoding(nn.Module):
         super().__init__()
         self.d_model = d_model
         self.xscale = math.sqrt(d_model)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
         self.max_len = max_len
         self.register_buffer("pe", self._build(max_len), persistent=False)
 
@@ -92,7 +93,7 @@ class LegacyRelPositionalEncoding(nn.Module):
         self.d_model = d_model
         self.max_len = max_len
         self.xscale = math.sqrt(d_model)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         length = x.size(1)

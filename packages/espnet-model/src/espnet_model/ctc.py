@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from espnet_model.dropout import dropout
 from espnet_model.mask import make_pad_mask
 
 
@@ -37,7 +38,7 @@ class CTC(nn.Module):
         ys_lens: torch.Tensor,
     ) -> torch.Tensor:
         """Mean-over-batch CTC loss; ``ys_pad`` ``(B, L)`` may be padded with any id."""
-        logits = self.ctc_lo(F.dropout(hs, p=self.dropout_rate, training=self.training))
+        logits = self.ctc_lo(dropout(hs, self.dropout_rate, self.training))
         log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (T, B, V)
         targets = ys_pad.masked_fill(make_pad_mask(ys_lens, ys_pad.size(1)), 0)
         loss = F.ctc_loss(

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from espnet_model.attention import MultiHeadedAttention, PositionalEncoding
+from espnet_model.dropout import Dropout
 from espnet_model.feedforward import PositionwiseFeedForward, layer_norm
 from espnet_model.mask import make_non_pad_mask, subsequent_mask, target_mask
 
@@ -34,7 +35,7 @@ class DecoderLayer(nn.Module):
         self.norm1 = layer_norm(size)
         self.norm2 = layer_norm(size)
         self.norm3 = layer_norm(size)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
         self.normalize_before = normalize_before
 
     def _norm(self, norm: nn.Module, x: torch.Tensor, before: bool) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from espnet_model._checks import check_choice
+from espnet_model.dropout import Dropout
 
 Activation = Literal["swish", "relu", "gelu"]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"swish": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
@@ -36,7 +37,7 @@ class PositionwiseFeedForward(nn.Module):
         super().__init__()
         self.w_1 = nn.Linear(idim, hidden_units)
         self.w_2 = nn.Linear(hidden_units, idim)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
         self.activation = make_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

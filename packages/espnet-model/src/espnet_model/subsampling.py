@@ -16,6 +16,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from espnet_model._checks import check_choice
 
@@ -66,8 +67,7 @@ class Conv2dSubsampling(nn.Module):
                 f"encoder input_size={idim} is too small for input_layer={input_layer!r}; "
                 f"use at least {min_input_frames(input_layer)} features"
             )
-        # channels_last is ~25% faster for these convolutions with oneDNN on CPU.
-        self.conv = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+        self.conv = nn.Sequential(*layers)
         self.out = nn.Linear(odim * freq, odim)
         self.min_frames = min_input_frames(input_layer)
 
@@ -77,7 +77,17 @@ class Conv2dSubsampling(nn.Module):
                 f"input has {x.size(1)} frames but input_layer={self.input_layer!r} needs at "
                 f"least {self.min_frames}; drop shorter utterances or use input_layer='conv2d'"
             )
-        h = self.conv(x.unsqueeze(1))  # (B, C, T', F')
+        # oneDNN on a CPU: channels_last convolutions are faster for inference and bf16
+        # training, plain-layout ones for fp32 training (~8% on forward + backward).
+        layout = torch.channels_last
+        if x.device.type == "cpu" and torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"):
+            layout = torch.contiguous_format
+        h = x.unsqueeze(1)
+        for layer in self.conv:
+            if isinstance(layer, nn.Conv2d):
+                h = F.conv2d(h, layer.weight.contiguous(memory_format=layout), layer.bias, layer.stride)
+            else:
+                h = layer(h)  # (B, C, T', F') at the end
         b, c, t, f = h.shape
         h = self.out(h.transpose(1, 2).reshape(b, t, c * f))
         return h, subsampled_lengths(lengths, self.input_layer).clamp(min=1)

@@ -14,6 +14,7 @@ from espnet_model.attention import (
     RelPositionMultiHeadedAttention,
     is_legacy_rel_pos,
 )
+from espnet_model.dropout import Dropout
 from espnet_model.feedforward import (
     Activation,
     PositionwiseFeedForward,
@@ -109,7 +110,7 @@ class ConformerBlock(nn.Module):
             self.conv_module = ConvolutionModule(size, cnn_module_kernel, activation_type)
             self.norm_conv = layer_norm(size)
             self.norm_final = layer_norm(size)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def forward(
         self,

@@ -19,6 +19,7 @@ from espnet_model.attention import (
     RelPositionMultiHeadedAttention,
     is_legacy_rel_pos,
 )
+from espnet_model.dropout import Dropout
 from espnet_model.feedforward import Activation, PositionwiseFeedForward, layer_norm
 from espnet_model.mask import make_non_pad_mask
 from espnet_model.subsampling import Conv2dSubsampling, InputLayer
@@ -37,7 +38,7 @@ class ConvolutionalSpatialGatingUnit(nn.Module):
         half = linear_units // 2
         self.norm = layer_norm(half)
         self.conv = nn.Conv1d(half, half, kernel_size, padding=(kernel_size - 1) // 2, groups=half)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         x_r, x_g = x.chunk(2, dim=-1)
@@ -115,7 +116,7 @@ class EBranchformerBlock(nn.Module):
             groups=2 * size,
         )
         self.merge_proj = nn.Linear(2 * size, size)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
 
     def forward(
         self, x: torch.Tensor, pos_emb: torch.Tensor, mask: torch.Tensor, pad_mask: torch.Tensor

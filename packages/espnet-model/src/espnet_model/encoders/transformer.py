@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from espnet_model.attention import MultiHeadedAttention, PositionalEncoding
+from espnet_model.dropout import Dropout
 from espnet_model.feedforward import PositionwiseFeedForward, layer_norm
 from espnet_model.mask import make_non_pad_mask
 from espnet_model.subsampling import Conv2dSubsampling, InputLayer
@@ -28,7 +29,7 @@ class TransformerEncoderLayer(nn.Module):
         self.feed_forward = PositionwiseFeedForward(size, linear_units, dropout_rate)
         self.norm1 = layer_norm(size)
         self.norm2 = layer_norm(size)
-        self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = Dropout(dropout_rate)
         self.normalize_before = normalize_before
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
