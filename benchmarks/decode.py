@@ -15,7 +15,9 @@ the batches espnet-infer's runner decodes (``greedy_rtf_batched``,
 ``beam_rtf_batched``): ``DynamicBatcher`` cuts length-sorted batches of at most
 ``BATCH_SECONDS`` (20) padded seconds, the recipe's CPU setting. ESPnet2's
 ``Speech2Text`` decodes one utterance at a time, so its figures are batch 1;
-``same_as_batch_1`` checks that batching changed no hypothesis.
+``same_as_batch_1`` checks that batching changed no hypothesis. Our process calls
+``keep_freed_host_memory()`` first, as espnet-infer's workers do; the peer keeps
+glibc's defaults, as ESPnet2 does.
 RTF = decoding wall time / audio seconds (lower is better). A random model emits
 random tokens, so the token counts are reported beside the times: beam-search cost
 grows with the hypothesis length.
@@ -121,7 +123,9 @@ def measure_ours(
     """Time both methods at batch 1 and in the runner's batches; save the encoder outputs."""
     from espnet_infer import DecodeConfig, Speech2Text
     from espnet_model import count_parameters
+    from espnet_model.host_memory import keep_freed_host_memory
 
+    keep_freed_host_memory()  # as espnet-infer's workers do (keep_host_memory: true)
     torch.set_num_threads(num_threads())
     results: dict[str, Any] = {}
     parameters = 0

@@ -140,9 +140,9 @@ def measure_ours(request: dict[str, Any]) -> dict[str, Any]:
     """Runs in a fresh process (``--worker``): our trainer on the batch; JSON-able figures."""
     import lightning as L
     from espnet_model import build_asr_model, count_parameters
+    from espnet_model.host_memory import keep_freed_host_memory
     from espnet_train import LitESPnetModel, OptimConfig
     from espnet_train.data import BatchStream
-    from espnet_train.host_memory import keep_freed_host_memory
     from torch.utils.flop_counter import FlopCounterMode
 
     keep_freed_host_memory()  # as espnet_train.train does (trainer.keep_host_memory: true)

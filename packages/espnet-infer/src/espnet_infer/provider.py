@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+from espnet_model.host_memory import keep_freed_host_memory
 
 from .config import InferenceConfig
 from .speech2text import Speech2Text
@@ -62,7 +63,7 @@ class InferenceProvider:
         return max(1, (cores or 1) // workers_on_node)
 
     def build(self, rank: int = 0, workers_on_node: int = 1) -> WorkerEnv:
-        """Set torch's threads, load the model on the rank's device.
+        """Set torch's threads and the allocator, load the model on the rank's device.
 
         Args:
             rank: the worker's index (picks its GPU with ``device: cuda``).
@@ -72,6 +73,8 @@ class InferenceProvider:
         threads = self.threads(workers_on_node)
         if threads:
             torch.set_num_threads(threads)
+        if self.config.keep_host_memory:
+            keep_freed_host_memory()
         s2t = Speech2Text(
             self.config.model_dir, decode=self.config.decode, device=self.device_for_rank(rank)
         )

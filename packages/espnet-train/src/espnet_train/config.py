@@ -94,7 +94,7 @@ class TrainerConfig:
     intra-op threads on CPU (None keeps torch's default). ``enable_progress_bar``: None
     shows it when stderr is a terminal. ``keep_host_memory`` (glibc only) keeps freed
     host memory for reuse instead of returning large blocks to the OS
-    (:mod:`espnet_train.host_memory`): faster CPU steps, RSS stays at its peak.
+    (:mod:`espnet_model.host_memory`): faster CPU steps, RSS stays at its peak.
     """
 
     max_epochs: int = 30

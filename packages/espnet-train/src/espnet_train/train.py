@@ -26,6 +26,7 @@ import yaml
 from espnet_data import load_tokenizer_dir, read_index
 from espnet_data.atomic import atomic_open, write_json
 from espnet_model import build_asr_model, count_parameters
+from espnet_model.host_memory import keep_freed_host_memory
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -35,7 +36,6 @@ from .callbacks import AtomicCheckpoint, DataPosition, EpochHistory
 from .config import TrainerConfig, TrainingConfig
 from .data import make_stream
 from .export import export_model_folder
-from .host_memory import keep_freed_host_memory
 from .module import LitESPnetModel
 
 log = logging.getLogger(__name__)

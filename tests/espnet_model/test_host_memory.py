@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from espnet_train import host_memory
-from espnet_train.host_memory import keep_freed_host_memory
+from espnet_model import host_memory
+from espnet_model.host_memory import keep_freed_host_memory
 
 # Plain bytes, not torch: both allocate large blocks through malloc, and the probe starts
 # in a fraction of the time (the module is loaded from its file: no torch import).
