@@ -86,8 +86,8 @@ class Conv2dSubsampling(nn.Module):
         for layer in self.conv:
             if isinstance(layer, nn.Conv2d):
                 h = F.conv2d(h, layer.weight.contiguous(memory_format=layout), layer.bias, layer.stride)
-            else:
-                h = layer(h)  # (B, C, T', F') at the end
+            else:  # ReLU, in place: the convolutions' backward needs neither output
+                h = torch.relu_(h)  # (B, C, T', F') at the end
         b, c, t, f = h.shape
         h = self.out(h.transpose(1, 2).reshape(b, t, c * f))
         return h, subsampled_lengths(lengths, self.input_layer).clamp(min=1)
