@@ -4,9 +4,11 @@ import pytest
 import torch
 from espnet_model.decoder import TransformerDecoder
 
+Case = tuple[TransformerDecoder, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
-@pytest.mark.parametrize("normalize_before", [True, False])
-def test_one_step_with_cache_matches_full_forward(normalize_before: bool) -> None:
+
+def _decoder_case(normalize_before: bool) -> Case:
+    """A 2-layer decoder, a padded memory batch, 5-token prefixes, teacher-forced log-probs."""
     dec = TransformerDecoder(
         11, 16, attention_heads=2, linear_units=32, num_blocks=2, normalize_before=normalize_before
     ).eval()
@@ -15,6 +17,12 @@ def test_one_step_with_cache_matches_full_forward(normalize_before: bool) -> Non
     ys = torch.randint(1, 11, (3, 5))
     full = dec(memory, mem_lens, ys, torch.full((3,), 5)).log_softmax(-1)
     mem_mask = (torch.arange(9)[None] < mem_lens[:, None]).unsqueeze(1)
+    return dec, memory, mem_lens, mem_mask, ys, full
+
+
+@pytest.mark.parametrize("normalize_before", [True, False])
+def test_one_step_with_cache_matches_full_forward(normalize_before: bool) -> None:
+    dec, memory, mem_lens, mem_mask, ys, full = _decoder_case(normalize_before)
     cache = None
     for step in range(1, 6):
         logp, cache = dec.forward_one_step(ys[:, :step], memory, mem_mask, cache)
@@ -30,14 +38,7 @@ def test_one_step_with_cache_matches_full_forward(normalize_before: bool) -> Non
 
 @pytest.mark.parametrize("normalize_before", [True, False])
 def test_incremental_step_matches_full_forward(normalize_before: bool) -> None:
-    dec = TransformerDecoder(
-        11, 16, attention_heads=2, linear_units=32, num_blocks=2, normalize_before=normalize_before
-    ).eval()
-    memory = torch.randn(3, 9, 16)
-    mem_lens = torch.tensor([9, 6, 4])
-    ys = torch.randint(1, 11, (3, 5))
-    full = dec(memory, mem_lens, ys, torch.full((3,), 5)).log_softmax(-1)
-    mem_mask = (torch.arange(9)[None] < mem_lens[:, None]).unsqueeze(1)
+    dec, memory, mem_lens, mem_mask, ys, full = _decoder_case(normalize_before)
     memory_kv = dec.memory_kv(memory)
     cache = None
     for position in range(5):
