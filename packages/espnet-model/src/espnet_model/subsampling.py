@@ -82,12 +82,13 @@ class Conv2dSubsampling(nn.Module):
         layout = torch.channels_last
         if x.device.type == "cpu" and torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"):
             layout = torch.contiguous_format
-        h = x.unsqueeze(1)
         if layout is torch.channels_last:
-            # The same (B, 1, T, F) with channels_last strides: with one channel both
-            # layouts fit, and torch would take plain, then copy the first
-            # convolution's (large) output to channels_last for the second.
+            # (B, 1, T, F) with channels_last strides: with one channel both layouts
+            # fit, and torch would take plain, then copy the first convolution's
+            # (large) output to channels_last for the second.
             h = x.contiguous().unsqueeze(-1).permute(0, 3, 1, 2)
+        else:
+            h = x.unsqueeze(1)
         for layer in self.conv:
             if isinstance(layer, nn.Conv2d):
                 h = F.conv2d(h, layer.weight.contiguous(memory_format=layout), layer.bias, layer.stride)
