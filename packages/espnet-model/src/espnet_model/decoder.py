@@ -59,17 +59,9 @@ class DecoderLayer(nn.Module):
         x = self._norm(
             self.norm1, residual + self.dropout(self.self_attn(query, tgt, tgt, tgt_mask)), False
         )
-        residual = x
-        x = self._norm(self.norm2, x, True)
         if memory_kv is None:
-            src = self.src_attn(x, memory, memory, memory_mask)
-        else:
-            src = self.src_attn.attend(x, *memory_kv, memory_mask)
-        x = residual + self.dropout(src)
-        x = self._norm(self.norm2, x, False)
-        residual = x
-        x = self._norm(self.norm3, x, True)
-        x = self._norm(self.norm3, residual + self.dropout(self.feed_forward(x)), False)
+            memory_kv = self.src_attn.project_kv(memory, memory)
+        x = self._source_and_feed_forward(x, memory_kv, memory_mask)
         if cache is not None:
             x = torch.cat([cache, x], dim=1)
         return x
@@ -86,22 +78,30 @@ class DecoderLayer(nn.Module):
         ``kv`` ``(N, 2, H, L, d_k)`` holds the keys and values of the ``L`` earlier
         positions (None for the first). Returns the output ``(N, 1, D)`` and the cache
         with this position appended. The same arithmetic as :meth:`forward` on the
-        whole prefix, for the last position, without recomputing the prefix; for
-        decoding (dropout is not applied).
+        whole prefix, for the last position, without recomputing the prefix.
         """
         residual = x
         h = self._norm(self.norm1, x, True)
         q, new_kv = self.self_attn.project_qkv(h)
         kv = new_kv if kv is None else torch.cat([kv, new_kv], dim=3)
-        x = self._norm(self.norm1, residual + self.self_attn.attend_heads(q, kv[:, 0], kv[:, 1], None),
-                       False)
+        attended = self.self_attn.attend_heads(q, kv[:, 0], kv[:, 1], None)
+        x = self._norm(self.norm1, residual + self.dropout(attended), False)
+        return self._source_and_feed_forward(x, memory_kv, memory_mask), kv
+
+    def _source_and_feed_forward(
+        self,
+        x: torch.Tensor,
+        memory_kv: tuple[torch.Tensor, torch.Tensor],
+        memory_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The source-attention and feed-forward sub-blocks, after self-attention."""
         residual = x
         x = self._norm(self.norm2, x, True)
-        x = self._norm(self.norm2, residual + self.src_attn.attend(x, *memory_kv, memory_mask), False)
+        src = self.src_attn.attend(x, *memory_kv, memory_mask)
+        x = self._norm(self.norm2, residual + self.dropout(src), False)
         residual = x
         x = self._norm(self.norm3, x, True)
-        x = self._norm(self.norm3, residual + self.feed_forward(x), False)
-        return x, kv
+        return self._norm(self.norm3, residual + self.dropout(self.feed_forward(x)), False)
 
 
 class TransformerDecoder(nn.Module):

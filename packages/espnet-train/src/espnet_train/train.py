@@ -76,7 +76,6 @@ def _steps_per_epoch(config: TrainingConfig) -> int:
     return max(1, int(seconds * 1.15 / config.data.max_seconds) + 1)
 
 
-
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """True when the CPU computes bf16 natively (AVX-512 bf16 or AMX); unknown counts as yes.
 
