@@ -3,7 +3,7 @@
 from espnet_model.asr import ASRModel, count_parameters
 from espnet_model.builder import build_asr_model
 from espnet_model.ctc import CTC
-from espnet_model.decoder import TransformerDecoder
+from espnet_model.decoder import IncrementalDecoder, TransformerDecoder
 from espnet_model.encoders import ConformerEncoder, EBranchformerEncoder, TransformerEncoder
 from espnet_model.espnet2 import load_espnet2
 from espnet_model.frontend import Fbank, StftFrontend
@@ -20,6 +20,7 @@ __all__ = [
     "EBranchformerEncoder",
     "Fbank",
     "GlobalMVN",
+    "IncrementalDecoder",
     "SpecAug",
     "StftFrontend",
     "TransformerDecoder",

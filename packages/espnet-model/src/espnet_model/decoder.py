@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from espnet_model.attention import MultiHeadedAttention, PositionalEncoding
@@ -65,28 +66,6 @@ class DecoderLayer(nn.Module):
         if cache is not None:
             x = torch.cat([cache, x], dim=1)
         return x
-
-    def step(
-        self,
-        x: torch.Tensor,
-        kv: torch.Tensor | None,
-        memory_kv: tuple[torch.Tensor, torch.Tensor],
-        memory_mask: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One new position ``x`` ``(N, 1, D)`` given this layer's self-attention cache.
-
-        ``kv`` ``(N, 2, H, L, d_k)`` holds the keys and values of the ``L`` earlier
-        positions (None for the first). Returns the output ``(N, 1, D)`` and the cache
-        with this position appended. The same arithmetic as :meth:`forward` on the
-        whole prefix, for the last position, without recomputing the prefix.
-        """
-        residual = x
-        h = self._norm(self.norm1, x, True)
-        q, new_kv = self.self_attn.project_qkv(h)
-        kv = new_kv if kv is None else torch.cat([kv, new_kv], dim=3)
-        attended = self.self_attn.attend_heads(q, kv[:, 0], kv[:, 1], None)
-        x = self._norm(self.norm1, residual + self.dropout(attended), False)
-        return self._source_and_feed_forward(x, memory_kv, memory_mask), kv
 
     def _source_and_feed_forward(
         self,
@@ -217,7 +196,98 @@ class TransformerDecoder(nn.Module):
             y = self.after_norm(y)
         return torch.log_softmax(self.output_layer(y), dim=-1), new_cache
 
+    def incremental(self) -> IncrementalDecoder:
+        """This decoder's weights laid out for one-token steps (see :class:`IncrementalDecoder`).
+
+        Build it once per search, after loading weights and calling ``eval()``.
+        """
+        return IncrementalDecoder(self)
+
     def forward_incremental(
+        self,
+        tokens: torch.Tensor,
+        position: int,
+        memory_kv: list[tuple[torch.Tensor, torch.Tensor]],
+        memory_mask: torch.Tensor | None,
+        cache: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One step of :meth:`incremental` (which a search should build once and reuse)."""
+        return self.incremental().step(tokens, position, memory_kv, memory_mask, cache)
+
+
+class _StepLayer:
+    """One decoder layer's weights for :class:`IncrementalDecoder`, matrices transposed."""
+
+    def __init__(self, layer: DecoderLayer) -> None:
+        attn, src, ff = layer.self_attn, layer.src_attn, layer.feed_forward
+        self.heads, self.d_k = attn.h, attn.d_k
+        self.pre_norm = layer.normalize_before
+        self.norms = [(n.normalized_shape, n.weight, n.bias, n.eps)
+                      for n in (layer.norm1, layer.norm2, layer.norm3)]
+        projections = (attn.linear_q, attn.linear_k, attn.linear_v)
+        self.qkv_w = torch.cat([p.weight for p in projections]).t().contiguous()
+        self.qkv_b = torch.cat([p.bias for p in projections])
+        self.linears = {
+            name: (module.weight.t().contiguous(), module.bias)
+            for name, module in (("self_out", attn.linear_out), ("src_q", src.linear_q),
+                                 ("src_out", src.linear_out), ("w_1", ff.w_1), ("w_2", ff.w_2))
+        }
+        self.activation = ff.activation
+
+    def _linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.linears[name]
+        return torch.addmm(bias, x, weight)
+
+    def _norm(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, *self.norms[index][:3], eps=self.norms[index][3])
+
+    def _residual(self, index: int, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        out = x + branch
+        return out if self.pre_norm else self._norm(index, out)
+
+    def step(
+        self,
+        x: torch.Tensor,
+        kv: torch.Tensor | None,
+        memory_kv: tuple[torch.Tensor, torch.Tensor],
+        memory_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = x.shape[0]
+        h = self._norm(0, x) if self.pre_norm else x
+        qkv = torch.addmm(self.qkv_b, h, self.qkv_w).view(rows, 3, self.heads, 1, self.d_k)
+        kv = qkv[:, 1:] if kv is None else torch.cat([kv, qkv[:, 1:]], dim=3)
+        attended = F.scaled_dot_product_attention(qkv[:, 0], kv[:, 0], kv[:, 1])
+        x = self._residual(0, x, self._linear("self_out", attended.view(rows, -1)))
+        h = self._norm(1, x) if self.pre_norm else x
+        q = self._linear("src_q", h).view(rows, self.heads, 1, self.d_k)
+        attended = F.scaled_dot_product_attention(q, *memory_kv, attn_mask=memory_mask)
+        x = self._residual(1, x, self._linear("src_out", attended.view(rows, -1)))
+        h = self._norm(2, x) if self.pre_norm else x
+        hidden = self.activation(self._linear("w_1", h))
+        return self._residual(2, x, self._linear("w_2", hidden)), kv
+
+
+class IncrementalDecoder:
+    """A :class:`TransformerDecoder` that scores one new token per prefix and step.
+
+    Each layer caches the self-attention keys and values of the prefix, so a step
+    costs the same whatever the prefix length. The weights are copied once into the
+    layout a step needs (query/key/value projections stacked into one matrix, every
+    matrix transposed for ``addmm``): a step of 4 rows is ~25 small operators per
+    layer. Inference only: no dropout. Build a new one after the weights change.
+    """
+
+    def __init__(self, decoder: TransformerDecoder) -> None:
+        with torch.no_grad():
+            self.layers = [_StepLayer(layer) for layer in decoder.decoders]
+            self.output_w = decoder.output_layer.weight.t().contiguous()
+            self.output_b = decoder.output_layer.bias
+        self.embedding, self.positions = decoder.embed[0], decoder.embed[1]
+        norm = decoder.after_norm
+        self.after_norm = None if norm is None else (norm.normalized_shape, norm.weight,
+                                                     norm.bias, norm.eps)
+
+    def step(
         self,
         tokens: torch.Tensor,
         position: int,
@@ -229,17 +299,19 @@ class TransformerDecoder(nn.Module):
 
         ``tokens`` ``(N,)`` are the last tokens of each prefix (``sos`` first), at
         ``position`` (0 for ``sos``). ``cache`` holds each layer's self-attention keys
-        and values ``(N, 2, H, position, d_k)`` from the previous call (None at
+        and values ``(N, 2, H, position, d_k)`` from the previous step (None at
         position 0); reorder it like the rows (``[c[idx] for c in cache]``).
-        ``memory_kv`` comes from :meth:`memory_kv`. Gives what :meth:`forward_one_step`
-        gives for the whole prefix, but each step costs the same whatever its length.
+        ``memory_kv`` comes from :meth:`TransformerDecoder.memory_kv` and
+        ``memory_mask`` is a bool keep-mask ``(N, 1, T)`` or None. Gives what
+        :meth:`TransformerDecoder.forward_one_step` gives for the whole prefix.
         """
-        x = self.embed[1](self.embed[0](tokens.clamp(min=0)[:, None]), offset=position)
+        x = self.positions(self.embedding(tokens.clamp(min=0)[:, None]), offset=position)[:, 0]
+        mask = None if memory_mask is None else memory_mask.unsqueeze(1)
         new_cache: list[torch.Tensor] = []
-        for i, layer in enumerate(self.decoders):
-            x, kv = layer.step(x, None if cache is None else cache[i], memory_kv[i], memory_mask)
+        for i, layer in enumerate(self.layers):
+            x, kv = layer.step(x, None if cache is None else cache[i], memory_kv[i], mask)
             new_cache.append(kv)
-        y = x[:, 0]
         if self.after_norm is not None:
-            y = self.after_norm(y)
-        return torch.log_softmax(self.output_layer(y), dim=-1), new_cache
+            shape, weight, bias, eps = self.after_norm
+            x = F.layer_norm(x, shape, weight, bias, eps=eps)
+        return torch.log_softmax(torch.addmm(self.output_b, x, self.output_w), dim=-1), new_cache

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import torch
 
 from espnet_infer.decode.ctc_prefix_score import CTCPrefixScorer, CTCPrefixState
-from espnet_infer.decode.protocol import ASRModelLike
+from espnet_infer.decode.protocol import ASRModelLike, IncrementalStepper
 
 __all__ = ["BeamSearch", "Hypothesis"]
 
@@ -231,12 +231,17 @@ class BeamSearch:
                 (k.index_select(0, utt_rows), v.index_select(0, utt_rows))
                 for k, v in model.decoder.memory_kv(enc)
             ]
+        # A decoder that can feed one token per step gets its step weights laid out once.
+        stepper = None
+        if memory_kv is not None and hasattr(model.decoder, "incremental"):
+            stepper = model.decoder.incremental()
 
         num_tokens = 0
         while active:
             num_active = len(active)
             cand, cand_scores, att_logp, new_cache, ctc_psi = self._expand(
-                ys, memory, memory_mask, cache, memory_kv, scorer, ctc_state, vocab, eos, blank
+                ys, memory, memory_mask, cache, memory_kv, stepper, scorer, ctc_state, vocab,
+                eos, blank,
             )
             # No eos before minlen.
             width = cand.shape[1]
@@ -312,6 +317,7 @@ class BeamSearch:
         memory_mask: torch.Tensor | None,
         cache: list[torch.Tensor] | None,
         memory_kv: list[tuple[torch.Tensor, torch.Tensor]] | None,
+        stepper: IncrementalStepper | None,
         scorer: CTCPrefixScorer | None,
         ctc_state: CTCPrefixState | None,
         vocab: int,
@@ -336,9 +342,9 @@ class BeamSearch:
         if self.uses_attention:
             decoder = self.model.decoder
             assert decoder is not None  # guaranteed by uses_attention
-            if memory_kv is not None and hasattr(decoder, "forward_incremental"):
+            if stepper is not None and memory_kv is not None:
                 # Feeds only the last token; the cache holds self-attention keys/values.
-                att_logp, new_cache = decoder.forward_incremental(
+                att_logp, new_cache = stepper.step(
                     ys[:, -1], ys.shape[1] - 1, memory_kv, memory_mask, cache
                 )
             elif memory_kv is None:

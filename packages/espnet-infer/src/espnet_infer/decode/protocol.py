@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["ASRModelLike", "CTCLike", "DecoderLike"]
+__all__ = ["ASRModelLike", "CTCLike", "DecoderLike", "IncrementalStepper"]
 
 
 @runtime_checkable
@@ -29,9 +29,9 @@ class DecoderLike(Protocol):
 
     Optional, used by :class:`~espnet_infer.decode.BeamSearch` when present (as on
     ``espnet_model.TransformerDecoder``): ``memory_kv(memory)``, the source-attention
-    keys/values projected once per utterance, and
-    ``forward_incremental(tokens, position, memory_kv, memory_mask, cache)``, which
-    feeds only the last token and caches self-attention keys/values.
+    keys/values projected once per utterance, and ``incremental()``, which returns an
+    :class:`IncrementalStepper` that feeds only the last token of each prefix and
+    caches self-attention keys/values.
     """
 
     def forward_one_step(
@@ -51,6 +51,26 @@ class DecoderLike(Protocol):
 
         Returns:
             ``(N, V)`` next-token log-probabilities and the per-layer ``(N, L, D)`` cache.
+        """
+        ...
+
+
+@runtime_checkable
+class IncrementalStepper(Protocol):
+    """One-token decoder steps (``espnet_model.IncrementalDecoder``), built once per search."""
+
+    def step(
+        self,
+        tokens: torch.Tensor,
+        position: int,
+        memory_kv: list[tuple[torch.Tensor, torch.Tensor]],
+        memory_mask: torch.Tensor | None,
+        cache: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``(N, V)`` log-probabilities after the last tokens ``(N,)`` at ``position``.
+
+        ``cache`` (None at position 0) is the list this call returned at the previous
+        position, reordered like the rows; the new one is returned.
         """
         ...
 
