@@ -243,13 +243,14 @@ class BeamSearch:
                 ys, memory, memory_mask, cache, memory_kv, stepper, scorer, ctc_state, vocab,
                 eos, blank,
             )
-            # No eos before minlen.
             width = cand.shape[1]
-            no_eos = torch.tensor(
-                [num_tokens < minlens[u] for u in active], device=device
-            ).repeat_interleave(beam)
-            forbid = (cand == eos) & no_eos[:, None]
-            total = (score[:, None] + cand_scores + self.penalty).masked_fill(forbid, _NEG_INF)
+            total = score[:, None] + cand_scores
+            if self.penalty:
+                total += self.penalty
+            before_minlen = [num_tokens < minlens[u] for u in active]
+            if any(before_minlen):  # no eos before minlen
+                no_eos = torch.tensor(before_minlen, device=device).repeat_interleave(beam)
+                total.masked_fill_((cand == eos) & no_eos[:, None], _NEG_INF)
 
             best, flat = total.view(num_active, beam * width).topk(beam, dim=1)
             base = torch.arange(num_active, device=device)[:, None] * beam
@@ -260,18 +261,19 @@ class BeamSearch:
             alive = torch.isfinite(best)
             finished = alive & (token == eos)
             running = alive & ~finished
-            at_maxlen = torch.tensor(
-                [num_tokens + 1 >= maxlens[u] for u in active], device=device
-            ).repeat_interleave(beam)
-            cut = running & at_maxlen  # ends with maxlen tokens; its eos is not scored
-            running = running & ~at_maxlen
+            reach_maxlen = [num_tokens + 1 >= maxlens[u] for u in active]
+            cut: torch.Tensor | None = None
+            if any(reach_maxlen):
+                at_maxlen = torch.tensor(reach_maxlen, device=device).repeat_interleave(beam)
+                cut = running & at_maxlen  # ends with maxlen tokens; its eos is not scored
+                running = running & ~at_maxlen
 
             att_sum = att_sum[parent]
             if att_logp is not None:
                 att_sum = att_sum + att_logp[parent, token]
             new_psi = ctc_psi[parent, col] if ctc_psi is not None else None
             self._collect(ended, active, finished, ys[parent], best, att_sum, new_psi)
-            if bool(cut.any()):
+            if cut is not None and bool(cut.any()):
                 grown = torch.cat([ys[parent], token[:, None]], dim=1)
                 self._collect(ended, active, cut, grown, best, att_sum, new_psi)
 

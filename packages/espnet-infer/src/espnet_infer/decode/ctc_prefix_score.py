@@ -111,11 +111,21 @@ class CTCPrefixScorer:
         self.max_chunk_elements = max_chunk_elements
 
         # Time-major copy, padded so that frames past the end emit blank with prob. 1.
-        x = log_probs.detach().float().transpose(0, 1).clone()  # (T, B, V)
+        x = log_probs.detach().float().transpose(0, 1)
+        x = x.clone(memory_format=torch.contiguous_format)  # (T, B, V)
         pad = torch.arange(frames, device=x.device)[:, None] >= lengths[None, :]  # (T, B)
         x.masked_fill_(pad[:, :, None], LOGZERO)
         x[:, :, blank_id].masked_fill_(pad, 0.0)
         self._x = x
+        self._x_flat = x.view(frames, batch * vocab)  # column utt * V + token
+        # Every utterance fills the batch (batch 1, or equal lengths): no per-row ends.
+        self._full_length = batch > 0 and int(lengths.min()) == frames
+
+    def _emissions(self, utt: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """``(T, *tokens.shape)`` log-probabilities of ``tokens`` (rows of ``utt``)."""
+        flat = utt.view(-1, *([1] * (tokens.dim() - 1))) * self.vocab_size + tokens
+        columns = self._x_flat.index_select(1, flat.reshape(-1))
+        return columns.view(self.num_frames, *tokens.shape)
 
     def init_state(self, utt: torch.Tensor) -> CTCPrefixState:
         """Empty prefixes, one per entry of ``utt`` (utterance indices, repeats allowed)."""
@@ -133,6 +143,8 @@ class CTCPrefixScorer:
 
     def final_scores(self, state: CTCPrefixState) -> torch.Tensor:
         """``(N,)`` log-probability that each hypothesis is the whole transcript."""
+        if self._full_length:
+            return torch.logaddexp(state.r[-1, 0], state.r[-1, 1])
         last_frame = self.lengths.index_select(0, state.utt) - 1
         rows = torch.arange(state.num_hyps, device=last_frame.device)
         return torch.logaddexp(state.r[last_frame, 0, rows], state.r[last_frame, 1, rows])
@@ -161,6 +173,9 @@ class CTCPrefixScorer:
             return out
         rows_per_chunk = max(1, self.max_chunk_elements // max(1, self.num_frames * width))
         final = self.final_scores(state)
+        if rows_per_chunk >= num_hyps:  # one chunk: no copy into ``out``
+            cand = None if candidates is None else candidates.to(self._x.device)
+            return self._score_rows(state, slice(0, num_hyps), cand, final)
         for begin in range(0, num_hyps, rows_per_chunk):
             rows = slice(begin, min(num_hyps, begin + rows_per_chunk))
             cand = None if candidates is None else candidates[rows].to(self._x.device)
@@ -179,22 +194,23 @@ class CTCPrefixScorer:
             xc = self._x[:, utt]  # (T, n, V)
             tokens = torch.arange(self.vocab_size, device=xc.device)[None, :]
         else:
-            xc = self._x[:, utt[:, None], cand]  # (T, n, K)
+            xc = self._emissions(utt, cand)  # (T, n, K)
             tokens = cand
-        r = state.r[:, :, rows]
-        r_sum = torch.logaddexp(r[:, 0], r[:, 1])  # (T, n)
-        same = tokens == state.last[rows][:, None]  # (n, K)
-        phi = torch.where(same[None], r[:, 1, :, None], r_sum[:, :, None])  # (T, n, K)
-
         num_tokens = state.num_tokens
         start = max(num_tokens, 1)
-        terms = phi[start - 1 : self.num_frames - 1] + xc[start:]
+        # phi of frames start-1 .. T-2, the only ones a new token's frame t >= start uses,
+        # with frames last so that the sum over them runs along contiguous memory.
+        r = state.r[start - 1 : self.num_frames - 1, :, rows]
+        r_sum = torch.logaddexp(r[:, 0], r[:, 1]).t()  # (n, F)
+        same = tokens == state.last[rows][:, None]  # (n, K)
+        terms = torch.where(same[:, :, None], r[:, 1].t()[:, None], r_sum[:, None])  # (n, K, F)
+        terms += xc[start:].permute(1, 2, 0)
         if num_tokens == 0:
-            terms = torch.cat([xc[:1], terms], dim=0)
-        if terms.shape[0] == 0:
+            terms = torch.cat([xc[0][:, :, None], terms], dim=2)
+        if terms.shape[2] == 0:
             psi = torch.full(tokens.shape, LOGZERO, device=xc.device).expand_as(same).clone()
         else:
-            psi = torch.logsumexp(terms, dim=0).clamp_min(LOGZERO)
+            psi = torch.logsumexp(terms, dim=2).clamp_min_(LOGZERO)
         psi = torch.where(tokens == self.eos_id, final[:, None], psi)
         return psi.masked_fill(tokens == self.blank_id, LOGZERO)
 
@@ -215,37 +231,39 @@ class CTCPrefixScorer:
             log_psi: ``(M,)`` prefix scores of the new hypotheses, as returned by
                 :meth:`score` (passed back to avoid recomputing them).
         """
-        if bool(((tokens == self.eos_id) | (tokens == self.blank_id)).any()):
+        token_ids = tokens.tolist()
+        if self.eos_id in token_ids or self.blank_id in token_ids:
             raise ValueError(
                 f"cannot extend by blank ({self.blank_id}) or eos ({self.eos_id}); "
-                f"got tokens {tokens.tolist()}. Finish eos hypotheses instead of extending them"
+                f"got tokens {token_ids}. Finish eos hypotheses instead of extending them"
             )
         device = self._x.device
         rows = rows.to(device)
         tokens = tokens.to(device)
         utt = state.utt.index_select(0, rows)
-        r_prev = state.r.index_select(2, rows)  # (T, 2, M)
-        last = state.last.index_select(0, rows)
-        num_new = int(rows.shape[0])
-
-        phi = torch.where(
-            tokens[None, :] == last[None, :],
-            r_prev[:, 1],
-            torch.logaddexp(r_prev[:, 0], r_prev[:, 1]),
-        )  # (T, M)
-        emit = torch.stack(
-            [self._x[:, utt, tokens], self._x[:, utt, self.blank_id]], dim=1
-        )  # (T, 2, M)
+        num_new = len(token_ids)
+        # Token and blank log-probabilities of the new hypotheses, (T, 2, M).
+        emit = self._emissions(
+            utt, torch.stack([tokens, torch.full_like(tokens, self.blank_id)], dim=1)
+        ).transpose(1, 2)
         r = torch.full((self.num_frames, 2, num_new), LOGZERO, device=device)
         num_tokens = state.num_tokens
         if num_tokens == 0:
             r[0, 0] = emit[0, 0]
-        end = int(self.lengths.index_select(0, utt).max()) if num_new else 0
+        if not num_new:
+            end = 0
+        elif self._full_length:
+            end = self.num_frames
+        else:
+            end = int(self.lengths.index_select(0, utt).max())
         start = max(num_tokens, 1)
         if end > start:
-            r[start - 1 : end] = _forward_recursion(
-                r[start - 1], phi[start - 1 : end - 1], emit[start - 1 : end]
-            )
+            r_prev = state.r[start - 1 : end - 1].index_select(2, rows)  # (F, 2, M)
+            last = state.last.index_select(0, rows)
+            phi = torch.where(
+                tokens == last, r_prev[:, 1], torch.logaddexp(r_prev[:, 0], r_prev[:, 1])
+            )  # (F, M)
+            r[start - 1 : end] = _forward_recursion(r[start - 1], phi, emit[start - 1 : end])
         r.clamp_(min=LOGZERO)
         return CTCPrefixState(
             r=r,
@@ -281,16 +299,15 @@ def _forward_recursion(
     Returns:
         ``(n + 1, 2, M)``: ``first`` followed by the ``n`` new frames.
     """
-    dtype = first.dtype
-    first, phi = first.double(), phi.double()
-    emit = emit.double().clamp_min(LOGZERO)
-    emit_n, emit_b = emit[:, 0].clone(), emit[:, 1].clone()
-    emit_n[0] = 0.0
-    emit_b[0] = 0.0
-    cum_n = torch.cumsum(emit_n, dim=0)  # C[j]
-    cum_b = torch.cumsum(emit_b, dim=0)  # D[j]
-    u = torch.cat([first[0:1], phi - cum_n[:-1]], dim=0)
-    r_n = cum_n + torch.logcumsumexp(u, dim=0)
-    v = torch.cat([first[1:2], r_n[:-1] - cum_b[:-1]], dim=0)
-    r_b = cum_b + torch.logcumsumexp(v, dim=0)
-    return torch.stack([r_n, r_b], dim=1).to(dtype)
+    emit = emit.double().clamp_min_(LOGZERO)
+    emit[0] = 0.0
+    cum = torch.cumsum(emit, dim=0)  # C[j] in [:, 0], D[j] in [:, 1]
+    r = torch.empty_like(cum)
+    u = torch.empty_like(cum[:, 0])
+    u[0] = first[0]
+    torch.sub(phi, cum[:-1, 0], out=u[1:])
+    torch.add(cum[:, 0], torch.logcumsumexp(u, dim=0), out=r[:, 0])  # r_n
+    u[0] = first[1]
+    torch.sub(r[:-1, 0], cum[:-1, 1], out=u[1:])
+    torch.add(cum[:, 1], torch.logcumsumexp(u, dim=0), out=r[:, 1])  # r_b
+    return r.to(first.dtype)
