@@ -48,6 +48,10 @@ class PositionalEncoding(nn.Module):
             self.pe = _sinusoid(torch.arange(length), self.d_model).to(like.device)
         return self.pe[:length].to(like.dtype)
 
+    def encoding(self, position: int, like: torch.Tensor) -> torch.Tensor:
+        """The ``(d_model,)`` encoding of one ``position`` (device and dtype of ``like``)."""
+        return self._table(position + 1, like)[position]
+
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         pe = self._table(offset + x.size(1), x)[offset:]
         return self.dropout(x * self.xscale + pe)

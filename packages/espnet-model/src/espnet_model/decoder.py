@@ -216,34 +216,30 @@ class TransformerDecoder(nn.Module):
 
 
 class _StepLayer:
-    """One decoder layer's weights for :class:`IncrementalDecoder`, matrices transposed."""
+    """One decoder layer's weights for :class:`IncrementalDecoder`, matrices transposed.
+
+    The step calls torch's functions directly (no module calls, no ``F`` wrappers):
+    at 4 rows, a step is bound by per-call overhead, not arithmetic.
+    """
 
     def __init__(self, layer: DecoderLayer) -> None:
         attn, src, ff = layer.self_attn, layer.src_attn, layer.feed_forward
         self.heads, self.d_k = attn.h, attn.d_k
         self.pre_norm = layer.normalize_before
-        self.norms = [(n.normalized_shape, n.weight, n.bias, n.eps)
-                      for n in (layer.norm1, layer.norm2, layer.norm3)]
+        self.norm1, self.norm2, self.norm3 = (
+            (n.normalized_shape, n.weight, n.bias, n.eps)
+            for n in (layer.norm1, layer.norm2, layer.norm3)
+        )
         projections = (attn.linear_q, attn.linear_k, attn.linear_v)
-        self.qkv_w = torch.cat([p.weight for p in projections]).t().contiguous()
-        self.qkv_b = torch.cat([p.bias for p in projections])
-        self.linears = {
-            name: (module.weight.t().contiguous(), module.bias)
-            for name, module in (("self_out", attn.linear_out), ("src_q", src.linear_q),
-                                 ("src_out", src.linear_out), ("w_1", ff.w_1), ("w_2", ff.w_2))
-        }
-        self.activation = ff.activation
-
-    def _linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.linears[name]
-        return torch.addmm(bias, x, weight)
-
-    def _norm(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, *self.norms[index][:3], eps=self.norms[index][3])
-
-    def _residual(self, index: int, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
-        out = x + branch
-        return out if self.pre_norm else self._norm(index, out)
+        self.qkv = (
+            torch.cat([p.bias for p in projections]),
+            torch.cat([p.weight for p in projections]).t().contiguous(),
+        )
+        self.self_out, self.src_q, self.src_out, self.w_1, self.w_2 = (
+            (module.bias, module.weight.t().contiguous())
+            for module in (attn.linear_out, src.linear_q, src.linear_out, ff.w_1, ff.w_2)
+        )
+        self.activation = torch.relu_ if isinstance(ff.activation, nn.ReLU) else ff.activation
 
     def step(
         self,
@@ -252,19 +248,37 @@ class _StepLayer:
         memory_kv: tuple[torch.Tensor, torch.Tensor],
         memory_mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = x.shape[0]
-        h = self._norm(0, x) if self.pre_norm else x
-        qkv = torch.addmm(self.qkv_b, h, self.qkv_w).view(rows, 3, self.heads, 1, self.d_k)
+        rows, heads, d_k, pre = x.shape[0], self.heads, self.d_k, self.pre_norm
+        norm, addmm, attention = torch.layer_norm, torch.addmm, F.scaled_dot_product_attention
+
+        # Self-attention over the cached prefix plus this position.
+        h = norm(x, *self.norm1) if pre else x
+        bias, weight = self.qkv
+        qkv = addmm(bias, h, weight).view(rows, 3, heads, 1, d_k)
         kv = qkv[:, 1:] if kv is None else torch.cat([kv, qkv[:, 1:]], dim=3)
-        attended = F.scaled_dot_product_attention(qkv[:, 0], kv[:, 0], kv[:, 1])
-        x = self._residual(0, x, self._linear("self_out", attended.view(rows, -1)))
-        h = self._norm(1, x) if self.pre_norm else x
-        q = self._linear("src_q", h).view(rows, self.heads, 1, self.d_k)
-        attended = F.scaled_dot_product_attention(q, *memory_kv, attn_mask=memory_mask)
-        x = self._residual(1, x, self._linear("src_out", attended.view(rows, -1)))
-        h = self._norm(2, x) if self.pre_norm else x
-        hidden = self.activation(self._linear("w_1", h))
-        return self._residual(2, x, self._linear("w_2", hidden)), kv
+        attended = attention(qkv[:, 0], kv[:, 0], kv[:, 1]).view(rows, -1)
+        bias, weight = self.self_out
+        x = x + addmm(bias, attended, weight)
+        if not pre:
+            x = norm(x, *self.norm1)
+        # Source attention over the encoder memory.
+        h = norm(x, *self.norm2) if pre else x
+        bias, weight = self.src_q
+        q = addmm(bias, h, weight).view(rows, heads, 1, d_k)
+        attended = attention(q, *memory_kv, attn_mask=memory_mask).view(rows, -1)
+        bias, weight = self.src_out
+        x = x + addmm(bias, attended, weight)
+        if not pre:
+            x = norm(x, *self.norm2)
+        # Feed-forward.
+        h = norm(x, *self.norm3) if pre else x
+        bias, weight = self.w_1
+        hidden = self.activation(addmm(bias, h, weight))
+        bias, weight = self.w_2
+        x = x + addmm(bias, hidden, weight)
+        if not pre:
+            x = norm(x, *self.norm3)
+        return x, kv
 
 
 class IncrementalDecoder:
@@ -282,7 +296,7 @@ class IncrementalDecoder:
             self.layers = [_StepLayer(layer) for layer in decoder.decoders]
             self.output_w = decoder.output_layer.weight.t().contiguous()
             self.output_b = decoder.output_layer.bias
-        self.embedding, self.positions = decoder.embed[0], decoder.embed[1]
+        self.embedding, self.positions = decoder.embed[0].weight, decoder.embed[1]
         norm = decoder.after_norm
         self.after_norm = None if norm is None else (norm.normalized_shape, norm.weight,
                                                      norm.bias, norm.eps)
@@ -305,13 +319,13 @@ class IncrementalDecoder:
         ``memory_mask`` is a bool keep-mask ``(N, 1, T)`` or None. Gives what
         :meth:`TransformerDecoder.forward_one_step` gives for the whole prefix.
         """
-        x = self.positions(self.embedding(tokens.clamp(min=0)[:, None]), offset=position)[:, 0]
+        x = torch.embedding(self.embedding, tokens.clamp(min=0))
+        x = x * self.positions.xscale + self.positions.encoding(position, x)
         mask = None if memory_mask is None else memory_mask.unsqueeze(1)
         new_cache: list[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
             x, kv = layer.step(x, None if cache is None else cache[i], memory_kv[i], mask)
             new_cache.append(kv)
         if self.after_norm is not None:
-            shape, weight, bias, eps = self.after_norm
-            x = F.layer_norm(x, shape, weight, bias, eps=eps)
+            x = torch.layer_norm(x, *self.after_norm)
         return torch.log_softmax(torch.addmm(self.output_b, x, self.output_w), dim=-1), new_cache

@@ -77,6 +77,14 @@ def _end_detected(hyps: list[Hypothesis], step: int, window: int = 3,
     return count == window
 
 
+def _chosen(values: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    """Per-candidate ``values`` ``(U * beam, K)`` at the top-k picks ``flat`` ``(U, beam)``.
+
+    ``flat`` indexes each utterance's ``beam * K`` candidates; returns ``(U * beam,)``.
+    """
+    return values.reshape(flat.shape[0], -1).gather(1, flat).view(-1)
+
+
 class BeamSearch:
     """Joint CTC/attention (or pure CTC prefix) beam search.
 
@@ -237,9 +245,12 @@ class BeamSearch:
             stepper = model.decoder.incremental()
 
         num_tokens = 0
+        base = torch.empty(0)
         while active:
             num_active = len(active)
-            cand, cand_scores, att_logp, new_cache, ctc_psi = self._expand(
+            if base.shape[0] != num_active:  # first row of each utterance's beam
+                base = torch.arange(num_active, device=device)[:, None] * beam
+            cand, cand_scores, att_cand, new_cache, ctc_psi = self._expand(
                 ys, memory, memory_mask, cache, memory_kv, stepper, scorer, ctc_state, vocab,
                 eos, blank,
             )
@@ -253,10 +264,8 @@ class BeamSearch:
                 total.masked_fill_((cand == eos) & no_eos[:, None], _NEG_INF)
 
             best, flat = total.view(num_active, beam * width).topk(beam, dim=1)
-            base = torch.arange(num_active, device=device)[:, None] * beam
             parent = (base + flat // width).view(-1)
-            col = (flat % width).view(-1)
-            token = cand[parent, col]
+            token = _chosen(cand, flat)
             best = best.view(-1)
             alive = torch.isfinite(best)
             finished = alive & (token == eos)
@@ -268,18 +277,19 @@ class BeamSearch:
                 cut = running & at_maxlen  # ends with maxlen tokens; its eos is not scored
                 running = running & ~at_maxlen
 
-            att_sum = att_sum[parent]
-            if att_logp is not None:
-                att_sum = att_sum + att_logp[parent, token]
-            new_psi = ctc_psi[parent, col] if ctc_psi is not None else None
-            self._collect(ended, active, finished, ys[parent], best, att_sum, new_psi)
+            att_sum = att_sum.index_select(0, parent)
+            if att_cand is not None:
+                att_sum = att_sum + _chosen(att_cand, flat)
+            new_psi = _chosen(ctc_psi, flat) if ctc_psi is not None else None
+            ys = ys.index_select(0, parent)
+            self._collect(ended, active, finished, ys, best, att_sum, new_psi)
             if cut is not None and bool(cut.any()):
-                grown = torch.cat([ys[parent], token[:, None]], dim=1)
+                grown = torch.cat([ys, token[:, None]], dim=1)
                 self._collect(ended, active, cut, grown, best, att_sum, new_psi)
 
             score = best.masked_fill(~running, _NEG_INF)
             safe_token = token.masked_fill(~running, filler)
-            ys = torch.cat([ys[parent], safe_token[:, None]], dim=1)
+            ys = torch.cat([ys, safe_token[:, None]], dim=1)
             if new_cache is not None:
                 cache = [c.index_select(0, parent) for c in new_cache]
             if scorer is not None and ctc_state is not None and new_psi is not None:
@@ -334,12 +344,12 @@ class BeamSearch:
     ]:
         """Candidate tokens ``(N, K)`` and their weighted score increments ``(N, K)``.
 
-        Also returns the decoder log-probabilities ``(N, V)``, the decoder's new cache
-        and the CTC prefix scores ``(N, K)`` of the candidates (None when unused).
+        Also returns the candidates' decoder log-probabilities ``(N, K)``, the decoder's
+        new cache and the candidates' CTC prefix scores ``(N, K)`` (None when unused).
         """
         num_rows = ys.shape[0]
         device = ys.device
-        att_logp: torch.Tensor | None = None
+        att_cand: torch.Tensor | None = None
         new_cache: list[torch.Tensor] | None = None
         if self.uses_attention:
             decoder = self.model.decoder
@@ -364,13 +374,14 @@ class BeamSearch:
                 top = att_logp.topk(width, dim=1).indices
                 eos_col = torch.full((num_rows, 1), eos, dtype=torch.long, device=device)
                 cand = torch.cat([top, eos_col], dim=1)
-                cand_scores = (1.0 - self.ctc_weight) * att_logp.gather(1, cand)
+                att_cand = att_logp.gather(1, cand)
+                cand_scores = (1.0 - self.ctc_weight) * att_cand
                 cand_scores[:, -1].masked_fill_((top == eos).any(dim=1), _NEG_INF)
             else:  # attention only: the beam's best tokens are all that can survive
                 ranked = att_logp.clone()
                 ranked[:, blank] = _NEG_INF
                 cand = ranked.topk(min(self.beam_size, vocab - 1), dim=1).indices
-                cand_scores = att_logp.gather(1, cand)
+                att_cand = cand_scores = att_logp.gather(1, cand)
         else:
             cand = torch.arange(vocab, device=device)[None, :].expand(num_rows, vocab)
             cand_scores = torch.zeros(num_rows, vocab, device=device)
@@ -381,7 +392,7 @@ class BeamSearch:
             ctc_psi = scorer.score(ctc_state, None if full_vocab else cand)
             cand_scores = cand_scores + self.ctc_weight * (ctc_psi - ctc_state.log_psi[:, None])
         cand_scores = cand_scores.masked_fill(cand == blank, _NEG_INF)
-        return cand, cand_scores, att_logp, new_cache, ctc_psi
+        return cand, cand_scores, att_cand, new_cache, ctc_psi
 
     def _collect(
         self,
