@@ -15,6 +15,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ DEFAULT_THREADS = 2
 VOCAB_SIZE = 128
 SAMPLE_RATE = 16000
 PEER_TIMEOUT_S = 1800
+MATMUL_N = 2048  # side of the square matmul that measures a CPU's peak FLOP/s
 
 Seconds = float
 
@@ -144,6 +146,34 @@ def peer_model_spec(block: dict[str, Any], tokens: list[str]) -> dict[str, Any]:
     }
 
 
+def matmul_peak(threads: int, n: int = MATMUL_N, repeats: int = 5, dtype: Any = None,
+                device: str = "cpu") -> float:
+    """FLOP/s of an ``n``^3 matmul in ``dtype`` (fp32 when None), best of ``repeats``.
+
+    One untimed product first; on a GPU ``n`` is at least 8192.
+    """
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
+    torch.set_num_threads(threads)
+    if device != "cpu":
+        n = max(n, 8192)
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+
+    def once() -> float:
+        if device != "cpu":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device != "cpu":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    once()
+    return 2 * n**3 / min(once() for _ in range(repeats))
+
+
 def median_time(
     step: Callable[[], object], warmup: int, iterations: int
 ) -> dict[str, Any]:
@@ -192,6 +222,86 @@ def run_peer(script: str, request: dict[str, Any], timeout_s: float = PEER_TIMEO
         return json.loads(lines[-1])
     except json.JSONDecodeError:
         return {"unavailable": f"peer script {script} printed no JSON: {lines[-1][:200]}"}
+
+
+class PeerSession:
+    """A peer script kept running, so that its timed passes interleave with ours.
+
+    This machine's speed drifts by 10-15% over minutes; timing the two toolkits in
+    alternating passes, rather than one after the other, keeps the drift out of their
+    ratio. The script prints ``{"ready": true}``, answers each command line on its
+    stdin with one JSON line, and prints its result after ``{"finish": true}``.
+    Everything is answered with ``{"unavailable": why}`` once the peer cannot run.
+    """
+
+    def __init__(self, script: str, request: dict[str, Any],
+                 timeout_s: float = PEER_TIMEOUT_S) -> None:
+        self.script = script
+        self.unavailable: str | None = None
+        self.proc: subprocess.Popen[str] | None = None
+        if not PEER_PYTHON.exists():
+            self.unavailable = f"no peer venv at {PEER_PYTHON.parent.parent}; run `{SETUP_COMMAND}`"
+            return
+        work = Path(request["work_dir"])
+        request_file = work / f"{Path(script).stem}.request.json"
+        request_file.write_text(json.dumps(request))
+        env = {**os.environ, "OMP_NUM_THREADS": str(num_threads()), "PYTHONWARNINGS": "ignore"}
+        env.pop("VIRTUAL_ENV", None)
+        self.stderr = (work / f"{Path(script).stem}.stderr").open("w+")
+        self.proc = subprocess.Popen(
+            [str(PEER_PYTHON), str(PEER_DIR / script), str(request_file)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+            text=True, env=env, cwd=str(ROOT),
+        )
+        self.timer = threading.Timer(timeout_s, self._expire, args=(timeout_s,))
+        self.timer.start()
+        self._read()  # {"ready": true}
+
+    def _expire(self, timeout_s: float) -> None:
+        self.unavailable = f"peer script {self.script} ran past {timeout_s:.0f} s"
+        if self.proc is not None:
+            self.proc.kill()
+
+    def _read(self) -> dict[str, Any]:
+        """The peer's next JSON line (other output is skipped)."""
+        assert self.proc is not None and self.proc.stdout is not None
+        while self.unavailable is None:
+            line = self.proc.stdout.readline()
+            if not line:  # the peer exited
+                code = self.proc.wait()
+                self.stderr.seek(0)
+                tail = (self.stderr.read().strip().splitlines() or ["(no output)"])[-1]
+                self.unavailable = self.unavailable or (
+                    f"peer script {self.script} exited {code}: {tail}")
+                break
+            if line.startswith("{"):
+                try:
+                    return json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+        return {"unavailable": self.unavailable}
+
+    def ask(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Send one command; the peer's answer."""
+        if self.unavailable is not None or self.proc is None or self.proc.stdin is None:
+            return {"unavailable": self.unavailable}
+        try:
+            self.proc.stdin.write(json.dumps(command) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # _read reports how the peer ended
+        return self._read()
+
+    def finish(self) -> dict[str, Any]:
+        """Tell the peer to finish; its result, or ``{"unavailable": why}``."""
+        result = self.ask({"finish": True})
+        if self.proc is not None:
+            self.timer.cancel()
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            self.proc.wait()
+            self.stderr.close()
+        return result
 
 
 def metric(

@@ -13,8 +13,9 @@ spoken synthetic speech from ``espnet_data.synth.make_tiny_corpus``, its sentenc
 into utterances of about 8 s (``UTTERANCE_SECONDS``), the length the issue's ESPnet2
 figures were measured on. Each utterance
 is decoded alone (batch 1) after one untimed warm-up decode; each side makes
-``PASSES`` (3) timed passes over all utterances and reports the median pass (this
-machine's speed moves by 10-15% from one pass to the next). Ours is also timed in
+``PASSES`` (3) timed passes over all utterances and reports the median pass. The
+peer's process stays up (``PeerSession``) and its passes alternate with ours, because
+this machine's speed drifts by 10-15% over minutes. Ours is also timed in
 the batches espnet-infer's runner decodes (``greedy_rtf_batched``,
 ``beam_rtf_batched``): ``DynamicBatcher`` cuts length-sorted batches of at most
 ``BATCH_SECONDS`` (20) padded seconds, the recipe's CPU setting. ESPnet2's
@@ -48,12 +49,13 @@ import yaml
 from _harness import (
     SAMPLE_RATE,
     VOCAB_SIZE,
+    PeerSession,
+    matmul_peak,
     metric,
     model_block,
     num_threads,
     peer_model_spec,
     peer_value,
-    run_peer,
     token_list,
 )
 
@@ -139,12 +141,16 @@ def decode_batched(s2t: Any, utterances: list[np.ndarray]) -> dict[str, Any]:
 
 
 def measure_ours(
-    folder: Path, utterances: list[np.ndarray], enc_file: Path
+    folder: Path, utterances: list[np.ndarray], enc_file: Path, peer: PeerSession
 ) -> dict[str, Any]:
-    """Time both methods at batch 1 and in the runner's batches; save the encoder outputs."""
+    """Time both methods at batch 1 and in the runner's batches; save the encoder outputs.
+
+    Each of our batch-1 passes is followed by one of the peer's over the same audio.
+    """
     from espnet_infer import DecodeConfig, Speech2Text
     from espnet_model import count_parameters
     from espnet_model.host_memory import keep_freed_host_memory
+    from torch.utils.flop_counter import FlopCounterMode
 
     keep_freed_host_memory()  # as espnet-infer's workers do (keep_host_memory: true)
     torch.set_num_threads(num_threads())
@@ -170,17 +176,19 @@ def measure_ours(
             start = time.perf_counter()
             hyps = [decode(audio) for audio in utterances]
             pass_s.append(time.perf_counter() - start)
+            peer.ask({"pass": method})
         results[method] = {"decode_s": statistics.median(pass_s), "pass_s": pass_s,
                            "tokens": sum(len(h) for h in hyps), "hyps": hyps}
         batched = decode_batched(s2t, utterances)
         results[f"{method}_batched"] = {**batched, "same_as_batch_1": batched["hyps"] == hyps}
     assert s2t is not None and s2t.search is not None  # the last method is beam_search
-    with torch.inference_mode():
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         encs = [s2t.model.encode(torch.from_numpy(u)[None], torch.tensor([len(u)]))[0][0]
                 for u in utterances]
     np.savez(enc_file, **{f"u{i}": e.numpy() for i, e in enumerate(encs)})
     return {"methods": results, "parameters": parameters, "threads": torch.get_num_threads(),
-            "torch": torch.__version__}
+            "torch": torch.__version__, "encode_flops": counter.get_total_flops(),
+            "matmul_peak_flops": matmul_peak(num_threads())}
 
 
 def _headline(ours: dict[str, Any], peer: dict[str, Any], audio_s: float) -> dict[str, Any]:
@@ -197,6 +205,8 @@ def _headline(ours: dict[str, Any], peer: dict[str, Any], audio_s: float) -> dic
     batched = rtf(m["beam_search_batched"]["decode_s"])
     peer_greedy = rtf(peer_value(peer, "methods", "ctc_greedy", "decode_s"))
     peer_beam = rtf(peer_value(peer, "methods", "beam_search", "decode_s"))
+    # Roofline: the greedy RTF if every FLOP of ``encode`` ran at the fp32 matmul peak.
+    bound = ours["encode_flops"] / audio_s / ours["matmul_peak_flops"]
     search_hyps = peer_value(peer, "search_hyps")
     e2e_hyps = peer_value(peer, "methods", "beam_search", "hyps")
     return {
@@ -205,6 +215,11 @@ def _headline(ours: dict[str, Any], peer: dict[str, Any], audio_s: float) -> dic
         "greedy_speedup": ratio(peer_greedy, greedy),
         "greedy_rtf_batched": greedy_batched,
         "greedy_speedup_batched": ratio(peer_greedy, greedy_batched),
+        "encode_gflop_per_audio_s": ours["encode_flops"] / audio_s / 1e9,
+        "matmul_peak_gflops": ours["matmul_peak_flops"] / 1e9,
+        "greedy_rtf_bound": bound,
+        "greedy_mfu": ratio(bound, greedy),
+        "greedy_2x_needs_mfu": ratio(2 * bound, peer_greedy),
         "beam_rtf": beam,
         "peer_beam_rtf": peer_beam,
         "beam_speedup": ratio(peer_beam, beam),
@@ -229,8 +244,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         np.savez(audio_file, **{f"u{i}": u for i, u in enumerate(utterances)})
         weights = write_model_folder(work / "model", block, tokens)
         enc_file = work / "enc.npz"
-        ours = measure_ours(work / "model", utterances, enc_file)
-        peer = run_peer(
+        session = PeerSession(
             "decode_peer.py",
             {
                 "work_dir": tmp,
@@ -244,9 +258,10 @@ def run(quick: bool = False) -> dict[str, Any]:
                 "maxlenratio": MAXLENRATIO,
                 "threads": num_threads(),
                 "seed": SEED,
-                "passes": PASSES,
             },
         )
+        ours = measure_ours(work / "model", utterances, enc_file, session)
+        peer = session.finish()
     metrics = []
     for method in METHODS:
         ours_m = ours["methods"][method]
@@ -265,6 +280,15 @@ def run(quick: bool = False) -> dict[str, Any]:
     metrics.append(metric("RTF beam_search batched (ours) vs batch 1 (peer)", "wall s / audio s",
                           headline["beam_rtf_batched"], headline["peer_beam_rtf"],
                           higher_is_better=False))
+    metrics.append(metric("encode FLOPs per audio second", "GFLOP",
+                          headline["encode_gflop_per_audio_s"], None))
+    metrics.append(metric("fp32 matmul peak", "GFLOP/s", headline["matmul_peak_gflops"], None))
+    metrics.append(metric("greedy RTF if encode ran at that peak", "wall s / audio s",
+                          headline["greedy_rtf_bound"], None))
+    metrics.append(metric("greedy MFU (bound / RTF, batch 1)", "fraction",
+                          headline["greedy_mfu"], None))
+    metrics.append(metric("MFU that 2x the peer's greedy RTF needs", "fraction",
+                          headline["greedy_2x_needs_mfu"], None))
     return {
         **headline,
         "description": "decoding real-time factor, batch 1, random weights, synthetic speech",

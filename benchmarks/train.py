@@ -61,6 +61,7 @@ import numpy as np
 import torch
 from _harness import (
     SAMPLE_RATE,
+    matmul_peak,
     metric,
     num_threads,
     peer_model_spec,
@@ -77,7 +78,6 @@ TOKENS_PER_S = 10
 LR = 0.002
 CLIP = 5.0
 SEED = 0
-MATMUL_N = 2048
 
 MODEL: dict[str, Any] = {
     "frontend": "default",
@@ -108,19 +108,6 @@ def make_batch(path: Path, seed: int = SEED) -> dict[str, np.ndarray]:
     arrays = {"speech": speech, "speech_lengths": lengths, "text": text, "text_lengths": text_lengths}
     np.savez(path, **arrays)
     return arrays
-
-
-def matmul_peak(threads: int, n: int = MATMUL_N, repeats: int = 5, dtype: torch.dtype = torch.float32,
-                device: str = "cpu") -> float:
-    """FLOP/s of an ``n``^3 matmul in ``dtype``, best of ``repeats`` (after one warm-up)."""
-    torch.set_num_threads(threads)
-    if device != "cpu":
-        n = max(n, 8192)
-    a = torch.randn(n, n, dtype=dtype, device=device)
-    b = torch.randn(n, n, dtype=dtype, device=device)
-    torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b), device) for _ in range(repeats))
-    return 2 * n**3 / best
 
 
 def _sync(device: str) -> None:

@@ -7,11 +7,14 @@ Usage (in the peer venv; ``benchmarks/decode.py`` writes the request)::
 Writes an ESPnet2 experiment folder (``config.yaml`` from ``ASRTask``'s own parser
 defaults plus the request's model spec, the token list, and ``model.pth`` holding
 this project's random weights renamed to ESPnet2's keys), builds ``Speech2Text``
-from it, and decodes each utterance alone. ``ctc_greedy`` is ESPnet2's own
+from it, and decodes each utterance alone. It stays running: after one warm-up
+decode per method it prints ``{"ready": true}`` and then times one pass over all
+utterances for each ``{"pass": METHOD}`` line on stdin (so ``decode.py`` interleaves
+its passes with ours), until ``{"finish": true}``. ``ctc_greedy`` is ESPnet2's own
 ``encode`` + ``ctc.argmax`` (what its error calculator uses); ``beam_search`` is
 ``Speech2Text.__call__``. Then it runs ``Speech2Text.beam_search`` on *our* encoder
 outputs (``enc_file``) and returns its best hypotheses as ``search_hyps``, so the two
-searches are compared on identical inputs. Prints one JSON object.
+searches are compared on identical inputs, and prints the result as its last JSON line.
 """
 
 from __future__ import annotations
@@ -80,6 +83,39 @@ def search_on_encodings(s2t: Any, enc_file: str) -> list[list[int]]:
     return hyps
 
 
+def make_decoder(Speech2Text: Any, request: dict[str, Any], config_file: Path, model_file: Path,
+                 method: str) -> tuple[Any, Any]:
+    """``(decode(speech) -> token ids, Speech2Text)`` for ``method``."""
+    beam = method == "beam_search"
+    s2t = Speech2Text(
+        asr_train_config=str(config_file),
+        asr_model_file=str(model_file),
+        device="cpu",
+        beam_size=int(request["beam_size"]) if beam else 1,
+        ctc_weight=float(request["ctc_weight"]),
+        lm_weight=0.0,
+        penalty=0.0,
+        maxlenratio=float(request["maxlenratio"]),
+        minlenratio=0.0,
+        nbest=1,
+    )
+    model = s2t.asr_model
+
+    @torch.no_grad()
+    def decode(speech: torch.Tensor) -> list[int]:
+        if beam:  # a hypothesis cut at maxlen can end in a doubled eos: drop it
+            return [int(t) for t in s2t(speech)[0][2] if int(t) != model.eos]
+        enc, enc_lens = model.encode(speech.unsqueeze(0), torch.tensor([speech.numel()]))
+        ids = torch.unique_consecutive(model.ctc.argmax(enc)[0, : int(enc_lens[0])])
+        return [int(i) for i in ids if int(i) != 0]
+
+    return decode, s2t
+
+
+def reply(message: dict[str, Any]) -> None:
+    print(json.dumps(message), flush=True)
+
+
 def main(request_file: str) -> None:
     from espnet2.bin.asr_inference import Speech2Text
 
@@ -88,48 +124,35 @@ def main(request_file: str) -> None:
     config_file, model_file, weights_note = write_experiment(request, Path(request["work_dir"]) / "peer_exp")
     audio = np.load(request["audio_file"])
     utterances = [torch.from_numpy(audio[k]) for k in sorted(audio.files, key=lambda k: int(k[1:]))]
-    results: dict[str, Any] = {}
-    search_hyps: list[list[int]] | None = None
-    for method in request["methods"]:
-        beam = method == "beam_search"
-        s2t = Speech2Text(
-            asr_train_config=str(config_file),
-            asr_model_file=str(model_file),
-            device="cpu",
-            beam_size=int(request["beam_size"]) if beam else 1,
-            ctc_weight=float(request["ctc_weight"]),
-            lm_weight=0.0,
-            penalty=0.0,
-            maxlenratio=float(request["maxlenratio"]),
-            minlenratio=0.0,
-            nbest=1,
-        )
-        model = s2t.asr_model
-
-        @torch.no_grad()
-        def decode(
-            speech: torch.Tensor, s2t: Speech2Text = s2t, model: Any = model, beam: bool = beam
-        ) -> list[int]:
-            if beam:  # a hypothesis cut at maxlen can end in a doubled eos: drop it
-                return [int(t) for t in s2t(speech)[0][2] if int(t) != model.eos]
-            enc, enc_lens = model.encode(speech.unsqueeze(0), torch.tensor([speech.numel()]))
-            ids = torch.unique_consecutive(model.ctc.argmax(enc)[0, : int(enc_lens[0])])
-            return [int(i) for i in ids if int(i) != 0]
-
+    decoders = {method: make_decoder(Speech2Text, request, config_file, model_file, method)
+                for method in request["methods"]}
+    for decode, _ in decoders.values():
         decode(utterances[0])  # warm-up, not timed
-        pass_s: list[float] = []
-        for _ in range(int(request.get("passes", 1))):  # the median pass is reported
-            start = time.perf_counter()
-            hyps = [decode(speech) for speech in utterances]
-            pass_s.append(time.perf_counter() - start)
-        results[method] = {"decode_s": statistics.median(pass_s), "pass_s": pass_s,
-                           "tokens": sum(len(h) for h in hyps), "hyps": hyps}
-        if beam and request.get("enc_file"):
-            search_hyps = search_on_encodings(s2t, request["enc_file"])
+    reply({"ready": True})
+    passes: dict[str, list[float]] = {method: [] for method in decoders}
+    hyps: dict[str, list[list[int]]] = {}
+    for line in sys.stdin:  # {"pass": METHOD} times one pass; {"finish": true} ends
+        command = json.loads(line)
+        if "pass" not in command:
+            break
+        method = command["pass"]
+        start = time.perf_counter()
+        hyps[method] = [decoders[method][0](speech) for speech in utterances]
+        passes[method].append(time.perf_counter() - start)
+        reply({"seconds": passes[method][-1]})
+    results = {
+        method: {"decode_s": statistics.median(times), "pass_s": times,
+                 "tokens": sum(len(h) for h in hyps[method]), "hyps": hyps[method]}
+        for method, times in passes.items() if times
+    }
+    search_hyps = None
+    if "beam_search" in decoders and request.get("enc_file"):
+        search_hyps = search_on_encodings(decoders["beam_search"][1], request["enc_file"])
 
     import espnet
 
-    print(json.dumps({
+    model = next(iter(decoders.values()))[1].asr_model
+    reply({
         "methods": results,
         "search_hyps": search_hyps,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -137,7 +160,7 @@ def main(request_file: str) -> None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "espnet": espnet.__version__,
-    }))
+    })
 
 
 if __name__ == "__main__":
