@@ -40,12 +40,14 @@ def test_one_step_with_cache_matches_full_forward(normalize_before: bool) -> Non
 def test_incremental_step_matches_full_forward(normalize_before: bool) -> None:
     dec, memory, mem_lens, mem_mask, ys, full = _decoder_case(normalize_before)
     memory_kv = dec.memory_kv(memory)
+    stepper = dec.incremental()  # weights laid out once, as a search uses it
     cache = None
     for position in range(5):
-        logp, cache = dec.forward_incremental(ys[:, position], position, memory_kv, mem_mask, cache)
+        logp, cache = stepper.step(ys[:, position], position, memory_kv, mem_mask, cache)
         assert [tuple(c.shape) for c in cache] == [(3, 2, 2, position + 1, 8)] * 2
         torch.testing.assert_close(logp, full[:, position], atol=1e-5, rtol=1e-5)
-    # Rows reordered (a beam search's pruning): the cache follows its rows.
+    # Rows reordered (a beam search's pruning): the cache follows its rows. The
+    # one-call form builds its own stepper.
     order = torch.tensor([2, 0, 1])
     cache = [c[order] for c in cache]
     nxt = torch.randint(1, 11, (3, 1))
