@@ -241,6 +241,12 @@ class _StepLayer:
         )
         self.activation = torch.relu_ if isinstance(ff.activation, nn.ReLU) else ff.activation
 
+    def _pre(self, x: torch.Tensor, norm: tuple) -> torch.Tensor:
+        return torch.layer_norm(x, *norm) if self.pre_norm else x
+
+    def _post(self, x: torch.Tensor, norm: tuple) -> torch.Tensor:
+        return x if self.pre_norm else torch.layer_norm(x, *norm)
+
     def step(
         self,
         x: torch.Tensor,
@@ -248,37 +254,26 @@ class _StepLayer:
         memory_kv: tuple[torch.Tensor, torch.Tensor],
         memory_mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        rows, heads, d_k, pre = x.shape[0], self.heads, self.d_k, self.pre_norm
-        norm, addmm, attention = torch.layer_norm, torch.addmm, F.scaled_dot_product_attention
-
+        rows, heads, d_k = x.shape[0], self.heads, self.d_k
+        attention = F.scaled_dot_product_attention
         # Self-attention over the cached prefix plus this position.
-        h = norm(x, *self.norm1) if pre else x
-        bias, weight = self.qkv
-        qkv = addmm(bias, h, weight).view(rows, 3, heads, 1, d_k)
+        qkv = _affine(self.qkv, self._pre(x, self.norm1)).view(rows, 3, heads, 1, d_k)
         kv = qkv[:, 1:] if kv is None else torch.cat([kv, qkv[:, 1:]], dim=3)
         attended = attention(qkv[:, 0], kv[:, 0], kv[:, 1]).view(rows, -1)
-        bias, weight = self.self_out
-        x = x + addmm(bias, attended, weight)
-        if not pre:
-            x = norm(x, *self.norm1)
+        x = self._post(x + _affine(self.self_out, attended), self.norm1)
         # Source attention over the encoder memory.
-        h = norm(x, *self.norm2) if pre else x
-        bias, weight = self.src_q
-        q = addmm(bias, h, weight).view(rows, heads, 1, d_k)
+        q = _affine(self.src_q, self._pre(x, self.norm2)).view(rows, heads, 1, d_k)
         attended = attention(q, *memory_kv, attn_mask=memory_mask).view(rows, -1)
-        bias, weight = self.src_out
-        x = x + addmm(bias, attended, weight)
-        if not pre:
-            x = norm(x, *self.norm2)
+        x = self._post(x + _affine(self.src_out, attended), self.norm2)
         # Feed-forward.
-        h = norm(x, *self.norm3) if pre else x
-        bias, weight = self.w_1
-        hidden = self.activation(addmm(bias, h, weight))
-        bias, weight = self.w_2
-        x = x + addmm(bias, hidden, weight)
-        if not pre:
-            x = norm(x, *self.norm3)
-        return x, kv
+        hidden = self.activation(_affine(self.w_1, self._pre(x, self.norm3)))
+        return self._post(x + _affine(self.w_2, hidden), self.norm3), kv
+
+
+def _affine(params: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``bias + x @ weight`` for ``params = (bias, weight)``, the weight already transposed."""
+    bias, weight = params
+    return torch.addmm(bias, x, weight)
 
 
 class IncrementalDecoder:
