@@ -2,7 +2,7 @@
 
 Usage::
 
-    just bench train                                         # full run (~5 min on 2 cores)
+    just bench train                                         # full run (~6 min on 2 cores)
     uv run --locked python benchmarks/run.py train --quick   # smoke run (or BENCH_QUICK=1)
     bash benchmarks/peer/setup.sh                            # once: the ESPnet2 peer venv
 
@@ -21,8 +21,12 @@ utterances of 4-12 s (about 10 tokens per second of audio) is trained again and 
   the trainer's own cost shows as the difference.
 
 Each side runs in a fresh process on ``BENCH_THREADS`` (default 2) threads, so peak RSS
-(``ru_maxrss``) compares like with like. The figure is the median of 20 timed steps
-after 3 warm-up steps; throughput = audio seconds in the batch / median step.
+(``ru_maxrss``) compares like with like. The fp32 figures come from ``ROUNDS`` (3)
+alternating rounds, ours then the peer, each a fresh process with 3 warm-up and 7 timed
+steps: this machine's speed drifts by 10-15% over minutes, and alternating lets the
+drift reach both sides alike. The figure is the median of the pooled 21 timed steps
+(bf16: one process each, 20 steps after 3 warm-up); throughput = audio seconds in the
+batch / median step; peak RSS is the highest of the rounds.
 ``mfu`` = model FLOPs per step (forward + backward, counted by
 ``torch.utils.flop_counter``) / median step / the fp32 matmul peak (2048^3 on the same
 threads) measured in the same process (``bf16_mfu``: over the bf16 matmul peak, measured
@@ -75,6 +79,7 @@ BATCH = int(os.environ.get("BENCH_BATCH", "8"))
 DEVICE = os.environ.get("BENCH_DEVICE", "cpu")
 MIN_S, MAX_S = 4.0, 12.0
 TOKENS_PER_S = 10
+ROUNDS = 3  # fp32: alternating processes of ours and the peer, their steps pooled
 LR = 0.002
 CLIP = 5.0
 SEED = 0
@@ -240,23 +245,49 @@ def run_ours(work: str, batch_file: Path, precision: str, warmup: int, iteration
     return json.loads(lines[-1])
 
 
+def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several processes' runs: all timed steps pooled, the worst RSS."""
+    if len(runs) == 1 or any("unavailable" in r for r in runs):
+        return runs[0] if len(runs) == 1 else next(r for r in runs if "unavailable" in r)
+    result = {**runs[0], "rounds": len(runs), "iterations": sum(r["iterations"] for r in runs)}
+    for prefix in ("", "raw_"):
+        if f"{prefix}times_s" in result:
+            times = [t for r in runs for t in r[f"{prefix}times_s"]]
+            result[f"{prefix}times_s"] = times
+            result[f"{prefix}median_s"] = statistics.median(times)
+    result["min_s"], result["max_s"] = min(result["times_s"]), max(result["times_s"])
+    result["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    for key in ("matmul_peak_flops", "bf16_matmul_peak_flops"):  # the best measurement
+        values = [r[key] for r in runs if r.get(key)]
+        result[key] = max(values) if values else None
+    return result
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     warmup, iterations = (1, 3) if quick else (3, 20)
+    rounds = 1 if quick else ROUNDS
     with tempfile.TemporaryDirectory(prefix="bench-train-") as work:
         batch_file = Path(work) / "batch.npz"
         arrays = make_batch(batch_file)
         audio_seconds = float(arrays["speech_lengths"].sum()) / SAMPLE_RATE
-        ours = run_ours(work, batch_file, "32-true", warmup, iterations)
-        bf16 = run_ours(work, batch_file, "bf16-mixed", warmup, iterations)
         peer_request = {
             "work_dir": work, "batch_file": str(batch_file), "model": peer_model_spec(MODEL, token_list(VOCAB)),
             "threads": num_threads(), "lr": LR, "clip": CLIP, "seed": SEED,
-            "warmup": warmup, "iterations": iterations,
+            "warmup": warmup, "iterations": -(-iterations // rounds),
         }
-        peer = (run_peer("train_step_peer.py", peer_request) if DEVICE == "cpu" else
+        # fp32, the compared figure: rounds of ours then the peer, each a fresh process,
+        # so that the machine's drift (10-15% over minutes) reaches both sides alike.
+        ours_runs, peer_runs = [], []
+        for _ in range(rounds):
+            ours_runs.append(run_ours(work, batch_file, "32-true", warmup, -(-iterations // rounds)))
+            if DEVICE == "cpu" and not any("unavailable" in r for r in peer_runs):
+                peer_runs.append(run_peer("train_step_peer.py", peer_request))
+        ours = pooled(ours_runs)
+        peer = (pooled(peer_runs) if peer_runs else
                 {"unavailable": f"BENCH_DEVICE={DEVICE}: the ESPnet2 peer is measured on the CPU only"})
+        bf16 = run_ours(work, batch_file, "bf16-mixed", warmup, iterations)
         peer_bf16 = peer if "unavailable" in peer else run_peer(
-            "train_step_peer.py", {**peer_request, "autocast": "bf16"}
+            "train_step_peer.py", {**peer_request, "autocast": "bf16", "iterations": iterations}
         )
     if "unavailable" in peer:
         print(f"peer (ESPnet2) not measured: {peer['unavailable']}\n"
@@ -299,6 +330,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             "threads": num_threads(),
             "warmup": warmup,
             "iterations": iterations,
+            "fp32_rounds": rounds,
             "quick": quick,
         },
         "metrics": [
