@@ -146,6 +146,23 @@ def peer_model_spec(block: dict[str, Any], tokens: list[str]) -> dict[str, Any]:
     }
 
 
+def sync(device: str) -> None:
+    """Wait for the work queued on ``device`` (nothing to wait for on the CPU)."""
+    if device != "cpu":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: str = "cpu") -> Seconds:
+    """Wall time of ``fn()``, with ``device``'s queued work finished before and after."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
 def matmul_peak(threads: int, n: int = MATMUL_N, repeats: int = 5, dtype: Any = None,
                 device: str = "cpu") -> float:
     """FLOP/s of an ``n``^3 matmul in ``dtype`` (fp32 when None), best of ``repeats``.
@@ -160,18 +177,8 @@ def matmul_peak(threads: int, n: int = MATMUL_N, repeats: int = 5, dtype: Any = 
         n = max(n, 8192)
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
-
-    def once() -> float:
-        if device != "cpu":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        torch.mm(a, b)
-        if device != "cpu":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
-    once()
-    return 2 * n**3 / min(once() for _ in range(repeats))
+    torch.mm(a, b)
+    return 2 * n**3 / min(timed(lambda: torch.mm(a, b), device) for _ in range(repeats))
 
 
 def median_time(
@@ -195,17 +202,39 @@ def median_time(
     }
 
 
-def run_peer(script: str, request: dict[str, Any], timeout_s: float = PEER_TIMEOUT_S) -> dict[str, Any]:
-    """Run ``benchmarks/peer/<script>`` in the peer venv; its JSON, or ``{"unavailable": why}``."""
-    if not PEER_PYTHON.exists():
-        return {"unavailable": f"no peer venv at {PEER_PYTHON.parent.parent}; run `{SETUP_COMMAND}`"}
+def _peer_venv_missing() -> str | None:
+    """Why the peer cannot run (its venv is missing), or None."""
+    if PEER_PYTHON.exists():
+        return None
+    return f"no peer venv at {PEER_PYTHON.parent.parent}; run `{SETUP_COMMAND}`"
+
+
+def _peer_command(script: str, request: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """Command line and environment that run ``benchmarks/peer/<script>`` on ``request``.
+
+    The request is written as JSON into its ``work_dir``.
+    """
     request_file = Path(request["work_dir"]) / f"{Path(script).stem}.request.json"
     request_file.write_text(json.dumps(request))
     env = {**os.environ, "OMP_NUM_THREADS": str(num_threads()), "PYTHONWARNINGS": "ignore"}
     env.pop("VIRTUAL_ENV", None)
+    return [str(PEER_PYTHON), str(PEER_DIR / script), str(request_file)], env
+
+
+def _exit_reason(script: str, code: int, stderr: str) -> str:
+    tail = (stderr.strip().splitlines() or ["(no output)"])[-1]
+    return f"peer script {script} exited {code}: {tail}"
+
+
+def run_peer(script: str, request: dict[str, Any], timeout_s: float = PEER_TIMEOUT_S) -> dict[str, Any]:
+    """Run ``benchmarks/peer/<script>`` in the peer venv; its JSON, or ``{"unavailable": why}``."""
+    missing = _peer_venv_missing()
+    if missing:
+        return {"unavailable": missing}
+    command, env = _peer_command(script, request)
     try:
         proc = subprocess.run(
-            [str(PEER_PYTHON), str(PEER_DIR / script), str(request_file)],
+            command,
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -216,8 +245,7 @@ def run_peer(script: str, request: dict[str, Any], timeout_s: float = PEER_TIMEO
         return {"unavailable": f"peer script {script} ran past {timeout_s:.0f} s"}
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"unavailable": f"peer script {script} exited {proc.returncode}: {tail}"}
+        return {"unavailable": _exit_reason(script, proc.returncode, proc.stderr)}
     try:
         return json.loads(lines[-1])
     except json.JSONDecodeError:
@@ -239,17 +267,13 @@ class PeerSession:
         self.script = script
         self.unavailable: str | None = None
         self.proc: subprocess.Popen[str] | None = None
-        if not PEER_PYTHON.exists():
-            self.unavailable = f"no peer venv at {PEER_PYTHON.parent.parent}; run `{SETUP_COMMAND}`"
+        self.unavailable = _peer_venv_missing()
+        if self.unavailable:
             return
-        work = Path(request["work_dir"])
-        request_file = work / f"{Path(script).stem}.request.json"
-        request_file.write_text(json.dumps(request))
-        env = {**os.environ, "OMP_NUM_THREADS": str(num_threads()), "PYTHONWARNINGS": "ignore"}
-        env.pop("VIRTUAL_ENV", None)
-        self.stderr = (work / f"{Path(script).stem}.stderr").open("w+")
+        command, env = _peer_command(script, request)
+        self.stderr = (Path(request["work_dir"]) / f"{Path(script).stem}.stderr").open("w+")
         self.proc = subprocess.Popen(
-            [str(PEER_PYTHON), str(PEER_DIR / script), str(request_file)],
+            command,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
             text=True, env=env, cwd=str(ROOT),
         )
@@ -270,9 +294,8 @@ class PeerSession:
             if not line:  # the peer exited
                 code = self.proc.wait()
                 self.stderr.seek(0)
-                tail = (self.stderr.read().strip().splitlines() or ["(no output)"])[-1]
-                self.unavailable = self.unavailable or (
-                    f"peer script {self.script} exited {code}: {tail}")
+                self.unavailable = self.unavailable or _exit_reason(
+                    self.script, code, self.stderr.read())
                 break
             if line.startswith("{"):
                 try:

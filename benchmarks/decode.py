@@ -51,6 +51,7 @@ from _harness import (
     VOCAB_SIZE,
     PeerSession,
     matmul_peak,
+    median_time,
     metric,
     model_block,
     num_threads,
@@ -124,19 +125,19 @@ def decode_batched(s2t: Any, utterances: list[np.ndarray]) -> dict[str, Any]:
     samples = [{"index": i, "duration": len(u) / SAMPLE_RATE} for i, u in enumerate(utterances)]
     hyps: dict[int, list[int]] = {}
     sizes: list[int] = []
-    pass_s: list[float] = []
-    for _ in range(PASSES):
-        sizes = []
-        start = time.perf_counter()
+
+    def one_pass() -> None:
+        sizes.clear()
         for group in batcher(samples):
             index = [s["index"] for s in group]
             speech = pad_sequences([utterances[i] for i in index], 0.0)
             lengths = torch.tensor([len(utterances[i]) for i in index])
             hyps.update(zip(index, s2t.token_ids(speech, lengths), strict=True))
             sizes.append(len(index))
-        pass_s.append(time.perf_counter() - start)
+
+    timing = median_time(one_pass, warmup=0, iterations=PASSES)
     ordered = [hyps[i] for i in range(len(utterances))]
-    return {"decode_s": statistics.median(pass_s), "pass_s": pass_s,
+    return {"decode_s": timing["median_s"], "pass_s": timing["times_s"],
             "tokens": sum(len(h) for h in ordered), "hyps": ordered, "batch_sizes": sizes}
 
 

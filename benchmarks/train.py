@@ -71,6 +71,7 @@ from _harness import (
     peer_model_spec,
     peer_value,
     run_peer,
+    sync,
     token_list,
 )
 
@@ -115,19 +116,6 @@ def make_batch(path: Path, seed: int = SEED) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _sync(device: str) -> None:
-    if device != "cpu":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn: Any, device: str = "cpu") -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
-
-
 def measure_ours(request: dict[str, Any]) -> dict[str, Any]:
     """Runs in a fresh process (``--worker``): our trainer on the batch; JSON-able figures."""
     import lightning as L
@@ -164,11 +152,11 @@ def measure_ours(request: dict[str, Any]) -> dict[str, Any]:
 
     class _Timer(L.Callback):
         def on_train_batch_start(self, *args: Any) -> None:
-            _sync(device)
+            sync(device)
             self.start = time.perf_counter()
 
         def on_train_batch_end(self, *args: Any) -> None:
-            _sync(device)
+            sync(device)
             times.append(time.perf_counter() - self.start)
 
     optim = OptimConfig(name="adam", lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, scheduler="constant")
@@ -216,7 +204,7 @@ def _raw_step_times(
     bf16 = precision.startswith("bf16")
 
     def step() -> float:
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu" if device == "cpu" else "cuda", dtype=torch.bfloat16, enabled=bf16):
@@ -224,7 +212,7 @@ def _raw_step_times(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
         optimizer.step()
-        _sync(device)
+        sync(device)
         return time.perf_counter() - start
 
     return [step() for _ in range(warmup + iterations)][warmup:]

@@ -226,18 +226,14 @@ class _StepLayer:
         attn, src, ff = layer.self_attn, layer.src_attn, layer.feed_forward
         self.heads, self.d_k = attn.h, attn.d_k
         self.pre_norm = layer.normalize_before
-        self.norm1, self.norm2, self.norm3 = (
-            (n.normalized_shape, n.weight, n.bias, n.eps)
-            for n in (layer.norm1, layer.norm2, layer.norm3)
-        )
+        self.norm1, self.norm2, self.norm3 = map(_norm_params, (layer.norm1, layer.norm2, layer.norm3))
         projections = (attn.linear_q, attn.linear_k, attn.linear_v)
         self.qkv = (
             torch.cat([p.bias for p in projections]),
             torch.cat([p.weight for p in projections]).t().contiguous(),
         )
-        self.self_out, self.src_q, self.src_out, self.w_1, self.w_2 = (
-            (module.bias, module.weight.t().contiguous())
-            for module in (attn.linear_out, src.linear_q, src.linear_out, ff.w_1, ff.w_2)
+        self.self_out, self.src_q, self.src_out, self.w_1, self.w_2 = map(
+            _affine_params, (attn.linear_out, src.linear_q, src.linear_out, ff.w_1, ff.w_2)
         )
         self.activation = torch.relu_ if isinstance(ff.activation, nn.ReLU) else ff.activation
 
@@ -270,6 +266,16 @@ class _StepLayer:
         return self._post(x + _affine(self.w_2, hidden), self.norm3), kv
 
 
+def _norm_params(norm: nn.LayerNorm) -> tuple:
+    """The arguments after the input of ``torch.layer_norm`` for ``norm``."""
+    return norm.normalized_shape, norm.weight, norm.bias, norm.eps
+
+
+def _affine_params(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(bias, weight transposed)`` of ``linear``, for :func:`_affine`."""
+    return linear.bias, linear.weight.t().contiguous()
+
+
 def _affine(params: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """``bias + x @ weight`` for ``params = (bias, weight)``, the weight already transposed."""
     bias, weight = params
@@ -289,12 +295,10 @@ class IncrementalDecoder:
     def __init__(self, decoder: TransformerDecoder) -> None:
         with torch.no_grad():
             self.layers = [_StepLayer(layer) for layer in decoder.decoders]
-            self.output_w = decoder.output_layer.weight.t().contiguous()
-            self.output_b = decoder.output_layer.bias
+            self.output = _affine_params(decoder.output_layer)
         self.embedding, self.positions = decoder.embed[0].weight, decoder.embed[1]
         norm = decoder.after_norm
-        self.after_norm = None if norm is None else (norm.normalized_shape, norm.weight,
-                                                     norm.bias, norm.eps)
+        self.after_norm = None if norm is None else _norm_params(norm)
 
     def step(
         self,
@@ -323,4 +327,4 @@ class IncrementalDecoder:
             new_cache.append(kv)
         if self.after_norm is not None:
             x = torch.layer_norm(x, *self.after_norm)
-        return torch.log_softmax(torch.addmm(self.output_b, x, self.output_w), dim=-1), new_cache
+        return torch.log_softmax(_affine(self.output, x), dim=-1), new_cache

@@ -26,7 +26,7 @@ RAGGED_PADDING = 0.2
 """On a CPU, a batch with more than this fraction of padded frames is convolved one
 utterance at a time: the convolutions (a quarter of a training step) then skip the
 padding. Measured on issue 4's benchmark batch (8 random 4-12 s utterances, 29%
-padding): a training step 1.12x faster. Length-sorted batches (``DynamicBatcher``)
+padding): a training step 1.11x faster. Length-sorted batches (``DynamicBatcher``)
 stay below it and are convolved whole."""
 _STAGES: dict[str, tuple[tuple[int, int], ...]] = {
     "conv2d": ((3, 2), (3, 2)),
