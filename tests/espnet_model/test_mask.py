@@ -1,7 +1,14 @@
 from __future__ import annotations
 
 import torch
-from espnet_model.mask import make_non_pad_mask, make_pad_mask, subsequent_mask, target_mask
+from espnet_model.mask import (
+    encoder_masks,
+    make_non_pad_mask,
+    make_pad_mask,
+    subsequent_mask,
+    target_mask,
+    zero_padded,
+)
 
 
 def test_pad_mask() -> None:
@@ -21,3 +28,16 @@ def test_subsequent_and_target_mask() -> None:
     assert m.shape == (2, 3, 3)
     assert m[0, 2].tolist() == [True, True, False]
     assert m[1, 2].tolist() == [True, True, True]
+
+
+def test_encoder_masks_are_none_without_padding() -> None:
+    assert encoder_masks(torch.tensor([4]), 4) == (None, None)
+    assert encoder_masks(torch.tensor([4, 4]), 4) == (None, None)
+    mask, pad_mask = encoder_masks(torch.tensor([4, 2]), 4)
+    assert mask is not None and pad_mask is not None
+    assert mask.shape == (2, 1, 4) and pad_mask.shape == (2, 4, 1)
+    assert mask[1, 0].tolist() == [True, True, False, False]
+    assert (pad_mask.squeeze(-1) == ~mask.squeeze(1)).all()
+    x = torch.ones(2, 4, 3)
+    assert zero_padded(x, None) is x
+    assert zero_padded(x, pad_mask)[1].sum(-1).tolist() == [3.0, 3.0, 0.0, 0.0]

@@ -37,3 +37,23 @@ def target_mask(ys_lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """``(B, L, L)`` decoder self-attention keep-mask: causal and not padded."""
     keep = make_non_pad_mask(ys_lengths, max_len).unsqueeze(1)  # (B, 1, L)
     return keep & subsequent_mask(max_len, ys_lengths.device).unsqueeze(0)
+
+
+def encoder_masks(
+    lengths: torch.Tensor, max_len: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Encoder masks: attention keep-mask ``(B, 1, T)`` and conv pad mask ``(B, T, 1)``.
+
+    Both are ``None`` when no frame is padded (every length is ``max_len``, as in a
+    batch of one) and ``lengths`` is on the CPU: the modules then skip masking, which
+    is the same result with less work. (On a GPU, checking would wait for the device.)
+    """
+    if lengths.device.type == "cpu" and bool((lengths >= max_len).all()):
+        return None, None
+    keep = make_non_pad_mask(lengths, max_len)
+    return keep.unsqueeze(1), ~keep.unsqueeze(-1)
+
+
+def zero_padded(x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
+    """``x`` with padded frames (``pad_mask`` ``True``) set to 0; ``x`` itself if no mask."""
+    return x if pad_mask is None else x.masked_fill(pad_mask, 0.0)

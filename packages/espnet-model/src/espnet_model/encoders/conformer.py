@@ -14,6 +14,7 @@ from espnet_model.attention import (
     RelPositionMultiHeadedAttention,
     is_legacy_rel_pos,
 )
+from espnet_model.conv1d import DepthwiseConv1d, PointwiseConv1d
 from espnet_model.dropout import Dropout
 from espnet_model.feedforward import (
     Activation,
@@ -21,22 +22,8 @@ from espnet_model.feedforward import (
     layer_norm,
     make_activation,
 )
-from espnet_model.mask import make_non_pad_mask
+from espnet_model.mask import encoder_masks, zero_padded
 from espnet_model.subsampling import Conv2dSubsampling, InputLayer
-
-
-class PointwiseConv1d(nn.Conv1d):
-    """``Conv1d(kernel_size=1)`` applied to ``(B, T, C)`` as a matrix product.
-
-    The weight has ESPnet's ``(out, in, 1)`` shape, so checkpoints load as-is, while
-    the forward pass is one ``F.linear`` on channels-last input (no transposes).
-    """
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(in_channels, out_channels, kernel_size=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, self.weight.squeeze(-1), self.bias)
 
 
 class ConvolutionModule(nn.Module):
@@ -53,9 +40,7 @@ class ConvolutionModule(nn.Module):
                 f"encoder_conf.cnn_module_kernel={kernel_size} must be odd (e.g. {kernel_size + 1})"
             )
         self.pointwise_conv1 = PointwiseConv1d(channels, 2 * channels)
-        self.depthwise_conv = nn.Conv1d(
-            channels, channels, kernel_size, padding=(kernel_size - 1) // 2, groups=channels
-        )
+        self.depthwise_conv = DepthwiseConv1d(channels, kernel_size)
         self.norm = nn.BatchNorm1d(channels)
         self.activation = make_activation(activation)
         self.pointwise_conv2 = PointwiseConv1d(channels, channels)
@@ -63,10 +48,8 @@ class ConvolutionModule(nn.Module):
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
         """``x`` ``(B, T, C)``; ``pad_mask`` ``(B, T, 1)`` bool, ``True`` on padding."""
         x = nn.functional.glu(self.pointwise_conv1(x), dim=-1)
-        if pad_mask is not None:
-            x = x.masked_fill(pad_mask, 0.0)
-        x = self.depthwise_conv(x.transpose(1, 2))
-        x = self.activation(self.norm(x))
+        x = self.depthwise_conv(zero_padded(x, pad_mask))
+        x = self.activation(self.norm(x.transpose(1, 2)))  # (B, C, T)
         return self.pointwise_conv2(x.transpose(1, 2))
 
 
@@ -116,8 +99,8 @@ class ConformerBlock(nn.Module):
         self,
         x: torch.Tensor,
         pos_emb: torch.Tensor,
-        mask: torch.Tensor,
-        pad_mask: torch.Tensor,
+        mask: torch.Tensor | None,
+        pad_mask: torch.Tensor | None,
     ) -> torch.Tensor:
         if self.feed_forward_macaron is not None and self.norm_ff_macaron is not None:
             x = x + self.ff_scale * self.dropout(self.feed_forward_macaron(self.norm_ff_macaron(x)))
@@ -214,9 +197,7 @@ class ConformerEncoder(nn.Module):
         """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths."""
         x, out_lengths = self.embed(xs, lengths)
         x, pos_emb = self.pos_enc(x)
-        keep = make_non_pad_mask(out_lengths, x.size(1))
-        mask = keep.unsqueeze(1)  # (B, 1, T') for attention
-        pad_mask = ~keep.unsqueeze(-1)  # (B, T', 1) for the conv module
+        mask, pad_mask = encoder_masks(out_lengths, x.size(1))
         for block in self.encoders:
             x = block(x, pos_emb, mask, pad_mask)
         return self.after_norm(x), out_lengths

@@ -19,9 +19,10 @@ from espnet_model.attention import (
     RelPositionMultiHeadedAttention,
     is_legacy_rel_pos,
 )
+from espnet_model.conv1d import DepthwiseConv1d
 from espnet_model.dropout import Dropout
 from espnet_model.feedforward import Activation, PositionwiseFeedForward, layer_norm
-from espnet_model.mask import make_non_pad_mask
+from espnet_model.mask import encoder_masks, zero_padded
 from espnet_model.subsampling import Conv2dSubsampling, InputLayer
 
 
@@ -37,13 +38,13 @@ class ConvolutionalSpatialGatingUnit(nn.Module):
         super().__init__()
         half = linear_units // 2
         self.norm = layer_norm(half)
-        self.conv = nn.Conv1d(half, half, kernel_size, padding=(kernel_size - 1) // 2, groups=half)
+        self.conv = DepthwiseConv1d(half, kernel_size)
         self.dropout = Dropout(dropout_rate)
 
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
         x_r, x_g = x.chunk(2, dim=-1)
-        x_g = self.norm(x_g).masked_fill(pad_mask, 0.0)
-        x_g = self.conv(x_g.transpose(1, 2)).transpose(1, 2)
+        x_g = zero_padded(self.norm(x_g), pad_mask)
+        x_g = self.conv(x_g)
         return self.dropout(x_r * x_g)
 
 
@@ -59,7 +60,7 @@ class ConvolutionalGatingMLP(nn.Module):
         self.csgu = ConvolutionalSpatialGatingUnit(linear_units, kernel_size, dropout_rate)
         self.channel_proj2 = nn.Linear(linear_units // 2, size)
 
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
         return self.channel_proj2(self.csgu(self.channel_proj1(x), pad_mask))
 
 
@@ -108,18 +109,16 @@ class EBranchformerBlock(nn.Module):
         self.norm_mha = layer_norm(size)
         self.norm_mlp = layer_norm(size)
         self.norm_final = layer_norm(size)
-        self.depthwise_conv_fusion = nn.Conv1d(
-            2 * size,
-            2 * size,
-            merge_conv_kernel,
-            padding=(merge_conv_kernel - 1) // 2,
-            groups=2 * size,
-        )
+        self.depthwise_conv_fusion = DepthwiseConv1d(2 * size, merge_conv_kernel)
         self.merge_proj = nn.Linear(2 * size, size)
         self.dropout = Dropout(dropout_rate)
 
     def forward(
-        self, x: torch.Tensor, pos_emb: torch.Tensor, mask: torch.Tensor, pad_mask: torch.Tensor
+        self,
+        x: torch.Tensor,
+        pos_emb: torch.Tensor,
+        mask: torch.Tensor | None,
+        pad_mask: torch.Tensor | None,
     ) -> torch.Tensor:
         if self.feed_forward_macaron is not None and self.norm_ff_macaron is not None:
             x = x + self.ff_scale * self.dropout(self.feed_forward_macaron(self.norm_ff_macaron(x)))
@@ -127,8 +126,8 @@ class EBranchformerBlock(nn.Module):
         x1 = self.dropout(self.attn(h, h, h, pos_emb, mask))
         x2 = self.dropout(self.cgmlp(self.norm_mlp(x), pad_mask))
         merged = torch.cat([x1, x2], dim=-1)
-        fused = self.depthwise_conv_fusion(merged.masked_fill(pad_mask, 0.0).transpose(1, 2))
-        x = x + self.dropout(self.merge_proj(merged + fused.transpose(1, 2)))
+        fused = self.depthwise_conv_fusion(zero_padded(merged, pad_mask))
+        x = x + self.dropout(self.merge_proj(merged + fused))
         if self.feed_forward is not None and self.norm_ff is not None:
             x = x + self.ff_scale * self.dropout(self.feed_forward(self.norm_ff(x)))
         return self.norm_final(x)
@@ -215,8 +214,7 @@ class EBranchformerEncoder(nn.Module):
         """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths."""
         x, out_lengths = self.embed(xs, lengths)
         x, pos_emb = self.pos_enc(x)
-        keep = make_non_pad_mask(out_lengths, x.size(1))
-        mask, pad_mask = keep.unsqueeze(1), ~keep.unsqueeze(-1)
+        mask, pad_mask = encoder_masks(out_lengths, x.size(1))
         for block in self.encoders:
             x = block(x, pos_emb, mask, pad_mask)
         return self.after_norm(x), out_lengths

@@ -8,7 +8,7 @@ from torch import nn
 from espnet_model.attention import MultiHeadedAttention, PositionalEncoding
 from espnet_model.dropout import Dropout
 from espnet_model.feedforward import PositionwiseFeedForward, layer_norm
-from espnet_model.mask import make_non_pad_mask
+from espnet_model.mask import encoder_masks
 from espnet_model.subsampling import Conv2dSubsampling, InputLayer
 
 
@@ -32,7 +32,7 @@ class TransformerEncoderLayer(nn.Module):
         self.dropout = Dropout(dropout_rate)
         self.normalize_before = normalize_before
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         residual = x
         if self.normalize_before:
             x = self.norm1(x)
@@ -101,7 +101,7 @@ class TransformerEncoder(nn.Module):
         """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths."""
         x, out_lengths = self.embed(xs, lengths)
         x = self.pos_enc(x)
-        mask = make_non_pad_mask(out_lengths, x.size(1)).unsqueeze(1)  # (B, 1, T')
+        mask, _ = encoder_masks(out_lengths, x.size(1))  # (B, 1, T') or None
         for layer in self.encoders:
             x = layer(x, mask)
         if self.after_norm is not None:
