@@ -62,7 +62,7 @@ def test_ragged_batch_is_convolved_per_utterance_with_the_same_result(
         return out.detach().masked_fill(~valid, 0.0), [p.grad.clone() for p in sub.parameters()]
 
     ragged, ragged_grads = run()
-    monkeypatch.setattr("espnet_model.subsampling.RAGGED_PADDING", 1.0)  # whole batch
+    monkeypatch.setattr("espnet_model.packed.RAGGED_PADDING", 1.0)  # whole batch
     whole, whole_grads = run()
     assert ragged.shape == whole.shape
     torch.testing.assert_close(ragged, whole, atol=1e-5, rtol=1e-5)

@@ -252,19 +252,57 @@ class RelPositionMultiHeadedAttention(MultiHeadedAttention):
         q = self._heads(self.linear_q(query))
         k = self._heads(self.linear_k(key))
         v = self._heads(self.linear_v(value))
-        p = (
-            self.linear_pos(pos_emb).view(1, -1, self.h, self.d_k).permute(0, 2, 3, 1)
-        )  # (1,H,dk,2T-1)
+        return self._merge(self._attend_relative(q, k, v, self._positions(pos_emb), mask))
+
+    def forward_packed(
+        self, x: torch.Tensor, pos_emb: torch.Tensor, lengths: list[int]
+    ) -> torch.Tensor:
+        """Self-attention within each utterance of packed frames (``espnet_model.packed``).
+
+        ``x`` ``(N, D)`` holds utterances of ``lengths`` frames one after another;
+        ``pos_emb`` ``(1, 2T-1, D)`` is the padded batch's (``T >= max(lengths)``).
+        Equals :meth:`forward` on the padded batch with its padding masked, on valid
+        frames. Projections run once over all ``N`` frames; scores per utterance.
+        """
+        if self.shift is not rel_shift:
+            raise ValueError("forward_packed needs rel_pos_type: latest (not legacy)")
+        n_frames = x.size(0)
+        q, k, v = (
+            layer(x).view(n_frames, self.h, self.d_k)
+            for layer in (self.linear_q, self.linear_k, self.linear_v)
+        )
+        p = self._positions(pos_emb)
+        centre = (p.size(-1) - 1) // 2  # column of relative position 0
+        outs = []
+        for q_i, k_i, v_i in zip(q.split(lengths), k.split(lengths), v.split(lengths), strict=True):
+            n = q_i.size(0)
+            q_i, k_i, v_i = (t.unsqueeze(0).transpose(1, 2) for t in (q_i, k_i, v_i))
+            out = self._attend_relative(q_i, k_i, v_i, p[..., centre - n + 1 : centre + n], None)
+            outs.append(out[0].transpose(0, 1).reshape(n, self.h * self.d_k))
+        return self.linear_out(torch.cat(outs))
+
+    def _positions(self, pos_emb: torch.Tensor) -> torch.Tensor:
+        """``(1, P, D)`` position embeddings -> per-head keys ``(1, H, d_k, P)``."""
+        return self.linear_pos(pos_emb).view(1, -1, self.h, self.d_k).permute(0, 2, 3, 1)
+
+    def _attend_relative(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        p: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Heads ``(B, H, T, d_k)`` with position keys ``p`` -> ``(B, H, T, d_k)``."""
         scale = 1.0 / math.sqrt(self.d_k)
         q_v = (q + self.pos_bias_v.unsqueeze(1)) * scale
         bias = self.shift(torch.matmul(q_v, p))  # (B, H, T, T)
         if mask is not None:
             bias = bias.masked_fill(~mask.unsqueeze(1), float("-inf"))
-        out = F.scaled_dot_product_attention(
+        return F.scaled_dot_product_attention(
             q + self.pos_bias_u.unsqueeze(1),
             k,
             v,
             attn_mask=bias,
             dropout_p=self.dropout_rate if self.training else 0.0,
         )
-        return self._merge(out)

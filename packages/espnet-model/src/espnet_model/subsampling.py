@@ -19,15 +19,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from espnet_model._checks import check_choice
+from espnet_model.packed import is_ragged
 
 InputLayer = Literal["conv2d", "conv2d6", "conv2d8"]
 
-RAGGED_PADDING = 0.2
-"""On a CPU, a batch with more than this fraction of padded frames is convolved one
-utterance at a time: the convolutions (a quarter of a training step) then skip the
-padding. Measured on issue 4's benchmark batch (8 random 4-12 s utterances, 29%
-padding): a training step 1.11x faster. Length-sorted batches (``DynamicBatcher``)
-stay below it and are convolved whole."""
 _STAGES: dict[str, tuple[tuple[int, int], ...]] = {
     "conv2d": ((3, 2), (3, 2)),
     "conv2d6": ((3, 2), (5, 3)),
@@ -85,15 +80,16 @@ class Conv2dSubsampling(nn.Module):
                 f"least {self.min_frames}; drop shorter utterances or use input_layer='conv2d'"
             )
         out_lengths = subsampled_lengths(lengths, self.input_layer).clamp(min=1)
-        if x.device.type == "cpu" and x.size(0) > 1:
-            frames = lengths.tolist()
-            if 1.0 - sum(frames) / (x.size(0) * x.size(1)) > RAGGED_PADDING:
-                # A ragged batch: convolve each utterance over its own frames only.
-                total = int(subsampled_lengths(torch.tensor(x.size(1)), self.input_layer))
-                outs = [self._convolve(x[i : i + 1, : max(n, self.min_frames)])
-                        for i, n in enumerate(frames)]
-                h = torch.cat([F.pad(o, (0, 0, 0, total - o.size(1))) for o in outs])
-                return h, out_lengths
+        frames = lengths.tolist() if x.device.type == "cpu" else []
+        if is_ragged(frames, x.size(1), x.device):
+            # Convolve each utterance over its own frames only (espnet_model.packed). The
+            # convolutions are a quarter of a training step: measured on issue 4's
+            # benchmark batch (29% padding), the step ran 1.11x faster.
+            total = int(subsampled_lengths(torch.tensor(x.size(1)), self.input_layer))
+            outs = [self._convolve(x[i : i + 1, : max(n, self.min_frames)])
+                    for i, n in enumerate(frames)]
+            h = torch.cat([F.pad(o, (0, 0, 0, total - o.size(1))) for o in outs])
+            return h, out_lengths
         return self._convolve(x), out_lengths
 
     def _convolve(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from espnet_model.feedforward import (
     make_activation,
 )
 from espnet_model.mask import encoder_masks, zero_padded
+from espnet_model.packed import PackedFrames
 from espnet_model.subsampling import Conv2dSubsampling, InputLayer
 
 
@@ -45,12 +46,19 @@ class ConvolutionModule(nn.Module):
         self.activation = make_activation(activation)
         self.pointwise_conv2 = PointwiseConv1d(channels, channels)
 
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
-        """``x`` ``(B, T, C)``; ``pad_mask`` ``(B, T, 1)`` bool, ``True`` on padding."""
+    def forward(
+        self, x: torch.Tensor, pad_mask: torch.Tensor | None, packed: PackedFrames | None = None
+    ) -> torch.Tensor:
+        """``x`` ``(B, T, C)``; ``pad_mask`` ``(B, T, 1)`` bool, ``True`` on padding.
+
+        With ``packed``, ``x`` is ``(N, C)`` packed frames (and so is the output); the
+        depthwise convolution and BatchNorm still see the padded batch, zeros on its
+        padding, so BatchNorm's statistics are those of the padded computation.
+        """
         x = nn.functional.glu(self.pointwise_conv1(x), dim=-1)
-        x = self.depthwise_conv(zero_padded(x, pad_mask))
-        x = self.activation(self.norm(x.transpose(1, 2)))  # (B, C, T)
-        return self.pointwise_conv2(x.transpose(1, 2))
+        x = zero_padded(x, pad_mask) if packed is None else packed.unpack(x)
+        x = self.activation(self.norm(self.depthwise_conv(x).transpose(1, 2))).transpose(1, 2)
+        return self.pointwise_conv2(x if packed is None else packed.pack(x))
 
 
 class ConformerBlock(nn.Module):
@@ -101,13 +109,18 @@ class ConformerBlock(nn.Module):
         pos_emb: torch.Tensor,
         mask: torch.Tensor | None,
         pad_mask: torch.Tensor | None,
+        packed: PackedFrames | None = None,
     ) -> torch.Tensor:
+        """``x`` ``(B, T, D)``, or ``(N, D)`` packed frames with ``packed`` (masks unused)."""
         if self.feed_forward_macaron is not None and self.norm_ff_macaron is not None:
             x = x + self.ff_scale * self.dropout(self.feed_forward_macaron(self.norm_ff_macaron(x)))
         h = self.norm_mha(x)
-        x = x + self.dropout(self.self_attn(h, h, h, pos_emb, mask))
+        if packed is None:
+            x = x + self.dropout(self.self_attn(h, h, h, pos_emb, mask))
+        else:
+            x = x + self.dropout(self.self_attn.forward_packed(h, pos_emb, packed.lengths))
         if self.conv_module is not None and self.norm_conv is not None:
-            x = x + self.dropout(self.conv_module(self.norm_conv(x), pad_mask))
+            x = x + self.dropout(self.conv_module(self.norm_conv(x), pad_mask, packed))
         x = x + self.ff_scale * self.dropout(self.feed_forward(self.norm_ff(x)))
         if self.norm_final is not None:
             x = self.norm_final(x)
@@ -167,6 +180,7 @@ class ConformerEncoder(nn.Module):
         )
         check_positive("encoder_conf.num_blocks", num_blocks, allow_zero=True)
         self._output_size = output_size
+        self.legacy = legacy
         self.embed = Conv2dSubsampling(input_size, output_size, input_layer)
         self.pos_enc: nn.Module = (
             LegacyRelPositionalEncoding(output_size, positional_dropout_rate, max_pos_emb_len)
@@ -197,6 +211,12 @@ class ConformerEncoder(nn.Module):
         """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths."""
         x, out_lengths = self.embed(xs, lengths)
         x, pos_emb = self.pos_enc(x)
+        packed = None if self.legacy else PackedFrames.if_ragged(out_lengths, x.size(1))
+        if packed is not None:  # a ragged CPU batch: skip its padding (espnet_model.packed)
+            h = packed.pack(x)
+            for block in self.encoders:
+                h = block(h, pos_emb, None, None, packed)
+            return packed.unpack(self.after_norm(h)), out_lengths
         mask, pad_mask = encoder_masks(out_lengths, x.size(1))
         for block in self.encoders:
             x = block(x, pos_emb, mask, pad_mask)
