@@ -52,6 +52,9 @@ def test_packed_conformer_equals_padded(training: bool, monkeypatch: pytest.Monk
     assert packed[1].tolist() == padded[1].tolist() == [19, 9, 5]
     torch.testing.assert_close(packed[0], padded[0], atol=1e-5, rtol=1e-4)
     assert packed[2].keys() == padded[2].keys()
-    for name, grad in packed[2].items():  # gradients reach ~400; some (conv biases
-        # before BatchNorm) are ~0 up to rounding
+    for name, grad in packed[2].items():  # gradients reach ~400
+        if training and name.endswith("depthwise_conv.bias"):
+            # BatchNorm's batch statistics cancel this bias: its gradient is 0 up to rounding
+            assert grad.abs().max() < 1e-2 and padded[2][name].abs().max() < 1e-2
+            continue
         torch.testing.assert_close(grad, padded[2][name], atol=1e-4, rtol=1e-4, msg=name)
