@@ -66,6 +66,8 @@ CTC_WEIGHT = 0.3
 MAXLENRATIO = 0.0
 SEED = 0
 PASSES = 3  # timed passes over all utterances, each side; the median pass is reported
+SETTLE_S = 0.5  # pause before each timed pass, so the other side's OpenMP threads, which
+# spin for a while after their last parallel region, have gone idle
 UTTERANCE_SECONDS = 8.0  # the issue measured ESPnet2 on 8 s utterances
 GAP_SECONDS = 0.2  # silence between the joined synthetic sentences
 BATCH_SECONDS = 20.0  # padded seconds per batch, as egs/mini/asr/conf/inference.yaml decodes on a CPU
@@ -174,10 +176,11 @@ def measure_ours(
         decode(utterances[0])  # warm-up, not timed
         pass_s: list[float] = []
         for _ in range(PASSES):
+            time.sleep(SETTLE_S)
             start = time.perf_counter()
             hyps = [decode(audio) for audio in utterances]
             pass_s.append(time.perf_counter() - start)
-            peer.ask({"pass": method})
+            peer.ask({"pass": method, "settle_s": SETTLE_S})
         results[method] = {"decode_s": statistics.median(pass_s), "pass_s": pass_s,
                            "tokens": sum(len(h) for h in hyps), "hyps": hyps}
         batched = decode_batched(s2t, utterances)

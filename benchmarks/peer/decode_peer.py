@@ -136,6 +136,7 @@ def main(request_file: str) -> None:
         if "pass" not in command:
             break
         method = command["pass"]
+        time.sleep(float(command.get("settle_s", 0.0)))  # let the other side's threads idle
         start = time.perf_counter()
         hyps[method] = [decoders[method][0](speech) for speech in utterances]
         passes[method].append(time.perf_counter() - start)
