@@ -15,7 +15,8 @@ figures were measured on. Each utterance
 is decoded alone (batch 1) after one untimed warm-up decode; each side makes
 ``PASSES`` (3) timed passes over all utterances and reports the median pass. The
 peer's process stays up (``PeerSession``) and its passes alternate with ours, because
-this machine's speed drifts by 10-15% over minutes. Ours is also timed in
+this machine's speed drifts by 10-15% over minutes. Each pass starts after a
+``SETTLE_S`` pause, so that the other side's OpenMP threads have stopped spinning. Ours is also timed in
 the batches espnet-infer's runner decodes (``greedy_rtf_batched``,
 ``beam_rtf_batched``): ``DynamicBatcher`` cuts length-sorted batches of at most
 ``BATCH_SECONDS`` (20) padded seconds, the recipe's CPU setting. ESPnet2's
