@@ -46,13 +46,14 @@ def test_incremental_step_matches_full_forward(normalize_before: bool) -> None:
         logp, cache = stepper.step(ys[:, position], position, memory_kv, mem_mask, cache)
         assert [tuple(c.shape) for c in cache] == [(3, 2, 2, position + 1, 8)] * 2
         torch.testing.assert_close(logp, full[:, position], atol=1e-5, rtol=1e-5)
-    # Rows reordered (a beam search's pruning): the cache follows its rows. The
-    # one-call form builds its own stepper.
+    # Rows reordered (a beam search's pruning): the cache follows its rows; a stepper
+    # built anew carries on from it.
     order = torch.tensor([2, 0, 1])
     cache = [c[order] for c in cache]
     nxt = torch.randint(1, 11, (3, 1))
-    logp, _ = dec.forward_incremental(nxt[:, 0], 5, [(k[order], v[order]) for k, v in memory_kv],
-                                      mem_mask[order], cache)
+    logp, _ = dec.incremental().step(
+        nxt[:, 0], 5, [(k[order], v[order]) for k, v in memory_kv], mem_mask[order], cache
+    )
     whole = dec(memory[order], mem_lens[order], torch.cat([ys[order], nxt], 1), torch.full((3,), 6))
     torch.testing.assert_close(logp, whole[:, -1].log_softmax(-1), atol=1e-5, rtol=1e-5)
 

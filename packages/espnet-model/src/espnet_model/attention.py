@@ -165,16 +165,6 @@ class MultiHeadedAttention(nn.Module):
         """
         return self._heads(self.linear_k(key)), self._heads(self.linear_v(value))
 
-    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Self-attention projections of ``x`` ``(B, T, D)``.
-
-        Returns the queries ``(B, H, T, d_k)`` and the keys and values stacked as
-        ``(B, 2, H, T, d_k)``: an incremental decoder appends the latter to its cache
-        along dim 3 and passes ``kv[:, 0], kv[:, 1]`` to :meth:`attend_heads`.
-        """
-        k, v = self.project_kv(x, x)
-        return self._heads(self.linear_q(x)), torch.stack([k, v], dim=1)
-
     def attend(
         self,
         query: torch.Tensor,

@@ -203,17 +203,6 @@ class TransformerDecoder(nn.Module):
         """
         return IncrementalDecoder(self)
 
-    def forward_incremental(
-        self,
-        tokens: torch.Tensor,
-        position: int,
-        memory_kv: list[tuple[torch.Tensor, torch.Tensor]],
-        memory_mask: torch.Tensor | None,
-        cache: list[torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """One step of :meth:`incremental` (which a search should build once and reuse)."""
-        return self.incremental().step(tokens, position, memory_kv, memory_mask, cache)
-
 
 class _StepLayer:
     """One decoder layer's weights for :class:`IncrementalDecoder`, matrices transposed.
