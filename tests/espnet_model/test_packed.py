@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 from espnet_model.encoders import ConformerEncoder
-from espnet_model.packed import PackedFrames, is_ragged
+from espnet_model.packed import PackedFrames, ragged_lengths
 
 
 def test_pack_unpack_split() -> None:
@@ -17,10 +17,10 @@ def test_pack_unpack_split() -> None:
 
 def test_only_ragged_cpu_batches_are_packed() -> None:
     cpu = torch.device("cpu")
-    assert is_ragged([10, 5], 10, cpu)  # 25% padding
-    assert not is_ragged([10, 9], 10, cpu)  # 5%
-    assert not is_ragged([5], 10, cpu)  # one utterance: no padding to skip
-    assert not is_ragged([10, 5], 10, torch.device("meta"))
+    assert ragged_lengths(torch.tensor([10, 5]), 10, cpu) == [10, 5]  # 25% padding
+    assert ragged_lengths(torch.tensor([10, 9]), 10, cpu) is None  # 5%
+    assert ragged_lengths(torch.tensor([5]), 10, cpu) is None  # one utterance: nothing to skip
+    assert ragged_lengths(torch.tensor([10, 5]), 10, torch.device("meta")) is None
     assert PackedFrames.if_ragged(torch.tensor([10, 9]), 10) is None
     packed = PackedFrames.if_ragged(torch.tensor([10, 5]), 10)
     assert packed is not None and packed.lengths == [10, 5]

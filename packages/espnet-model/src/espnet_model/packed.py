@@ -19,11 +19,17 @@ RAGGED_PADDING = 0.2
 """Fraction of padded frames above which a CPU batch is computed packed."""
 
 
-def is_ragged(lengths: list[int], frames: int, device: torch.device) -> bool:
-    """True for a CPU batch of more than one utterance with over RAGGED_PADDING padding."""
-    if device.type != "cpu" or len(lengths) < 2 or frames == 0:
-        return False
-    return 1.0 - sum(lengths) / (len(lengths) * frames) > RAGGED_PADDING
+def ragged_lengths(
+    lengths: torch.Tensor, frames: int, device: torch.device
+) -> list[int] | None:
+    """The lengths (at most ``frames``) of a ragged batch on ``device``, else ``None``.
+
+    Ragged: a CPU batch of more than one utterance with over RAGGED_PADDING padding.
+    """
+    if device.type != "cpu" or lengths.numel() < 2 or frames == 0:
+        return None
+    values = lengths.clamp(max=frames).tolist()
+    return values if 1.0 - sum(values) / (len(values) * frames) > RAGGED_PADDING else None
 
 
 class PackedFrames:
@@ -43,11 +49,9 @@ class PackedFrames:
 
     @classmethod
     def if_ragged(cls, lengths: torch.Tensor, frames: int) -> PackedFrames | None:
-        """A packing for a ragged batch (:func:`is_ragged`), else ``None``."""
-        if lengths.device.type != "cpu":
-            return None
-        values = lengths.clamp(max=frames).tolist()
-        return cls(values, frames, lengths.device) if is_ragged(values, frames, lengths.device) else None
+        """A packing for a ragged batch (:func:`ragged_lengths`), else ``None``."""
+        values = ragged_lengths(lengths, frames, lengths.device)
+        return None if values is None else cls(values, frames, lengths.device)
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, C)`` -> ``(N, C)`` valid frames."""
