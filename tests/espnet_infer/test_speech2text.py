@@ -30,6 +30,19 @@ def test_both_methods_transcribe(pipeline: Pipeline, samples: list[dict], method
     assert [s2t.transcribe([s["audio"]])[0] for s in samples] == texts
 
 
+@pytest.mark.parametrize("method", ["ctc_greedy", "beam_search"])
+def test_frozen_encoder_gives_the_module_transcripts(
+    pipeline: Pipeline, samples: list[dict], method: str
+) -> None:
+    loaded = load_model_folder(pipeline.model_dir)
+    fused = Speech2Text(loaded, decode=DecodeConfig(method=method, beam_size=2))
+    plain = Speech2Text(loaded, decode=DecodeConfig(method=method, beam_size=2, fuse_encoder=False))
+    assert fused.frozen_encoder is not None and plain.frozen_encoder is None
+    audios = [s["audio"] for s in samples]
+    assert fused.transcribe(audios) == plain.transcribe(audios)
+    assert [fused.transcribe(a) for a in audios] == [plain.transcribe(a) for a in audios]
+
+
 def test_token_ids_decode_to_the_transcript(pipeline: Pipeline, samples: list[dict]) -> None:
     s2t = Speech2Text(pipeline.model_dir, decode=DecodeConfig(method="ctc_greedy"))
     audios = [s["audio"] for s in samples]

@@ -28,6 +28,22 @@ def test_padding_invariance() -> None:
     torch.testing.assert_close(together[0, : n_alone[0]], alone[0])
 
 
+def test_stft_frontend_alone_equals_batched() -> None:
+    from espnet_model import StftFrontend
+
+    # alone, an utterance is reflect-padded by F.pad; in a batch, at its own end by gather
+    frontend = StftFrontend(n_fft=256, hop_length=80, n_mels=20)
+    speech = torch.randn(2, 4000)
+    speech[1, 2500:] = 0.0
+    lengths = torch.tensor([4000, 2500])
+    together, n_together = frontend(speech, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        alone, n_alone = frontend(speech[i : i + 1, :n], lengths[i : i + 1])
+        assert n_alone[0] == n_together[i]
+        torch.testing.assert_close(together[i, : n_alone[0]], alone[0])
+        assert not together[i, n_alone[0] :].any()
+
+
 def test_short_input_is_padded_to_one_window() -> None:
     feats, flens = Fbank()(torch.randn(2, 50), torch.tensor([50, 20]))
     assert feats.shape[1] == 1 and flens.tolist() == [1, 1]

@@ -5,8 +5,10 @@ from espnet_model.mask import (
     encoder_masks,
     make_non_pad_mask,
     make_pad_mask,
+    pad_mask_or_none,
     subsequent_mask,
     target_mask,
+    unpadded,
     zero_padded,
 )
 
@@ -41,3 +43,11 @@ def test_encoder_masks_are_none_without_padding() -> None:
     x = torch.ones(2, 4, 3)
     assert zero_padded(x, None) is x
     assert zero_padded(x, pad_mask)[1].sum(-1).tolist() == [3.0, 3.0, 0.0, 0.0]
+
+
+def test_unpadded_and_pad_mask_or_none() -> None:
+    assert unpadded(torch.tensor([4, 4]), 4) and not unpadded(torch.tensor([4, 3]), 4)
+    assert pad_mask_or_none(torch.tensor([5]), 5) is None
+    mask = pad_mask_or_none(torch.tensor([5, 2]), 5)
+    assert mask is not None and mask.shape == (2, 5, 1)
+    assert mask[1, :, 0].tolist() == [False, False, True, True, True]

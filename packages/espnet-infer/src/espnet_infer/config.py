@@ -22,6 +22,10 @@ class DecodeConfig:
         nbest: hypotheses kept per utterance, best first (``beam_search`` only; at most
             ``beam_size``). With ``nbest > 1`` every row of ``hyp.jsonl`` lists them with
             their scores.
+        fuse_encoder: on a CPU, run a conformer encoder frozen with fused oneDNN
+            kernels (``espnet_model.frozen``: prepacked weights, BatchNorm folded,
+            no padded frame computed); its output equals the module's up to float
+            rounding. ``false`` runs the model's own modules.
 
     ``ctc_weight: 0`` is attention-only decoding, ``ctc_weight: 1`` a CTC prefix beam
     search that never calls the attention decoder.
@@ -34,6 +38,7 @@ class DecodeConfig:
     maxlenratio: float = 0.0
     minlenratio: float = 0.0
     nbest: int = 1
+    fuse_encoder: bool = True
 
 
 @dataclass

@@ -26,6 +26,8 @@ import torch
 from espnet_data import read_audio
 from espnet_data.audio import resample
 from espnet_data.batching import pad_sequences
+from espnet_model import ASRModel
+from espnet_model.frozen import FrozenConformerEncoder, freeze_encoder
 
 from .config import DecodeConfig
 from .decode.beam_search import BeamSearch
@@ -84,6 +86,9 @@ class Speech2Text:
         self.decode = decode or DecodeConfig()
         self.model = self.loaded.model
         self.tokenizer = self.loaded.tokenizer
+        self.frozen_encoder: FrozenConformerEncoder | None = None
+        if self.decode.fuse_encoder and isinstance(self.model, ASRModel):
+            self.frozen_encoder = freeze_encoder(self.model.encoder)
         self.search: BeamSearch | None = None
         if self.decode.method == "beam_search":
             ctc_weight = self.decode.ctc_weight
@@ -144,7 +149,11 @@ class Speech2Text:
     @torch.inference_mode()
     def nbest_padded(self, speech: torch.Tensor, lengths: torch.Tensor) -> list[list[Transcript]]:
         """Hypotheses, best first, for a padded batch ``(B, S)`` of waveforms."""
-        enc, enc_lengths = self.model.encode(speech.to(self.device), lengths.to(self.device))
+        speech, lengths = speech.to(self.device), lengths.to(self.device)
+        if self.frozen_encoder is None:
+            enc, enc_lengths = self.model.encode(speech, lengths)
+        else:
+            enc, enc_lengths = self.frozen_encoder(*self.model.features(speech, lengths))
         if self.search is None:
             log_probs = self.model.ctc.log_softmax(enc)
             ids = ctc_greedy_search(log_probs, enc_lengths, blank_id=self.model.blank_id)

@@ -190,12 +190,18 @@ class ASRModel(nn.Module):
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, S)`` waveforms -> encoder output ``(B, T', D)`` and lengths."""
+        return self.encoder(*self.features(speech, speech_lengths))
+
+    def features(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's input: frontend, SpecAugment (training only) and normalisation."""
         feats, lengths = self.frontend(speech, speech_lengths)
         if self.specaug is not None and self.training:
             feats, lengths = self.specaug(feats, lengths)
         if self.normalize is not None:
             feats, lengths = self.normalize(feats, lengths)
-        return self.encoder(feats, lengths)
+        return feats, lengths
 
     def forward(
         self,

@@ -17,7 +17,7 @@ import torchaudio
 from torch import nn
 
 from espnet_model._checks import check_positive
-from espnet_model.mask import make_pad_mask
+from espnet_model.mask import pad_mask_or_none, unpadded, zero_padded
 
 
 def fbank_lengths(lengths: torch.Tensor, win_length: int, hop_length: int) -> torch.Tensor:
@@ -111,7 +111,7 @@ class Fbank(nn.Module):
         power = spec.real.square() + spec.imag.square()
         feats = torch.log(power @ self.mel_fbanks + 1e-10)
         feats_lengths = self.output_lengths(lengths.to(speech.device))
-        feats = feats.masked_fill(make_pad_mask(feats_lengths, feats.size(1)).unsqueeze(-1), 0.0)
+        feats = zero_padded(feats, pad_mask_or_none(feats_lengths, feats.size(1)))
         return feats, feats_lengths
 
 
@@ -240,6 +240,8 @@ class StftFrontend(nn.Module):
     def _reflect_pad(self, speech: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Pad ``n_fft // 2`` samples on both sides, reflecting at each utterance's own end."""
         pad = self.n_fft // 2
+        if pad < speech.size(1) and unpadded(lengths, speech.size(1)):  # e.g. a batch of one
+            return nn.functional.pad(speech.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
         pos = torch.arange(-pad, speech.size(1) + pad, device=speech.device).unsqueeze(0)
         last = (lengths.to(speech.device).clamp(min=1) - 1).unsqueeze(1)
         pos = pos.abs()
@@ -272,5 +274,5 @@ class StftFrontend(nn.Module):
         power = spec.real.square() + spec.imag.square()
         feats = self.logmel(power)
         feats_lengths = self.output_lengths(lengths).clamp(min=1)
-        feats = feats.masked_fill(make_pad_mask(feats_lengths, feats.size(1)).unsqueeze(-1), 0.0)
+        feats = zero_padded(feats, pad_mask_or_none(feats_lengths, feats.size(1)))
         return feats, feats_lengths

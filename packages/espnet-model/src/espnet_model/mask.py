@@ -39,16 +39,29 @@ def target_mask(ys_lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return keep & subsequent_mask(max_len, ys_lengths.device).unsqueeze(0)
 
 
+def unpadded(lengths: torch.Tensor, max_len: int) -> bool:
+    """``True`` when ``lengths`` are on the CPU and no frame of ``max_len`` is padded.
+
+    As in a batch of one: callers then skip masking, the same result with less work.
+    (On a GPU, checking would wait for the device, so this says ``False`` there.)
+    """
+    return lengths.device.type == "cpu" and bool((lengths >= max_len).all())
+
+
+def pad_mask_or_none(lengths: torch.Tensor, max_len: int) -> torch.Tensor | None:
+    """``(B, T, 1)`` pad mask for ``(B, T, C)`` features, ``None`` when :func:`unpadded`."""
+    return None if unpadded(lengths, max_len) else make_pad_mask(lengths, max_len).unsqueeze(-1)
+
+
 def encoder_masks(
     lengths: torch.Tensor, max_len: int
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Encoder masks: attention keep-mask ``(B, 1, T)`` and conv pad mask ``(B, T, 1)``.
 
-    Both are ``None`` when no frame is padded (every length is ``max_len``, as in a
-    batch of one) and ``lengths`` is on the CPU: the modules then skip masking, which
-    is the same result with less work. (On a GPU, checking would wait for the device.)
+    Both are ``None`` when :func:`unpadded` (e.g. a batch of one on the CPU); the
+    modules then skip masking.
     """
-    if lengths.device.type == "cpu" and bool((lengths >= max_len).all()):
+    if unpadded(lengths, max_len):
         return None, None
     keep = make_non_pad_mask(lengths, max_len)
     return keep.unsqueeze(1), ~keep.unsqueeze(-1)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from espnet_model.mask import make_pad_mask
+from espnet_model.mask import pad_mask_or_none, zero_padded
 
 Pathlike = str | os.PathLike[str]
 
@@ -120,8 +120,7 @@ class GlobalMVN(nn.Module):
             feats = feats - self.mean
         if self.norm_vars:
             feats = feats / self.std
-        pad = make_pad_mask(lengths, feats.size(1)).unsqueeze(-1)
-        return feats.masked_fill(pad, 0.0), lengths
+        return zero_padded(feats, pad_mask_or_none(lengths, feats.size(1))), lengths
 
     def extra_repr(self) -> str:
         return f"stats_file={self.stats_file!r}, norm_means={self.norm_means}, norm_vars={self.norm_vars}"
@@ -141,8 +140,8 @@ class UtteranceMVN(nn.Module):
     def forward(
         self, feats: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        pad = make_pad_mask(lengths, feats.size(1)).unsqueeze(-1)
-        feats = feats.masked_fill(pad, 0.0)
+        pad = pad_mask_or_none(lengths, feats.size(1))
+        feats = zero_padded(feats, pad)
         count = lengths.to(feats.dtype).clamp(min=1).view(-1, 1, 1)
         mean = feats.sum(dim=1, keepdim=True) / count
         if self.norm_vars:
@@ -152,4 +151,4 @@ class UtteranceMVN(nn.Module):
             feats = (feats - mean) / var.sqrt() if self.norm_means else feats / var.sqrt()
         elif self.norm_means:
             feats = feats - mean
-        return feats.masked_fill(pad, 0.0), lengths
+        return zero_padded(feats, pad), lengths

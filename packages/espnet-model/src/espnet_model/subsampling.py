@@ -46,6 +46,16 @@ def min_input_frames(input_layer: InputLayer) -> int:
     return need
 
 
+def check_input_frames(frames: int, input_layer: InputLayer) -> None:
+    """Raise if a padded batch of ``frames`` frames is too short for ``input_layer``."""
+    need = min_input_frames(input_layer)
+    if frames < need:
+        raise ValueError(
+            f"input has {frames} frames but input_layer={input_layer!r} needs at "
+            f"least {need}; drop shorter utterances or use input_layer='conv2d'"
+        )
+
+
 class Conv2dSubsampling(nn.Module):
     """``(B, T, idim) -> (B, T', odim)``: ReLU conv stack, then a linear projection.
 
@@ -74,11 +84,7 @@ class Conv2dSubsampling(nn.Module):
         self.min_frames = min_input_frames(input_layer)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if x.size(1) < self.min_frames:
-            raise ValueError(
-                f"input has {x.size(1)} frames but input_layer={self.input_layer!r} needs at "
-                f"least {self.min_frames}; drop shorter utterances or use input_layer='conv2d'"
-            )
+        check_input_frames(x.size(1), self.input_layer)
         out_lengths = subsampled_lengths(lengths, self.input_layer).clamp(min=1)
         frames = ragged_lengths(lengths, x.size(1), x.device)
         if frames is not None:
