@@ -45,7 +45,12 @@ from espnet_model.attention import (
 from espnet_model.encoders.conformer import ConformerBlock, ConformerEncoder, ConvolutionModule
 from espnet_model.feedforward import PositionwiseFeedForward
 from espnet_model.packed import PackedFrames
-from espnet_model.subsampling import check_input_frames, min_input_frames, subsampled_lengths
+from espnet_model.subsampling import (
+    check_input_frames,
+    min_input_frames,
+    relu_conv2d,
+    subsampled_lengths,
+)
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
@@ -221,7 +226,7 @@ class FrozenConformerEncoder:
         self.min_frames = min_input_frames(embed.input_layer)
         self.convs = [
             (_copy(conv.weight).contiguous(memory_format=torch.channels_last), _copy(conv.bias),
-             list(conv.stride))
+             conv.stride)
             for conv in embed.conv if isinstance(conv, nn.Conv2d)
         ]
         self.embed_out = _Linear(embed.out.weight, embed.out.bias, encoder.pos_enc.xscale)
@@ -255,7 +260,7 @@ class FrozenConformerEncoder:
         """One utterance's ``(T, F)`` features -> ``(T', D)``, scaled by ``sqrt(D)``."""
         h = feats.contiguous()[None, :, :, None].permute(0, 3, 1, 2)  # (1, 1, T, F) channels-last
         for weight, bias, stride in self.convs:
-            h = torch.relu_(F.conv2d(h, weight, bias, stride))
+            h = relu_conv2d(h, weight, bias, stride)
         _, channels, t, f = h.shape
         return self.embed_out(h[0].transpose(0, 1).reshape(t, channels * f))
 
