@@ -230,7 +230,13 @@ class FrozenConformerEncoder:
              conv.stride)
             for conv in embed.conv if isinstance(conv, nn.Conv2d)
         ]
-        self.embed_out = _Linear(embed.out.weight, embed.out.bias, encoder.pos_enc.xscale)
+        # the projection reads the channels-last conv output as it lies, (T', F', C) per
+        # frame, so its input columns are reordered from the module's (C, F') flattening
+        channels = embed.conv[0].out_channels
+        weight = embed.out.weight.view(embed.out.out_features, channels, -1).transpose(1, 2)
+        self.embed_out = _Linear(
+            weight.reshape(embed.out.out_features, -1), embed.out.bias, encoder.pos_enc.xscale
+        )
         self.d_model = encoder.output_size()
         self.blocks = [_Block(block) for block in encoder.encoders]
         self.after_norm = _LayerNorm(encoder.after_norm)
@@ -263,7 +269,7 @@ class FrozenConformerEncoder:
         for weight, bias, stride in self.convs:
             h = relu_conv2d(h, weight, bias, stride)
         _, channels, t, f = h.shape
-        return self.embed_out(h[0].transpose(0, 1).reshape(t, channels * f))
+        return self.embed_out(h[0].permute(1, 2, 0).reshape(t, f * channels))  # a view
 
     def _positions(self, length: int) -> torch.Tensor:
         """The sinusoid table for relative positions up to ``length - 1``, grown by doubling."""
