@@ -125,24 +125,24 @@ class _SelfAttention:
         self.v_minus_u = _copy((attn.pos_bias_v - attn.pos_bias_u) * scale).unsqueeze(1)  # (H, 1, d_k)
         self.linear_out = _Linear(attn.linear_out.weight, attn.linear_out.bias)
         self.linear_pos = _copy(attn.linear_pos.weight)
-        self.keys = torch.empty(0)  # (H, d_k, 2L - 1): projected positions L-1 ... -(L-1)
+        self.keys = torch.empty(0)  # (H, 2L - 1, d_k): projected positions L-1 ... -(L-1)
 
     def __call__(self, x: torch.Tensor, lengths: list[int], table: torch.Tensor) -> torch.Tensor:
         """``table``: sinusoids of positions ``L-1 ... -(L-1)``, ``L >= max(lengths)``."""
-        if self.keys.size(-1) != table.size(0):
+        if self.keys.size(1) != table.size(0):
             keys = F.linear(table, self.linear_pos).view(-1, self.heads, self.d_k)
-            self.keys = keys.permute(1, 2, 0)
+            self.keys = keys.transpose(0, 1).contiguous()
         half = (table.size(0) + 1) // 2  # L
         qkv = self.qkv(self.norm(x))
-        outs = [self._attend(part, self.keys[..., half - n : half + n - 1])
+        outs = [self._attend(part, self.keys[:, half - n : half + n - 1])
                 for part, n in zip(qkv.split(lengths), lengths, strict=True)]
         return self.linear_out(torch.cat(outs) if len(outs) > 1 else outs[0], residual=x)
 
     def _attend(self, qkv: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """One utterance's ``(n, 3D)`` projections and ``(H, d_k, 2n-1)`` keys -> ``(n, D)``."""
+        """One utterance's ``(n, 3D)`` projections and ``(H, 2n-1, d_k)`` keys -> ``(n, D)``."""
         n = qkv.size(0)
         q, k, v = qkv.view(n, 3, self.heads, self.d_k).permute(1, 2, 0, 3)  # each (H, n, d_k)
-        positions = rel_shift(torch.matmul(q + self.v_minus_u, keys).unsqueeze(0))
+        positions = rel_shift(torch.bmm(q + self.v_minus_u, keys.transpose(1, 2)).unsqueeze(0))
         # position + content scores in one baddbmm, then softmax and bmm: at batch 1 (4
         # heads of 36, ~160 frames) ~25% faster than SDPA with a float mask
         scores = torch.baddbmm(positions[0], q, k.transpose(1, 2))
