@@ -187,9 +187,13 @@ def measure_ours(
         batched = decode_batched(s2t, utterances)
         results[f"{method}_batched"] = {**batched, "same_as_batch_1": batched["hyps"] == hyps}
     assert s2t is not None and s2t.search is not None  # the last method is beam_search
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        encs = [s2t.model.encode(torch.from_numpy(u)[None], torch.tensor([len(u)]))[0][0]
-                for u in utterances]
+    encs = [s2t.encode(torch.from_numpy(u)[None], torch.tensor([len(u)]))[0][0]
+            for u in utterances]  # what the searches above decoded (the frozen encoder's)
+    # FLOPs of the module's encode, with autograd on so that every convolution is an
+    # aten op the counter sees (at inference the subsampling's are fused oneDNN calls)
+    with FlopCounterMode(display=False) as counter:
+        for u in utterances:
+            s2t.model.encode(torch.from_numpy(u)[None], torch.tensor([len(u)]))
     np.savez(enc_file, **{f"u{i}": e.numpy() for i, e in enumerate(encs)})
     return {"methods": results, "parameters": parameters, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "encode_flops": counter.get_total_flops(),

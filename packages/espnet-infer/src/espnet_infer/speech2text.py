@@ -147,13 +147,18 @@ class Speech2Text:
     # -- padded tensors ---------------------------------------------------------------
 
     @torch.inference_mode()
-    def nbest_padded(self, speech: torch.Tensor, lengths: torch.Tensor) -> list[list[Transcript]]:
-        """Hypotheses, best first, for a padded batch ``(B, S)`` of waveforms."""
+    def encode(self, speech: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output ``(B, T', D)`` and lengths of a padded batch ``(B, S)`` of waveforms,
+        through the frozen encoder when there is one (``decode.fuse_encoder``)."""
         speech, lengths = speech.to(self.device), lengths.to(self.device)
         if self.frozen_encoder is None:
-            enc, enc_lengths = self.model.encode(speech, lengths)
-        else:
-            enc, enc_lengths = self.frozen_encoder(*self.model.features(speech, lengths))
+            return self.model.encode(speech, lengths)
+        return self.frozen_encoder(*self.model.features(speech, lengths))
+
+    @torch.inference_mode()
+    def nbest_padded(self, speech: torch.Tensor, lengths: torch.Tensor) -> list[list[Transcript]]:
+        """Hypotheses, best first, for a padded batch ``(B, S)`` of waveforms."""
+        enc, enc_lengths = self.encode(speech, lengths)
         if self.search is None:
             log_probs = self.model.ctc.log_softmax(enc)
             ids = ctc_greedy_search(log_probs, enc_lengths, blank_id=self.model.blank_id)
