@@ -12,8 +12,9 @@ to ESPnet2's keys, go into an ESPnet2 experiment folder for the peer. The audio 
 spoken synthetic speech from ``espnet_data.synth.make_tiny_corpus``, its sentences joined
 into utterances of at least 8 s (``UTTERANCE_SECONDS``; 9-10 s), the length the issue's ESPnet2
 figures were measured on. Each utterance
-is decoded alone (batch 1) after one untimed warm-up decode; each side makes
-``PASSES`` (3) timed passes over all utterances and reports the median pass. The
+is decoded alone (batch 1) after one untimed warm-up pass (so every utterance length has
+been seen once); each side makes ``PASSES`` (5) timed passes over all utterances and
+reports the median pass. The
 peer's process stays up (``PeerSession``) and its passes alternate with ours, because
 this machine's speed drifts by 10-15% over minutes. Each pass starts after a
 ``SETTLE_S`` pause, so that the other side's OpenMP threads have stopped spinning. Ours is also timed in
@@ -66,7 +67,7 @@ BEAM_SIZE = 4
 CTC_WEIGHT = 0.3
 MAXLENRATIO = 0.0
 SEED = 0
-PASSES = 3  # timed passes over all utterances, each side; the median pass is reported
+PASSES = 5  # timed passes over all utterances, each side; the median pass is reported
 SETTLE_S = 0.5  # pause before each timed pass, so the other side's OpenMP threads, which
 # spin for a while after their last parallel region, have gone idle
 UTTERANCE_SECONDS = 8.0  # the issue measured ESPnet2 on 8 s utterances
@@ -138,7 +139,7 @@ def decode_batched(s2t: Any, utterances: list[np.ndarray]) -> dict[str, Any]:
             hyps.update(zip(index, s2t.token_ids(speech, lengths), strict=True))
             sizes.append(len(index))
 
-    timing = median_time(one_pass, warmup=0, iterations=PASSES)
+    timing = median_time(one_pass, warmup=1, iterations=PASSES)
     ordered = [hyps[i] for i in range(len(utterances))]
     return {"decode_s": timing["median_s"], "pass_s": timing["times_s"],
             "tokens": sum(len(h) for h in ordered), "hyps": ordered, "batch_sizes": sizes}
@@ -174,7 +175,8 @@ def measure_ours(
             speech = torch.from_numpy(audio).unsqueeze(0)
             return s2t.token_ids(speech, torch.tensor([len(audio)]))[0]
 
-        decode(utterances[0])  # warm-up, not timed
+        for audio in utterances:  # warm-up pass, not timed: every length seen once
+            decode(audio)
         pass_s: list[float] = []
         for _ in range(PASSES):
             time.sleep(SETTLE_S)

@@ -7,8 +7,8 @@ Usage (in the peer venv; ``benchmarks/decode.py`` writes the request)::
 Writes an ESPnet2 experiment folder (``config.yaml`` from ``ASRTask``'s own parser
 defaults plus the request's model spec, the token list, and ``model.pth`` holding
 this project's random weights renamed to ESPnet2's keys), builds ``Speech2Text``
-from it, and decodes each utterance alone. It stays running: after one warm-up
-decode per method it prints ``{"ready": true}`` and then times one pass over all
+from it, and decodes each utterance alone. It stays running: after one untimed
+warm-up pass per method it prints ``{"ready": true}`` and then times one pass over all
 utterances for each ``{"pass": METHOD}`` line on stdin (so ``decode.py`` interleaves
 its passes with ours), until ``{"finish": true}``. ``ctc_greedy`` is ESPnet2's own
 ``encode`` + ``ctc.argmax`` (what its error calculator uses); ``beam_search`` is
@@ -127,7 +127,8 @@ def main(request_file: str) -> None:
     decoders = {method: make_decoder(Speech2Text, request, config_file, model_file, method)
                 for method in request["methods"]}
     for decode, _ in decoders.values():
-        decode(utterances[0])  # warm-up, not timed
+        for utterance in utterances:  # warm-up pass, not timed: every length seen once
+            decode(utterance)
     reply({"ready": True})
     passes: dict[str, list[float]] = {method: [] for method in decoders}
     hyps: dict[str, list[list[int]]] = {}
