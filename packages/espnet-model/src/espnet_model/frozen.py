@@ -217,7 +217,8 @@ class FrozenConformerEncoder:
     """A :class:`ConformerEncoder`'s eval-mode function with fewer operators, for CPUs.
 
     Build it with :func:`freeze_encoder`. Called like the encoder:
-    ``(xs (B, T, F), lengths (B,)) -> (out (B, T', D), out_lengths)``.
+    ``(xs (B, T, F), lengths (B,)) -> (out (B, T', D), out_lengths)``, always in
+    ``torch.inference_mode`` (its outputs are inference tensors).
     """
 
     def __init__(self, encoder: ConformerEncoder) -> None:
@@ -293,6 +294,7 @@ def freeze_encoder(encoder: nn.Module) -> FrozenConformerEncoder | None:
     if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in encoder.parameters()):
         return None
     try:
-        return FrozenConformerEncoder(encoder)
+        with torch.no_grad():  # the folding arithmetic needs no autograd graph
+            return FrozenConformerEncoder(encoder)
     except ValueError:  # an activation without a frozen form
         return None
