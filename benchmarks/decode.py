@@ -220,6 +220,16 @@ def _headline(ours: dict[str, Any], peer: dict[str, Any], audio_s: float) -> dic
     bound = ours["encode_flops"] / audio_s / ours["matmul_peak_flops"]
     search_hyps = peer_value(peer, "search_hyps")
     e2e_hyps = peer_value(peer, "methods", "beam_search", "hyps")
+
+    def spread(method: str) -> dict[str, float | None]:
+        """The speedup pass by pass (each of our passes with the peer's that followed it,
+        median) and best pass against best pass: how much of a run's ratio is noise."""
+        mine, theirs = m[method]["pass_s"], peer_value(peer, "methods", method, "pass_s")
+        if not isinstance(theirs, list) or len(theirs) != len(mine):
+            return {"paired_median": None, "best_pass": None}
+        paired = [t / o for o, t in zip(mine, theirs, strict=True)]
+        return {"paired_median": statistics.median(paired), "best_pass": min(theirs) / min(mine)}
+
     return {
         "greedy_rtf": greedy,
         "peer_greedy_rtf": peer_greedy,
@@ -236,6 +246,8 @@ def _headline(ours: dict[str, Any], peer: dict[str, Any], audio_s: float) -> dic
         "beam_speedup": ratio(peer_beam, beam),
         "beam_rtf_batched": batched,
         "beam_speedup_batched": ratio(peer_beam, batched),
+        "greedy_speedup_spread": spread("ctc_greedy"),
+        "beam_speedup_spread": spread("beam_search"),
         "hyps_identical": (search_hyps == m["beam_search"]["hyps"])
         if isinstance(search_hyps, list) else None,
         "e2e_hyps_identical": (e2e_hyps == m["beam_search"]["hyps"])
