@@ -22,10 +22,11 @@ class DecodeConfig:
         nbest: hypotheses kept per utterance, best first (``beam_search`` only; at most
             ``beam_size``). With ``nbest > 1`` every row of ``hyp.jsonl`` lists them with
             their scores.
-        fuse_encoder: on a CPU, run a conformer encoder frozen with fused oneDNN
-            kernels (``espnet_model.frozen``: prepacked weights, BatchNorm folded,
-            no padded frame computed); its output equals the module's up to float
-            rounding. ``false`` runs the model's own modules.
+        fuse_encoder: on a CPU, run a float32 conformer encoder (``rel_pos_type:
+            latest``) frozen (``espnet_model.frozen``: constants and BatchNorm folded
+            into the weights, fewer operators, no padded frame computed); its output
+            equals the module's up to float rounding. ``false`` runs the model's own
+            modules, as do other encoders and GPUs.
 
     ``ctc_weight: 0`` is attention-only decoding, ``ctc_weight: 1`` a CTC prefix beam
     search that never calls the attention decoder.
