@@ -33,6 +33,11 @@ def _sinusoid(positions: torch.Tensor, d_model: int) -> torch.Tensor:
     return pe
 
 
+def relative_sinusoids(length: int, d_model: int) -> torch.Tensor:
+    """``(2 * length - 1, d_model)`` table for relative positions ``length-1, ..., -(length-1)``."""
+    return _sinusoid(torch.arange(length - 1, -length, -1), d_model)
+
+
 class PositionalEncoding(nn.Module):
     """Absolute sinusoidal encoding: ``dropout(x * sqrt(d_model) + pe[:T])``."""
 
@@ -69,16 +74,13 @@ class RelPositionalEncoding(nn.Module):
         self.xscale = math.sqrt(d_model)
         self.dropout = Dropout(dropout_rate)
         self.max_len = max_len
-        self.register_buffer("pe", self._build(max_len), persistent=False)
-
-    def _build(self, length: int) -> torch.Tensor:
-        return _sinusoid(torch.arange(length - 1, -length, -1), self.d_model)  # (2L - 1, d)
+        self.register_buffer("pe", relative_sinusoids(max_len, d_model), persistent=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         length = x.size(1)
         if length > self.max_len:
             self.max_len = length
-            self.pe = self._build(length).to(x.device)
+            self.pe = relative_sinusoids(length, self.d_model).to(x.device)
         centre = self.max_len - 1  # index of relative position 0
         pos_emb = self.pe[centre - length + 1 : centre + length].unsqueeze(0).to(x.dtype)
         return self.dropout(x * self.xscale), self.dropout(pos_emb)

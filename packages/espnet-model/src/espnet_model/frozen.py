@@ -40,8 +40,8 @@ from torch.nn import functional as F
 from espnet_model.attention import (
     RelPositionalEncoding,
     RelPositionMultiHeadedAttention,
-    _sinusoid,
     rel_shift,
+    relative_sinusoids,
 )
 from espnet_model.encoders.conformer import ConformerBlock, ConformerEncoder, ConvolutionModule
 from espnet_model.feedforward import PositionwiseFeedForward
@@ -64,7 +64,10 @@ def _activation(module: nn.Module) -> Activation:
         return torch.relu_
     if isinstance(module, nn.GELU):
         return partial(F.gelu, approximate=module.approximate)
-    raise ValueError(f"no frozen form of activation {type(module).__name__}")
+    raise ValueError(
+        f"no frozen form of activation {type(module).__name__}; use swish, relu or gelu, "
+        "or run the encoder module (freeze_encoder returns None for it)"
+    )
 
 
 def _copy(tensor: torch.Tensor) -> torch.Tensor:
@@ -160,7 +163,10 @@ class _Convolution:
         self.pointwise2 = _Linear(conv.pointwise_conv2.weight.squeeze(-1), conv.pointwise_conv2.bias)
         depthwise, bn = conv.depthwise_conv, conv.norm
         if bn.running_mean is None or bn.running_var is None:
-            raise ValueError("the conv module's BatchNorm keeps no running statistics to fold")
+            raise ValueError(
+                "the conv module's BatchNorm keeps no running statistics to fold "
+                "(track_running_stats=False); run the encoder module instead"
+            )
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         bias = torch.zeros_like(scale) if depthwise.bias is None else depthwise.bias
         self.taps = _copy(depthwise.weight[:, 0, :].t() * scale)  # (K, C)
@@ -223,7 +229,10 @@ class FrozenConformerEncoder:
 
     def __init__(self, encoder: ConformerEncoder) -> None:
         if not isinstance(encoder.pos_enc, RelPositionalEncoding):
-            raise ValueError("only rel_pos_type: latest conformers can be frozen (not legacy)")
+            raise ValueError(
+                "only rel_pos_type: latest conformers can be frozen, not legacy ones; "
+                "run the encoder module (freeze_encoder returns None for it)"
+            )
         embed = encoder.embed
         self.input_layer = embed.input_layer
         self.min_frames = min_input_frames(embed.input_layer)
@@ -278,7 +287,7 @@ class FrozenConformerEncoder:
         half = (self.table.size(0) + 1) // 2
         if length > half:
             half = max(length, 2 * half)
-            self.table = _sinusoid(torch.arange(half - 1, -half, -1), self.d_model)
+            self.table = relative_sinusoids(half, self.d_model)
         return self.table
 
 
