@@ -181,6 +181,62 @@ def matmul_peak(threads: int, n: int = MATMUL_N, repeats: int = 5, dtype: Any = 
     return 2 * n**3 / min(timed(lambda: torch.mm(a, b), device) for _ in range(repeats))
 
 
+_CORE_PROBE = """
+import sys, time, torch
+torch.set_num_threads(1)
+n = int(sys.argv[1])
+a, b = torch.randn(n, n), torch.randn(n, n)
+torch.mm(a, b)
+print("ready", flush=True)
+for line in sys.stdin:  # each line: seconds to multiply for; prints FLOP/s
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < float(line):
+        torch.mm(a, b)
+        count += 1
+    print(2 * n**3 * count / (time.perf_counter() - start), flush=True)
+"""
+
+
+def core_scaling(processes: int = 2, n: int = 384, seconds: float = 1.0) -> dict[str, float]:
+    """How many cores' worth of work this machine does right now, with ``processes`` at once.
+
+    ``processes`` single-threaded processes multiply ``n`` x ``n`` fp32 matrices: first
+    one alone for ``seconds``, then all of them together, then another one alone.
+    ``scaling`` is their total FLOP/s over the mean of the two single ones: ~``processes``
+    on idle, independent cores. This 2-vCPU VM gave 1.3-1.9 within minutes (the host's
+    other tenants, or vCPUs sharing a physical core): no parallel speedup measured in such
+    a minute can exceed it, and compute-dense code loses more there than code bound by
+    per-call overhead.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _CORE_PROBE, str(n)], env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(processes)
+    ]
+
+    def flops(workers: list[subprocess.Popen[str]]) -> float:
+        for p in workers:  # all start at one instant
+            assert p.stdin is not None
+            p.stdin.write(f"{seconds}\n")
+            p.stdin.flush()
+        return sum(float(p.stdout.readline()) for p in workers if p.stdout is not None)
+
+    try:
+        for p in procs:  # every process has imported torch and warmed up
+            if p.stdout is None or p.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the core probe ({sys.executable} -c ...) did not start")
+        first = flops(procs[:1])
+        together = flops(procs)
+        single = (first + flops(procs[-1:])) / 2
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    return {"processes": processes, "single_gflops": round(single / 1e9, 1),
+            "together_gflops": round(together / 1e9, 1), "scaling": round(together / single, 2)}
+
+
 def median_time(
     step: Callable[[], object], warmup: int, iterations: int
 ) -> dict[str, Any]:

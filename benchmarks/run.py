@@ -9,7 +9,9 @@ Usage::
 
 A benchmark is ``benchmarks/NAME.py`` (NAME not starting with ``_``) with a
 ``run(quick: bool) -> dict``. The JSON holds the machine (CPUs, load average,
-torch and its threads, date), the settings, and this project's and the peer's
+torch and its threads, date, and ``core_scaling`` before and after the run: how
+many cores' worth of work two single-thread processes got done at once, see
+``_harness.core_scaling``), the settings, and this project's and the peer's
 figures from the same run side by side. Peers run in ``benchmarks/.peer``; make it
 with ``bash benchmarks/peer/setup.sh``.
 """
@@ -112,14 +114,18 @@ def run_one(name: str, quick: bool) -> dict[str, Any]:
     module = importlib.import_module(name)
     if not callable(getattr(module, "run", None)):
         raise SystemExit(f"benchmarks/{name}.py has no run(quick: bool) -> dict; add one")
-    machine = machine_info()
+    from _harness import core_scaling
+
+    machine = {**machine_info(), "core_scaling": core_scaling()}
     start = time.perf_counter()
     result = module.run(quick=quick)
+    wall_s = round(time.perf_counter() - start, 2)
     record = {
         "benchmark": name,
         "machine": machine,
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
-        "wall_s": round(time.perf_counter() - start, 2),
+        "core_scaling_after": core_scaling(),
+        "wall_s": wall_s,
         **result,
     }
     device = os.environ.get("BENCH_DEVICE", "cpu")
@@ -129,6 +135,12 @@ def run_one(name: str, quick: bool) -> dict[str, Any]:
     print(
         f"(cpus {machine['cpu_count']}, load {machine['load_average']} -> "
         f"{record['load_average_after']}, {record['wall_s']} s; written {out.relative_to(BENCH_DIR.parent)})"
+    )
+    before, after = machine["core_scaling"], record["core_scaling_after"]
+    print(
+        f"(cores: {before['processes']} single-thread matmul processes did "
+        f"{before['scaling']}x the work of one before the run, {after['scaling']}x after; "
+        f"~{before['processes']} on idle, independent cores)"
     )
     return record
 
