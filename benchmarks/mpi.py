@@ -16,6 +16,9 @@ per worker, writing into its own output folder. From each run's ``summary.json``
   throughput = utterances / decode span.
 - ``start-up``: process wall time minus the decode span (interpreter and imports,
   ``mpiexec``, the pool's spawn, model loading, merging).
+- per run, ``worker_spans`` from ``summary.json``, with ``start_skew_s`` (the last
+  worker's first shard started that long after the first worker's) and ``end_spread_s``
+  (the first worker to finish idled that long before the last one finished).
 
 ``speedup_2`` = MPI throughput with 2 ranks / with 1 rank (target on 2 free cores:
 at least 1.8). There is no peer for this benchmark. On a machine whose cores are busy
@@ -77,6 +80,7 @@ def run_backend(name: str, command: list[str], conf: Path, out: Path) -> dict[st
     summary = json.loads((out / "summary.json").read_text())
     utts = int(summary["utterances_decoded"])
     span = float(summary["decode_span_seconds"])
+    workers = summary.get("worker_spans", [])
     return {
         "command": " ".join(command),
         "process_wall_s": wall,
@@ -86,6 +90,12 @@ def run_backend(name: str, command: list[str], conf: Path, out: Path) -> dict[st
         "utts_per_s": utts / span if span else None,
         "utts_per_s_end_to_end": utts / wall,
         "workers": summary["workers"],
+        # where a two-worker span loses time: a worker that starts late, or one that
+        # finishes early and idles (see worker_spans in docs/parallel.md)
+        "start_skew_s": max((w["first_started"] for w in workers), default=0.0),
+        "end_spread_s": (max(w["last_finished"] for w in workers)
+                         - min(w["last_finished"] for w in workers)) if workers else 0.0,
+        "worker_spans": workers,
         "hyps": (out / "test" / "hyp.txt").read_text(),
     }
 

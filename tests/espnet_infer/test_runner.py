@@ -59,6 +59,10 @@ def test_plan_is_one_task_per_shard(pipeline: Pipeline, tmp_path: Path) -> None:
 def test_local_run_writes_shards_and_merged_files(pipeline: Pipeline, local_run: Path) -> None:
     summary = json.loads((local_run / "summary.json").read_text())
     assert summary["decoded_shards"] == 4 and summary["skipped_shards"] == 0
+    [worker] = summary["worker_spans"]  # one process decoded all 4 shards
+    assert (worker["rank"], worker["shards"], worker["utterances"]) == (0, 4, 12)
+    assert worker["first_started"] == 0.0
+    assert 0 < worker["decode_seconds"] <= worker["last_finished"] <= summary["decode_span_seconds"]
     for name in ("dev", "test"):
         keys = sorted(s["key"] for s in read_samples(pipeline.data / name))
         shards = sorted((local_run / name / "shards").glob("*.jsonl"))
@@ -154,6 +158,10 @@ def test_mpi_backend_gives_the_local_hyps(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["backend"] == "mpi" and summary["workers"] == 2
     assert summary["decoded_shards"] == 4
+    spans = summary["worker_spans"]  # rank r decoded tasks r and r + 2 of the 4
+    assert sorted(w["rank"] for w in spans) == [0, 1] and len({w["pid"] for w in spans}) == 2
+    assert [w["shards"] for w in spans] == [2, 2] and sum(w["utterances"] for w in spans) == 12
+    assert max(w["last_finished"] for w in spans) == summary["decode_span_seconds"]
     assert _results(out) == _results(local_run)
     assert "decode: 12/12 utt" in proc.stderr  # rank 0's progress counts both ranks
 

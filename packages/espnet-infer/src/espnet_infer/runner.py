@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -155,7 +156,7 @@ def decode_shard(
              elapsed / max(audio_seconds, 1e-9))
     return {"shard": task.shard, "utterances": len(rows), "failed": failed,
             "audio_seconds": audio_seconds, "decode_seconds": elapsed,
-            "started": started, "finished": time.time(), "rank": env.rank}
+            "started": started, "finished": time.time(), "rank": env.rank, "pid": os.getpid()}
 
 
 def safe_decode_shard(
@@ -168,6 +169,28 @@ def safe_decode_shard(
     except Exception as err:  # noqa: BLE001 - reported in summary.json, run exits non-zero
         log.exception("%s: shard failed", task.shard)
         return {"shard": task.shard, "error": f"{type(err).__name__}: {err}", "rank": env.rank}
+
+
+def worker_spans(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per worker process, from its shards' figures: its rank and pid, shards,
+    utterances, seconds spent decoding, and when it started its first shard and finished
+    its last, in seconds after the job's first shard started (a late start shows slow
+    start-up, unequal ends uneven work). Sorted by first start."""
+    if not stats:
+        return []
+    origin = min(s["started"] for s in stats)
+    spans: dict[int, dict[str, Any]] = {}
+    for s in stats:
+        w = spans.setdefault(s["pid"], {
+            "rank": s["rank"], "pid": s["pid"], "shards": 0, "utterances": 0,
+            "decode_seconds": 0.0, "first_started": s["started"] - origin, "last_finished": 0.0})
+        w["shards"] += 1
+        w["utterances"] += s["utterances"]
+        w["decode_seconds"] += s["decode_seconds"]
+        w["first_started"] = min(w["first_started"], s["started"] - origin)
+        w["last_finished"] = max(w["last_finished"], s["finished"] - origin)
+    ordered = sorted(spans.values(), key=lambda w: (w["first_started"], w["rank"]))
+    return [{k: round(v, 3) if isinstance(v, float) else v for k, v in w.items()} for w in ordered]
 
 
 def merge_results(config: InferenceConfig) -> dict[str, Any]:
@@ -321,6 +344,7 @@ def run_inference(config: InferenceConfig) -> dict[str, Any]:
         "utterances_decoded": sum(s["utterances"] for s in done),
         "wall_seconds": round(elapsed, 2),
         "decode_span_seconds": round(span, 3),
+        "worker_spans": worker_spans(done),
         "audio_seconds_decoded": round(audio, 2),
         "rtf": round(elapsed / audio, 4) if audio else None,
         "backend": backend,
