@@ -56,6 +56,23 @@ def test_plan_is_one_task_per_shard(pipeline: Pipeline, tmp_path: Path) -> None:
     assert tasks[3].output == str(tmp_path / "test" / "shards" / "shard-000001.jsonl")
 
 
+def test_workers_get_the_largest_shards_first(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from espnet_infer import runner
+
+    taken: list[str] = []
+
+    def record(provider, tasks, forward, *, progress=None):  # noqa: ANN001, ANN202
+        taken.extend(t.shard for t in tasks)
+        return []
+
+    monkeypatch.setattr(runner, "run_local", record)
+    run_inference(_config(pipeline, tmp_path))
+    sizes = [os.path.getsize(shard) for shard in taken]
+    assert len(taken) == 4 and sizes == sorted(sizes, reverse=True)
+
+
 def test_local_run_writes_shards_and_merged_files(pipeline: Pipeline, local_run: Path) -> None:
     summary = json.loads((local_run / "summary.json").read_text())
     assert summary["decoded_shards"] == 4 and summary["skipped_shards"] == 0
@@ -272,7 +289,7 @@ def test_killed_run_resumes_with_every_utterance_once(
     proc = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_SHARD, "--config", str(conf)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-    assert [p.name for p in out.rglob("*.jsonl")] == ["shard-000000.jsonl"]  # dev's first
+    assert len(list(out.rglob("*.jsonl"))) == 1  # the largest shard (decoded first) only
     assert not (out / "summary.json").exists() and not list(out.rglob("*.tmp"))
     result = run_inference(config)
     assert result["decoded_shards"] == 3 and result["skipped_shards"] == 1

@@ -10,6 +10,9 @@ Only the split of the tasks differs:
   shows the progress of all workers.
 - ``mpi``: rank ``r`` takes tasks ``r, r + N, ...``; every rank sends its per-batch
   counts to rank 0, which shows the progress of all ranks and gathers the figures.
+
+The runner hands the tasks over largest first: the pool's last tasks, and each rank's,
+are then its smallest.
 """
 
 from __future__ import annotations

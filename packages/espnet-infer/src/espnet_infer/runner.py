@@ -280,6 +280,14 @@ def _pending_utterances(todo: list[ShardTask], config: InferenceConfig) -> int |
     return total
 
 
+def _shard_bytes(task: ShardTask) -> int:
+    """The shard's size on disk (0 where it cannot be read: its task reports why)."""
+    try:
+        return os.path.getsize(task.shard)
+    except OSError:
+        return 0
+
+
 def _mpi_comm() -> Any:
     try:
         from mpi4py import MPI
@@ -304,7 +312,9 @@ def run_inference(config: InferenceConfig) -> dict[str, Any]:
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     if rank == 0:
         drop_stale_results(config)
-    todo = [t for t in tasks if not Path(t.output).exists()]
+    # Largest shards first: the last tasks decide when the slowest worker finishes.
+    todo = sorted((t for t in tasks if not Path(t.output).exists()), key=_shard_bytes,
+                  reverse=True)
     if comm is not None:
         # One list for every rank: a rank that looks later could see shards another rank
         # has just finished, shift its ``todo[rank::size]`` slice and leave a shard out.
