@@ -203,7 +203,7 @@ def core_scaling(processes: int = 2, n: int = 384, seconds: float = 1.0) -> dict
     ``processes`` single-threaded processes multiply ``n`` x ``n`` fp32 matrices: first
     one alone for ``seconds``, then all of them together, then another one alone.
     ``scaling`` is their total FLOP/s over the mean of the two single ones: ~``processes``
-    on idle, independent cores. This 2-vCPU VM gave 1.3-1.9 within minutes (the host's
+    on idle, independent cores. This 2-vCPU VM gave 1.05-2.05 within one hour (the host's
     other tenants, or vCPUs sharing a physical core): no parallel speedup measured in such
     a minute can exceed it, and compute-dense code loses more there than code bound by
     per-call overhead.
@@ -220,7 +220,10 @@ def core_scaling(processes: int = 2, n: int = 384, seconds: float = 1.0) -> dict
             assert p.stdin is not None
             p.stdin.write(f"{seconds}\n")
             p.stdin.flush()
-        return sum(float(p.stdout.readline()) for p in workers if p.stdout is not None)
+        lines = [p.stdout.readline().strip() if p.stdout is not None else "" for p in workers]
+        if not all(lines):
+            raise RuntimeError(f"a core probe process ({sys.executable} -c ...) exited early")
+        return sum(float(line) for line in lines)
 
     try:
         for p in procs:  # every process has imported torch and warmed up
