@@ -310,14 +310,15 @@ def run_inference(config: InferenceConfig) -> dict[str, Any]:
     backend = config.parallel.backend
     comm = _mpi_comm() if backend == "mpi" else None
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+    todo: list[ShardTask] = []
     if rank == 0:
         drop_stale_results(config)
-    # Largest shards first: the last tasks decide when the slowest worker finishes.
-    todo = sorted((t for t in tasks if not Path(t.output).exists()), key=_shard_bytes,
-                  reverse=True)
+        # Largest shards first: the last tasks decide when the slowest worker finishes.
+        todo = sorted((t for t in tasks if not Path(t.output).exists()), key=_shard_bytes,
+                      reverse=True)
     if comm is not None:
-        # One list for every rank: a rank that looks later could see shards another rank
-        # has just finished, shift its ``todo[rank::size]`` slice and leave a shard out.
+        # Rank 0's list for every rank: a rank that looked itself could see shards another
+        # rank has just finished, shift its ``todo[rank::size]`` slice and leave one out.
         todo = comm.bcast(todo, root=0)
     progress: Progress | None = None
     if rank == 0:
