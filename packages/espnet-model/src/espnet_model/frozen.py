@@ -128,8 +128,8 @@ class _SelfAttention:
         self.v_minus_u = _copy((attn.pos_bias_v - attn.pos_bias_u) * scale).unsqueeze(1)  # (H, 1, d_k)
         self.linear_out = _Linear(attn.linear_out.weight, attn.linear_out.bias)
         self.linear_pos = _copy(attn.linear_pos.weight)
-        self.keys = torch.empty(attn.h, 0, attn.d_k)  # (H, 2L - 1, d_k): projected
-        # positions L-1 ... -(L-1)
+        # (H, 2L - 1, d_k): the projected positions L-1 ... -(L-1)
+        self.keys = torch.empty(attn.h, 0, attn.d_k)
 
     def __call__(self, x: torch.Tensor, lengths: list[int], table: torch.Tensor) -> torch.Tensor:
         """``table``: sinusoids of positions ``L-1 ... -(L-1)``, ``L >= max(lengths)``."""
@@ -305,5 +305,5 @@ def freeze_encoder(encoder: nn.Module) -> FrozenConformerEncoder | None:
     try:
         with torch.no_grad():  # the folding arithmetic needs no autograd graph
             return FrozenConformerEncoder(encoder)
-    except ValueError:  # an activation without a frozen form
+    except ValueError:  # no frozen form: another activation, or BatchNorm without statistics
         return None
