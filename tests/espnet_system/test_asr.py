@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from espnet_publish import PublishError
-from espnet_system import ASRSystem
+from espnet_system import ASRSystem, StageError
 from espnet_system.cli import main
 
 STAGES = ("create_dataset", "train_tokenizer", "collect_stats", "train", "infer", "measure",
@@ -57,6 +57,10 @@ def test_measure_text_normaliser_is_configured(tmp_path: Path, normalise: str, w
 def test_measure_without_inference_says_what_to_run(tmp_path: Path) -> None:
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "metrics.yaml").write_text("inference_dir: out\n")
+    with pytest.raises(StageError, match=r"inference_dir in conf/metrics.yaml is out, which does "
+                       r"not exist\. The infer stage writes it"):
+        ASRSystem(tmp_path).run(["measure"])
+    (tmp_path / "out").mkdir()  # there, but infer wrote no set into it
     with pytest.raises(FileNotFoundError, match="infer stage"):
         ASRSystem(tmp_path).run(["measure"])
 
@@ -88,6 +92,8 @@ def test_upload_without_token_fails_before_the_network(
 ) -> None:
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "publish.yaml").write_text("repo_id: me/model\ndemo_repo_id: me/demo\n")
+    (tmp_path / "exp" / "packed").mkdir(parents=True)  # what the upload stages read
+    (tmp_path / "exp" / "demo").mkdir()
     with pytest.raises(PublishError, match="HF_TOKEN"):
         ASRSystem(tmp_path).run([stage])
     assert main([str(tmp_path), "--stages", stage]) == 2
@@ -154,5 +160,6 @@ def test_upload_without_repo_id_names_the_key(
     monkeypatch.setenv("HF_TOKEN", "hf_x")
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "publish.yaml").write_text("model_name: m\n")
+    (tmp_path / "exp" / "packed").mkdir(parents=True)
     assert main([str(tmp_path), "--stages", "upload_model"]) == 2
     assert "publish.yaml: set repo_id (owner/name) to upload" in capsys.readouterr().err

@@ -55,6 +55,7 @@ def test_missing_config_exits_2_naming_it(tmp_path: Path, capsys: pytest.Capture
 def _recipe(tmp_path: Path) -> Path:
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "metrics.yaml").write_text("inference_dir: out\n")
+    (tmp_path / "out").mkdir()  # what measure reads (infer's output)
     return tmp_path
 
 
@@ -66,6 +67,7 @@ def test_dry_run_prints_the_plan_and_runs_nothing(
     out = capsys.readouterr().out
     assert "1. measure" in out and "conf/metrics.yaml" in out and "exp/logs/measure.log" in out
     assert "out_file: exp/infer/scores.json" in out  # resolved: the default filled in
+    assert "reads inference_dir = out (present)" in out
     assert not (recipe / "exp").exists()
 
 

@@ -3,6 +3,7 @@
 from .asr import ASRSystem
 from .base import BaseSystem
 from .configs import DataPrepConfig, MetricsConfig, PublishConfig, TokenizerConfig
+from .inputs import Reads
 from .parse import parse_config
 from .recipe import load_system
 from .stages import StageError, resolve_stages
@@ -15,6 +16,7 @@ __all__ = [
     "DataPrepConfig",
     "MetricsConfig",
     "PublishConfig",
+    "Reads",
     "StageError",
     "TokenizerConfig",
     "load_system",

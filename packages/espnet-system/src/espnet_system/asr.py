@@ -25,9 +25,16 @@ from espnet_train import TrainingConfig, collect_stats, train
 
 from .base import BaseSystem, parse_config
 from .configs import DataPrepConfig, MetricsConfig, PublishConfig
+from .inputs import Reads, StageInput, corpus_paths
 from .stages import StageError
 
 log = logging.getLogger(__name__)
+
+
+#: a split folder of shards, complete once create_dataset wrote its index
+_SPLIT = {"made_by": "create_dataset", "holds": ("index.jsonl",),
+          "what": "a split folder written by create_dataset (shard-*.tar + index.jsonl)"}
+_MODEL = {"made_by": "train", "what": "a model folder (config.yaml, model.pt, tokenizer)"}
 
 
 def format_scores(scores: dict[str, dict[str, float]]) -> str:
@@ -73,6 +80,27 @@ class ASRSystem(BaseSystem):
         "metrics": MetricsConfig,
         "publish": PublishConfig,
     }
+    #: create_dataset's corpus folders are added by :meth:`inputs`
+    stage_inputs: ClassVar[dict[str, tuple[Reads, ...]]] = {
+        "train_tokenizer": (Reads("{out_dir}/{tokenizer.train_split}", **_SPLIT),),
+        "collect_stats": (Reads("data.train", **_SPLIT),),
+        "train": (
+            Reads("data.train", **_SPLIT),
+            Reads("data.valid", **_SPLIT),
+            Reads("tokenizer", made_by="train_tokenizer", holds=("tokenizer.yaml",),
+                  what="a tokenizer folder written by train_tokenizer"),
+            Reads("stats_file", made_by="collect_stats",
+                  what="the statistics collect_stats writes, or null (normalize: utterance_mvn)"),
+            Reads("data.noise", what="a list file of noise audio paths, or null"),
+        ),
+        "infer": (Reads("model_dir", **_MODEL), Reads("test_sets", **_SPLIT)),
+        "measure": (Reads("inference_dir", made_by="infer",
+                          what="inference's output_dir (<set>/hyp.txt, ref.txt)"),),
+        "pack_model": (Reads("model_dir", **_MODEL),),
+        "upload_model": (Reads("packed_dir", made_by="pack_model", what="a packed model folder"),),
+        "pack_demo": (Reads("packed_dir", made_by="pack_model", what="a packed model folder"),),
+        "upload_demo": (Reads("demo_dir", made_by="pack_demo", what="a demo folder"),),
+    }
 
     def runs_on_every_rank(self, stage: str) -> bool:
         """``train`` always; ``infer`` only with ``parallel.backend: mpi`` (other backends
@@ -84,6 +112,22 @@ class ASRSystem(BaseSystem):
             cfg: InferenceConfig = self.config("inference")
             return cfg.parallel.backend == "mpi"
         return super().runs_on_every_rank(stage)
+
+    def inputs(self, stage: str) -> list[StageInput]:
+        """The declared paths, plus the corpus folders ``create_dataset`` reads; nothing
+        for ``collect_stats`` without a ``stats_file`` (it has nothing to collect)."""
+        if stage == "collect_stats" and not self.config("training").stats_file:
+            return []
+        found = super().inputs(stage)
+        if stage == "create_dataset":
+            cfg: DataPrepConfig = self.config("data")
+            splits = cfg.splits or cfg.corpus.splits()
+            found += [
+                self.stage_input(stage, f"corpus.init_args.{p.key}", p.value, holds=p.holds,
+                                 what=p.what)
+                for p in corpus_paths(cfg.corpus, splits)
+            ]
+        return found
 
     def create_dataset(self) -> None:
         """Write each split of the corpus as shards + index + summary."""

@@ -8,6 +8,11 @@ Subclasses add stages by extending ``stages`` and ``config_roles`` (and
 ``config_schemas`` for a new role) and writing a method with no arguments of the same
 name; ``stage_log_mapping`` places a stage's log elsewhere than ``exp/logs``.
 
+Each stage also declares the paths it reads (``stage_inputs``: config keys, and the
+stage that writes each). ``run`` looks at all of them before any stage runs and stops
+with one error listing every missing path, unless an earlier stage of the same run
+writes it (see :mod:`espnet_system.inputs`).
+
 Relative paths in configs are relative to the recipe folder: configs are parsed and
 stages run with the recipe folder as the working directory, wherever ``espnet-run`` was
 started from.
@@ -25,6 +30,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from .inputs import MissingInputsError, Reads, StageInput, expand
 from .logs import header, process_rank, stage_log, stage_log_path
 from .parse import parse_and_dump, parse_config, to_plain
 from .stages import StageError, resolve_stages
@@ -55,6 +61,10 @@ class BaseSystem:
     #: launcher re-runs the command line in each new rank, which would otherwise redo
     #: every stage before ``train`` there.
     distributed_stages: ClassVar[frozenset[str]] = frozenset()
+    #: stage -> the paths it reads, as keys of its config role and the stage writing each
+    #: (:class:`~espnet_system.inputs.Reads`); checked before any stage runs. Systems
+    #: add paths a key cannot name (a corpus's folders) by extending :meth:`inputs`.
+    stage_inputs: ClassVar[dict[str, tuple[Reads, ...]]] = {}
 
     def __init__(
         self,
@@ -137,8 +147,77 @@ class BaseSystem:
                 self.config(role)
             self.log_path(stage)
 
+    def inputs(self, stage: str) -> list[StageInput]:
+        """The paths ``stage`` reads, from :attr:`stage_inputs` and its parsed config.
+
+        Systems extend it for paths no single key names (a corpus's folders), or drop
+        paths a setting makes unread; :meth:`stage_input` builds one entry.
+        """
+        declared = self.stage_inputs.get(stage, ())
+        if not declared:
+            return []
+        where = f"{type(self).__name__}.stage_inputs[{stage!r}]"
+        role = self.config_roles.get(stage)
+        if role is None:
+            raise StageError(f"{where} names config keys, but stage {stage!r} has no config "
+                             f"role: add it to config_roles")
+        found = []
+        for reads in declared:
+            if reads.made_by is not None and reads.made_by not in self.stages:
+                raise StageError(f"{where}: made_by={reads.made_by!r} is not a stage of "
+                                 f"{type(self).__name__}; its stages are {', '.join(self.stages)}")
+            try:
+                paths = expand(reads, self.config(role))
+            except (KeyError, TypeError) as err:
+                raise StageError(
+                    f"{where}: key {reads.key!r} does not name a path of config role {role!r} "
+                    f"({self.config_path(role)}): {err}"
+                ) from err
+            found += [
+                self.stage_input(stage, key, value, made_by=reads.made_by, holds=reads.holds,
+                                 what=reads.what)
+                for key, value in paths
+            ]
+        return found
+
+    def stage_input(self, stage: str, key: str, value: str, *, made_by: str | None = None,
+                    holds: tuple[str, ...] = (), what: str = "") -> StageInput:
+        """One path ``stage`` reads: ``key`` of its config is ``value`` (relative to the recipe)."""
+        role = self.config_roles.get(stage)
+        return StageInput(
+            stage, key, value, self.recipe_dir / value,
+            config=self._rel(self.config_path(role)) if role else "",
+            made_by=made_by, holds=holds, what=what,
+        )
+
+    def missing_inputs(self, stages: Sequence[str]) -> list[tuple[StageInput, str]]:
+        """Every path ``stages`` read that is not there and that no earlier stage of
+        ``stages`` writes, with why (stages in canonical order, as :meth:`resolve` gives)."""
+        missing = []
+        for n, stage in enumerate(stages):
+            for inp in self.inputs(stage):
+                if inp.made_by in stages[:n]:
+                    continue  # an earlier stage of this run writes it
+                problem = inp.problem()
+                if problem:
+                    missing.append((inp, problem))
+        return missing
+
+    def preflight(self, stages: Sequence[str]) -> None:
+        """Stop before any stage runs when a path ``stages`` read is missing.
+
+        Raises:
+            MissingInputsError: listing every missing path (stage, config key, value,
+                which stage makes it or how to fix it).
+        """
+        missing = self.missing_inputs(stages)
+        if missing:
+            raise MissingInputsError(missing, stages, self.recipe_dir, self.stages)
+
     def plan(self, requested: Sequence[str]) -> str:
-        """What ``run(requested)`` would do: stages in order, config files, resolved configs."""
+        """What ``run(requested)`` would do: stages in order, config files, the paths each
+        reads (and whether they are there), resolved configs. It does not raise for a
+        missing path: call :meth:`preflight` for that."""
         stages = self.resolve(requested)
         self.check(stages)
         lines = [f"{type(self).__name__} in {self.recipe_dir} would run, in this order:"]
@@ -147,6 +226,13 @@ class BaseSystem:
             conf = self._rel(self.config_path(role)) if role else "(no config)"
             log = self.log_path(stage)
             lines.append(f"  {n}. {stage:<16} {conf:<24} log: {self._rel(log) if log else '-'}")
+            for inp in self.inputs(stage):
+                if inp.made_by in stages[: n - 1]:
+                    state = f"written by {inp.made_by} before"
+                else:
+                    problem = inp.problem()
+                    state = f"MISSING: {problem}" if problem else "present"
+                lines.append(f"       reads {inp.key} = {inp.value} ({state})")
         lines.append("relative paths are relative to the recipe folder")
         lines.append(self.print_configs(stages))
         return "\n".join(lines)
@@ -170,6 +256,7 @@ class BaseSystem:
         """
         stages = self.resolve(requested)
         self.check(stages)
+        self.preflight(stages)  # all requested stages: rank 0 runs those other ranks skip
         rank = process_rank()
         if rank:
             skipped = [s for s in stages if not self.runs_on_every_rank(s)]

@@ -48,7 +48,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--list", action="store_true", help="list the stages and exit")
     parser.add_argument("--dry_run", action="store_true",
                         help="parse the configs, print the stages that would run in order with "
-                             "their config files, log files and resolved configs; run nothing")
+                             "their config files, log files, the paths they read and resolved "
+                             "configs; run nothing (exit 2 when a config or path is missing)")
     parser.add_argument("--print_config", action="store_true",
                         help="print the resolved configs of the given stages (defaults filled "
                              "in; each is a valid config) and exit")
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             print(system.print_configs(system.resolve(args.stages)), end="")
             return 0
         if args.dry_run:
-            print(system.plan(args.stages), end="")
+            print(system.plan(args.stages), end="", flush=True)
+            system.preflight(system.resolve(args.stages))  # a missing path: exit 2 as a run would
             return 0
         ran = system.run(args.stages)
         with contextlib.chdir(system.recipe_dir):
