@@ -8,7 +8,7 @@ import pytest
 import yaml
 from espnet_infer import InferenceConfig
 from espnet_system import DataPrepConfig, StageError, parse_config
-from espnet_system.parse import parse_and_dump, valid_keys
+from espnet_system.parse import duplicate_keys, parse_and_dump, valid_keys
 from espnet_train import TrainingConfig
 
 INFER = "model_dir: m\ntest_sets: {test: data/test}\noutput_dir: o\n"
@@ -76,3 +76,43 @@ def test_dump_fills_defaults_and_parses_again(tmp_path: Path) -> None:
 def test_valid_keys_are_dotted() -> None:
     keys = valid_keys(InferenceConfig)
     assert "decode.beam_size" in keys and "parallel.backend" in keys and "model_dir" in keys
+
+
+def test_a_key_written_twice_names_file_key_and_both_lines(tmp_path: Path) -> None:
+    path = _write(tmp_path, INFER + "decode:\n  beam_size: 3\n  ctc_weight: 0.5\n  beam_size: 5\n")
+    with pytest.raises(StageError) as err:
+        parse_config(InferenceConfig, path)
+    assert str(err.value) == (
+        f"{path}: key 'decode.beam_size' is written twice, at line 5 and line 7; "
+        "keep one (the last one would silently win)"
+    )
+
+
+def test_every_repeated_key_is_listed(tmp_path: Path) -> None:
+    path = _write(tmp_path, "model_dir: a\n" + INFER + "output_dir: p\n")
+    with pytest.raises(StageError, match=r"'model_dir' is written twice, at line 1 and line 2; "
+                       r"key 'output_dir' is written twice, at line 4 and line 5"):
+        parse_config(InferenceConfig, path)
+
+
+def test_repeated_key_of_a_recipe_config_fails_before_any_stage(tmp_path: Path) -> None:
+    from espnet_system import ASRSystem
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "data.yaml").write_text(
+        "corpus: {class_path: espnet_data.corpora.MiniCorpus}\nout_dir: a\nout_dir: b\n"
+    )
+    with pytest.raises(StageError, match=r"data\.yaml: key 'out_dir' is written twice"):
+        ASRSystem(tmp_path).run(["create_dataset"])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_duplicate_keys_walks_lists_and_leaves_merges_alone() -> None:
+    text = (
+        "base: &b {k: 1}\n"
+        "over:\n  <<: *b\n  k: 2\n"  # a merge key overridden: legal YAML, kept
+        "items:\n  - {x: 1, x: 2}\n"
+        "keys: {1: a, '1': b}\n"  # an int and a string: two keys
+    )
+    assert duplicate_keys(text) == [("items[0].x", 6, 6)]
+    assert duplicate_keys("") == []
