@@ -6,17 +6,19 @@ Hypotheses live in fixed slots ``row = utterance * beam + k``; a slot whose
 hypothesis ended or was never filled carries score ``-inf``. Utterances that are
 finished are dropped from the batch, so the work shrinks as decoding proceeds.
 
-Scores follow ESPnet::
+Scores follow ESPnet2 (shallow fusion with an optional language model)::
 
-    score = (1 - ctc_weight) * att + ctc_weight * ctc + penalty * (tokens + 1)
+    score = (1 - ctc_weight) * att + ctc_weight * ctc + lm_weight * lm + penalty * (tokens + 1)
 
 where ``att`` sums decoder log-probabilities (``eos`` included), ``ctc`` is the CTC
-prefix log-probability (the whole-sequence log-probability once ``eos`` is chosen)
-and the penalty is added for every emitted symbol, ``eos`` included.
+prefix log-probability (the whole-sequence log-probability once ``eos`` is chosen),
+``lm`` sums the language model's log-probabilities (``eos`` included) and the penalty
+is added for every emitted symbol, ``eos`` included.
 
 The search rules are ESPnet2's (``BatchBeamSearch``), so that the same weights give
-the same hypotheses: with both scorers, only ``eos`` and the
-``int(pre_beam_ratio * beam_size)`` best tokens of the decoder (whole vocabulary) are
+the same hypotheses: when CTC is used with a whole-vocabulary scorer (the decoder and/or
+the LM), only ``eos`` and the ``int(pre_beam_ratio * beam_size)`` best tokens of the
+weighted whole-vocabulary scores (``(1 - ctc_weight) * att + lm_weight * lm``) are
 CTC-scored; a
 hypothesis that reaches ``maxlen`` tokens ends there (its ``eos`` is not scored);
 with ``maxlenratio == 0`` an utterance also stops by ESPnet's end detection (the
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 import torch
 
 from espnet_infer.decode.ctc_prefix_score import CTCPrefixScorer, CTCPrefixState
-from espnet_infer.decode.protocol import ASRModelLike, IncrementalStepper
+from espnet_infer.decode.protocol import ASRModelLike, IncrementalStepper, LMLike, LMStateLike
 
 __all__ = ["BeamSearch", "Hypothesis"]
 
@@ -49,8 +51,9 @@ class Hypothesis:
     Attributes:
         tokens: token ids, without ``sos``/``eos``.
         score: the weighted total score used for ranking.
-        scores: unweighted component scores: ``"att"`` (decoder log-probability) and
-            ``"ctc"`` (CTC log-probability), each present when that scorer is used.
+        scores: unweighted component scores: ``"att"`` (decoder log-probability),
+            ``"ctc"`` (CTC log-probability) and ``"lm"`` (language-model log-probability),
+            each present when that scorer is used.
     """
 
     tokens: list[int]
@@ -99,10 +102,13 @@ class BeamSearch:
             ``T`` encoder frames; ``0`` means ``maxlen = T`` and end detection. A
             hypothesis that reaches ``maxlen`` tokens ends there.
         minlenratio: ``eos`` is not allowed before ``int(minlenratio * T)`` tokens.
-        pre_beam_ratio: with both scorers, only ``eos`` and the
-            ``int(pre_beam_ratio * beam_size)`` best tokens of the decoder are
-            CTC-scored per hypothesis.
+        pre_beam_ratio: with CTC and a whole-vocabulary scorer (decoder, LM), only
+            ``eos`` and the ``int(pre_beam_ratio * beam_size)`` best tokens of their
+            weighted sum are CTC-scored per hypothesis.
         nbest: finished hypotheses returned per utterance, best first.
+        lm: a language model over the same vocabulary (:class:`LMLike`, e.g.
+            ``espnet_model.lm.LanguageModel`` in eval mode) for shallow fusion.
+        lm_weight: weight of the LM score (ESPnet2's ``lm_weight``); ignored without ``lm``.
     """
 
     def __init__(
@@ -116,6 +122,8 @@ class BeamSearch:
         minlenratio: float = 0.0,
         pre_beam_ratio: float = 1.5,
         nbest: int = 1,
+        lm: LMLike | None = None,
+        lm_weight: float = 0.0,
     ) -> None:
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
@@ -145,7 +153,17 @@ class BeamSearch:
         vocab = int(model.vocab_size)
         if {model.blank_id, model.sos_eos_id} == set(range(vocab)) or vocab < 3:
             raise ValueError(f"vocab_size={vocab} leaves no token besides blank and sos/eos")
+        if lm is not None and int(lm.vocab_size) != vocab:
+            raise ValueError(
+                f"the language model has {int(lm.vocab_size)} tokens but the ASR model has "
+                f"{vocab}: an LM for shallow fusion must be trained with the ASR model's "
+                "tokenizer"
+            )
+        if lm_weight < 0:
+            raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
         self.model = model
+        self.lm = lm if lm is not None and lm_weight > 0 else None
+        self.lm_weight = float(lm_weight) if self.lm is not None else 0.0
         self.beam_size = beam_size
         self.ctc_weight = float(ctc_weight)
         self.penalty = float(penalty)
@@ -161,6 +179,10 @@ class BeamSearch:
     @property
     def uses_ctc(self) -> bool:
         return self.ctc_weight > 0.0
+
+    @property
+    def uses_lm(self) -> bool:
+        return self.lm is not None
 
     def __call__(self, enc: torch.Tensor, enc_lengths: torch.Tensor) -> list[list[Hypothesis]]:
         """Decode a padded batch of encoder outputs.
@@ -229,6 +251,8 @@ class BeamSearch:
         score = torch.full((batch * beam,), _NEG_INF, device=device)
         score[::beam] = 0.0
         att_sum = torch.zeros(batch * beam, device=device)
+        lm_sum = torch.zeros(batch * beam, device=device)
+        lm_state: LMStateLike | None = None
         ys = torch.full((batch * beam, 1), eos, dtype=torch.long, device=device)
         cache: list[torch.Tensor] | None = None
         ctc_state = scorer.init_state(utt_rows) if scorer is not None else None
@@ -250,9 +274,11 @@ class BeamSearch:
             num_active = len(active)
             if base.shape[0] != num_active:  # first row of each utterance's beam
                 base = torch.arange(num_active, device=device)[:, None] * beam
-            cand, cand_scores, att_cand, new_cache, ctc_psi = self._expand(
-                ys, memory, memory_mask, cache, memory_kv, stepper, scorer, ctc_state, vocab,
-                eos, blank,
+            cand, cand_scores, att_cand, new_cache, ctc_psi, lm_cand, new_lm_state = (
+                self._expand(
+                    ys, memory, memory_mask, cache, memory_kv, stepper, scorer, ctc_state,
+                    lm_state, vocab, eos, blank,
+                )
             )
             width = cand.shape[1]
             total = score[:, None] + cand_scores
@@ -280,18 +306,22 @@ class BeamSearch:
             att_sum = att_sum.index_select(0, parent)
             if att_cand is not None:
                 att_sum = att_sum + _chosen(att_cand, flat)
+            if lm_cand is not None:
+                lm_sum = lm_sum.index_select(0, parent) + _chosen(lm_cand, flat)
             new_psi = _chosen(ctc_psi, flat) if ctc_psi is not None else None
             ys = ys.index_select(0, parent)
-            self._collect(ended, active, finished, ys, best, att_sum, new_psi)
+            self._collect(ended, active, finished, ys, best, att_sum, new_psi, lm_sum)
             if cut is not None and bool(cut.any()):
                 grown = torch.cat([ys, token[:, None]], dim=1)
-                self._collect(ended, active, cut, grown, best, att_sum, new_psi)
+                self._collect(ended, active, cut, grown, best, att_sum, new_psi, lm_sum)
 
             score = best.masked_fill(~running, _NEG_INF)
             safe_token = token.masked_fill(~running, filler)
             ys = torch.cat([ys, safe_token[:, None]], dim=1)
             if new_cache is not None:
                 cache = [c.index_select(0, parent) for c in new_cache]
+            if new_lm_state is not None:
+                lm_state = new_lm_state.select(parent)
             if scorer is not None and ctc_state is not None and new_psi is not None:
                 ctc_state = scorer.extend(
                     ctc_state, rows=parent, tokens=safe_token, log_psi=new_psi
@@ -309,12 +339,14 @@ class BeamSearch:
                     + torch.arange(beam, device=device)[None, :]
                 ).view(-1)
                 active = [active[i] for i in keep]
-                score, att_sum, ys = score[rows], att_sum[rows], ys[rows]
+                score, att_sum, lm_sum, ys = score[rows], att_sum[rows], lm_sum[rows], ys[rows]
                 memory = memory[rows]
                 if memory_mask is not None:
                     memory_mask = memory_mask[rows]
                 if cache is not None:
                     cache = [c.index_select(0, rows) for c in cache]
+                if lm_state is not None:
+                    lm_state = lm_state.select(rows)
                 if memory_kv is not None:
                     memory_kv = [(k[rows], v[rows]) for k, v in memory_kv]
                 if ctc_state is not None:
@@ -332,6 +364,7 @@ class BeamSearch:
         stepper: IncrementalStepper | None,
         scorer: CTCPrefixScorer | None,
         ctc_state: CTCPrefixState | None,
+        lm_state: LMStateLike | None,
         vocab: int,
         eos: int,
         blank: int,
@@ -341,15 +374,18 @@ class BeamSearch:
         torch.Tensor | None,
         list[torch.Tensor] | None,
         torch.Tensor | None,
+        torch.Tensor | None,
+        LMStateLike | None,
     ]:
         """Candidate tokens ``(N, K)`` and their weighted score increments ``(N, K)``.
 
         Also returns the candidates' decoder log-probabilities ``(N, K)``, the decoder's
-        new cache and the candidates' CTC prefix scores ``(N, K)`` (None when unused).
+        new cache, the candidates' CTC prefix scores ``(N, K)``, the candidates' LM
+        log-probabilities ``(N, K)`` and the LM's new state (None when unused).
         """
         num_rows = ys.shape[0]
         device = ys.device
-        att_cand: torch.Tensor | None = None
+        att_logp: torch.Tensor | None = None
         new_cache: list[torch.Tensor] | None = None
         if self.uses_attention:
             decoder = self.model.decoder
@@ -366,33 +402,51 @@ class BeamSearch:
                     ys, memory, memory_mask, cache, memory_kv=memory_kv
                 )
             att_logp = att_logp.float()
-            if self.uses_ctc:
-                # ESPnet2's pre-beam: the best tokens of the whole vocabulary (eos and
-                # blank too), and eos always (the CTC scorer scores it for every
-                # hypothesis); a second eos column is dropped where eos made the pre-beam.
-                width = min(int(self.pre_beam_ratio * self.beam_size), vocab)
-                top = att_logp.topk(width, dim=1).indices
-                eos_col = torch.full((num_rows, 1), eos, dtype=torch.long, device=device)
-                cand = torch.cat([top, eos_col], dim=1)
-                att_cand = att_logp.gather(1, cand)
-                cand_scores = (1.0 - self.ctc_weight) * att_cand
-                cand_scores[:, -1].masked_fill_((top == eos).any(dim=1), _NEG_INF)
-            else:  # attention only: the beam's best tokens are all that can survive
-                ranked = att_logp.clone()
-                ranked[:, blank] = _NEG_INF
-                cand = ranked.topk(min(self.beam_size, vocab - 1), dim=1).indices
-                att_cand = cand_scores = att_logp.gather(1, cand)
+        lm_logp: torch.Tensor | None = None
+        new_lm_state: LMStateLike | None = None
+        if self.lm is not None:
+            lm_logp, new_lm_state = self.lm.batch_score(ys, lm_state)
+            lm_logp = lm_logp.float()
+
+        # The whole-vocabulary scorers' weighted sum (ESPnet2's "full" scores).
+        full: torch.Tensor | None = None
+        if att_logp is not None:
+            full = (1.0 - self.ctc_weight) * att_logp if self.uses_ctc else att_logp
+        if lm_logp is not None:
+            full = self.lm_weight * lm_logp if full is None else full + self.lm_weight * lm_logp
+
+        att_cand: torch.Tensor | None = None
+        lm_cand: torch.Tensor | None = None
+        if full is not None and self.uses_ctc:
+            # ESPnet2's pre-beam: the best tokens of the whole vocabulary (eos and
+            # blank too), and eos always (the CTC scorer scores it for every
+            # hypothesis); a second eos column is dropped where eos made the pre-beam.
+            width = min(int(self.pre_beam_ratio * self.beam_size), vocab)
+            top = full.topk(width, dim=1).indices
+            eos_col = torch.full((num_rows, 1), eos, dtype=torch.long, device=device)
+            cand = torch.cat([top, eos_col], dim=1)
+            cand_scores = full.gather(1, cand)
+            cand_scores[:, -1].masked_fill_((top == eos).any(dim=1), _NEG_INF)
+        elif full is not None:  # no CTC: the beam's best tokens are all that can survive
+            ranked = full.clone()
+            ranked[:, blank] = _NEG_INF
+            cand = ranked.topk(min(self.beam_size, vocab - 1), dim=1).indices
+            cand_scores = full.gather(1, cand)
         else:
             cand = torch.arange(vocab, device=device)[None, :].expand(num_rows, vocab)
             cand_scores = torch.zeros(num_rows, vocab, device=device)
+        if att_logp is not None:
+            att_cand = att_logp.gather(1, cand)
+        if lm_logp is not None:
+            lm_cand = lm_logp.gather(1, cand)
 
         ctc_psi: torch.Tensor | None = None
         if scorer is not None and ctc_state is not None:
-            full_vocab = not self.uses_attention
+            full_vocab = full is None
             ctc_psi = scorer.score(ctc_state, None if full_vocab else cand)
             cand_scores = cand_scores + self.ctc_weight * (ctc_psi - ctc_state.log_psi[:, None])
         cand_scores = cand_scores.masked_fill(cand == blank, _NEG_INF)
-        return cand, cand_scores, att_cand, new_cache, ctc_psi
+        return cand, cand_scores, att_cand, new_cache, ctc_psi, lm_cand, new_lm_state
 
     def _collect(
         self,
@@ -403,6 +457,7 @@ class BeamSearch:
         best: torch.Tensor,
         att_sum: torch.Tensor,
         ctc_psi: torch.Tensor | None,
+        lm_sum: torch.Tensor,
     ) -> None:
         """Move the hypotheses that chose ``eos`` to their utterance's ended list."""
         rows = finished.nonzero().view(-1).tolist()
@@ -412,12 +467,15 @@ class BeamSearch:
         totals = best[rows].tolist()
         atts = att_sum[rows].tolist()
         ctcs = ctc_psi[rows].tolist() if ctc_psi is not None else None
+        lms = lm_sum[rows].tolist() if self.uses_lm else None
         for i, row in enumerate(rows):
             scores: dict[str, float] = {}
             if self.uses_attention:
                 scores["att"] = atts[i]
             if ctcs is not None:
                 scores["ctc"] = ctcs[i]
+            if lms is not None:
+                scores["lm"] = lms[i]
             utt = active[row // self.beam_size]
             ended[utt].append(Hypothesis(tokens=prefixes[i], score=totals[i], scores=scores))
 

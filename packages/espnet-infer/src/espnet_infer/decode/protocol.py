@@ -7,11 +7,11 @@ any module with the same methods (``espnet_model``'s models, or the dummies in
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["ASRModelLike", "CTCLike", "DecoderLike", "IncrementalStepper"]
+__all__ = ["ASRModelLike", "CTCLike", "DecoderLike", "IncrementalStepper", "LMLike", "LMStateLike"]
 
 
 @runtime_checkable
@@ -94,4 +94,34 @@ class ASRModelLike(Protocol):
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, S), (B,) -> (B, T, D), (B,)``."""
+        ...
+
+
+@runtime_checkable
+class LMStateLike(Protocol):
+    """The cache of a language model's ``n`` prefixes (``espnet_model.lm.LMState``)."""
+
+    def select(self, indices: torch.Tensor) -> Any:
+        """The states of rows ``indices`` (``(m,)`` long, repeats allowed), in that order."""
+        ...
+
+
+@runtime_checkable
+class LMLike(Protocol):
+    """A token language model scored incrementally (``espnet_model.lm.LanguageModel``).
+
+    It shares the ASR model's vocabulary: ``sos``/``eos`` is the last id and every id
+    means the same token in both.
+    """
+
+    vocab_size: int
+
+    def batch_score(
+        self, ys: torch.Tensor, state: Any = None
+    ) -> tuple[torch.Tensor, LMStateLike]:
+        """``(n, V)`` log-probabilities of the token after each prefix ``ys`` ``(n, L)``.
+
+        ``state`` is what the previous call returned for ``ys[:, :-1]`` (rows reordered
+        with ``select``), or None to feed the whole of ``ys``.
+        """
         ...
