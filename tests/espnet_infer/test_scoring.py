@@ -7,6 +7,7 @@ import pytest
 from espnet_infer.scoring import (
     ErrorCounts,
     format_markdown,
+    format_summary,
     normalize_text,
     read_text_file,
     score_texts,
@@ -37,10 +38,27 @@ def test_counts_match_hand_alignment() -> None:
 
 
 def test_missing_and_extra_keys() -> None:
-    result = score_texts({"a": "one two", "b": "three"}, {"a": "one two", "z": "extra"})
+    result = score_texts({"a": "one two", "b": "three"}, {"a": "one two", "z": "extra"},
+                         allow_incomplete=True)
     assert result.missing_keys == ["b"] and result.extra_keys == ["z"]
     assert result.words == ErrorCounts(hits=2, deletions=1)
     assert result.utterances[1].missing and result.utterances[1].hyp == ""
+
+
+def test_incomplete_hypotheses_are_refused_unless_allowed() -> None:
+    refs = {f"u{i}": "one two" for i in range(8)}
+    hyps = {"u0": "one two", "u1": "one"}
+    with pytest.raises(ValueError, match=r"6 of 8 reference utterances have no hypothesis") as info:
+        score_texts(refs, hyps)
+    message = str(info.value)
+    assert "u2, u3, u4, u5, u6 ..." in message and "u7" not in message  # a few keys named
+    assert "allow_incomplete=True" in message and "--allow-incomplete" in message
+    result = score_texts(refs, hyps, allow_incomplete=True)  # scored as deletions, flagged
+    assert not result.complete and len(result.missing_keys) == 6
+    assert result.words == ErrorCounts(hits=3, deletions=13)
+    assert result.to_dict()["complete"] is False
+    assert "INCOMPLETE: 6 of 8 reference(s) without hypothesis" in format_summary(result)
+    assert score_texts({"a": "x"}, {"a": "x"}).complete
 
 
 def test_empty_reference_and_no_refs() -> None:
@@ -60,7 +78,7 @@ def test_normalisation_is_explicit() -> None:
 
 
 def test_write_scores_is_readable_and_leaves_no_temp_files(tmp_path: Path) -> None:
-    result = score_texts({"a": "x y", "b": "z"}, {"a": "x q y"})
+    result = score_texts({"a": "x y", "b": "z"}, {"a": "x q y"}, allow_incomplete=True)
     json_path, txt_path = write_scores(result, tmp_path / "score")
     data = json.loads(json_path.read_text())
     assert data["words"]["insertions"] == 1 and data["missing_keys"] == ["b"]

@@ -12,7 +12,11 @@ Usage:
     # case- and punctuation-insensitive scoring (off by default)
     espnet-score --ref ref.jsonl --hyp hyp.jsonl --uppercase --strip-punctuation
 
-The exit status is 0 on success and 2 when an input file is missing or malformed.
+    # references without hypothesis (failed or undecoded utterances) as deletions
+    espnet-score ref.txt hyp.txt --allow-incomplete
+
+The exit status is 0 on success and 2 when an input file is missing or malformed, or
+when references lack a hypothesis and ``--allow-incomplete`` is not given.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sys
 from collections.abc import Sequence
 
 from espnet_infer.scoring import (
+    IncompleteHypotheses,
     format_summary,
     read_text_file,
     score_texts,
@@ -57,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace punctuation by spaces (word-internal apostrophes are kept)",
     )
+    parser.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="score references without hypothesis as deletions (flagged INCOMPLETE) "
+        "instead of refusing the set",
+    )
     return parser
 
 
@@ -70,8 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         refs = read_text_file(ref)
         hyps = read_text_file(hyp)
         result = score_texts(
-            refs, hyps, uppercase=args.uppercase, strip_punctuation=args.strip_punctuation
+            refs, hyps, uppercase=args.uppercase, strip_punctuation=args.strip_punctuation,
+            allow_incomplete=args.allow_incomplete,
         )
+    except IncompleteHypotheses as e:
+        print(f"espnet-score: error: {hyp} against {ref}: {e}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as e:
         print(f"espnet-score: error: {e}", file=sys.stderr)
         return 2

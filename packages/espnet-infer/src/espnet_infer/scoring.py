@@ -9,9 +9,11 @@ Typical use::
     write_scores(result, "exp/decode/test/score")    # scores.json, result.txt, scores.md
     print(format_markdown({"test": result}))          # one row per test set
 
-Every reference key is scored; a reference without hypothesis counts as all
-deletions and is listed in ``missing_keys``; hypothesis keys without reference are
-listed in ``extra_keys`` and not scored. Whitespace is always collapsed (words are
+Every reference key is scored. References without hypothesis (utterances whose
+decoding failed, or that were never decoded) make the set incomplete: scoring refuses
+it unless ``allow_incomplete=True``, which scores them as all deletions, lists them in
+``missing_keys`` and flags the result (``complete`` is False, ``INCOMPLETE`` in the
+summary). Hypothesis keys without reference are listed in ``extra_keys`` and not scored. Whitespace is always collapsed (words are
 whitespace-separated, characters include the single spaces between words); upper-casing
 and punctuation stripping happen only when asked for.
 """
@@ -32,6 +34,7 @@ from espnet_data.atomic import atomic_open
 
 __all__ = [
     "ErrorCounts",
+    "IncompleteHypotheses",
     "ScoreResult",
     "UtteranceScore",
     "format_markdown",
@@ -44,6 +47,13 @@ __all__ = [
 ]
 
 Pathlike = str | os.PathLike[str]
+
+#: missing keys named in the error about an incomplete set
+_NAMED_KEYS = 5
+
+
+class IncompleteHypotheses(ValueError):
+    """References without hypothesis, scored only with ``allow_incomplete=True``."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,11 @@ class ScoreResult:
         return self.words.error_rate
 
     @property
+    def complete(self) -> bool:
+        """Every reference had a hypothesis (none scored as deletions for lack of one)."""
+        return not self.missing_keys
+
+    @property
     def cer(self) -> float:
         return self.chars.error_rate
 
@@ -145,6 +160,7 @@ class ScoreResult:
             "ser": self.ser,
             "num_sentences": self.num_sentences,
             "num_sentence_errors": self.num_sentence_errors,
+            "complete": self.complete,
             "words": self.words.to_dict(),
             "chars": self.chars.to_dict(),
             "missing_keys": list(self.missing_keys),
@@ -235,19 +251,36 @@ def score_texts(
     *,
     uppercase: bool = False,
     strip_punctuation: bool = False,
+    allow_incomplete: bool = False,
 ) -> ScoreResult:
     """Score ``hyps`` against ``refs`` (both ``key -> text``) at word and character level.
 
     Args:
         refs: reference transcripts; every key is scored, in sorted key order.
-        hyps: hypothesis transcripts; a missing key scores as an empty hypothesis.
+        hyps: hypothesis transcripts.
         uppercase: upper-case both sides before scoring.
         strip_punctuation: replace punctuation by spaces on both sides.
+        allow_incomplete: score a reference without hypothesis as an empty hypothesis
+            (all deletions; listed in ``missing_keys``). False: refuse the set.
+
+    Raises:
+        IncompleteHypotheses: (a ``ValueError``) some references have no hypothesis and
+            ``allow_incomplete`` is False.
     """
     if not refs:
         raise ValueError("no reference utterances to score; check the --ref file is not empty")
     keys = sorted(refs)
     missing = [k for k in keys if k not in hyps]
+    if missing and not allow_incomplete:
+        named = ", ".join(missing[:_NAMED_KEYS]) + (" ..." if len(missing) > _NAMED_KEYS else "")
+        raise IncompleteHypotheses(
+            f"{len(missing)} of {len(keys)} reference utterances have no hypothesis "
+            f"({named}): their decoding failed or they were never decoded (espnet-infer's "
+            "hyp.jsonl and summary.json say why). A WER without them is not the set's WER: "
+            "decode them (run espnet-infer again, or repair the shards), or score them as "
+            "deletions with allow_incomplete=True (espnet-score --allow-incomplete; "
+            "metrics.yaml: allow_incomplete: true)"
+        )
     extra = sorted(k for k in hyps if k not in refs)
     norm = {"uppercase": uppercase, "strip_punctuation": strip_punctuation}
     ref_texts = [normalize_text(refs[k], **norm) for k in keys]
@@ -299,7 +332,8 @@ def format_summary(result: ScoreResult) -> str:
         )
     if result.missing_keys:
         lines.append(
-            f"{len(result.missing_keys)} reference(s) without hypothesis, scored as deletions: "
+            f"INCOMPLETE: {len(result.missing_keys)} of {result.num_sentences} reference(s) "
+            "without hypothesis, scored as deletions: "
             + ", ".join(result.missing_keys[:10])
             + (" ..." if len(result.missing_keys) > 10 else "")
         )
