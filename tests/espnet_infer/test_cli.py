@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,25 @@ def test_decode_then_score(
                        "--out", str(test / "score")]) == 0
     scores = json.loads((test / "score" / "scores.json").read_text())
     assert {"wer", "cer"} <= set(scores)
+
+
+def test_trust_remote_code_is_off_unless_asked() -> None:
+    base = ["--model_dir", "m", "--test_sets", '{"t": "d"}', "--output_dir", "o"]
+    assert parse_inference_config(base).trust_remote_code is False
+    assert parse_inference_config([*base, "--trust_remote_code", "true"]).trust_remote_code is True
+
+
+def test_a_locked_output_dir_exits_2_naming_the_lock(
+    pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from espnet_infer.runner import output_lock
+
+    args = ["--model_dir", str(pipeline.model_dir), "--output_dir", str(tmp_path / "out"),
+            "--test_sets", json.dumps({"test": str(pipeline.data / "test")}),
+            "--decode.method", "ctc_greedy"]
+    with output_lock(tmp_path / "out"):  # another run (here: this process) holds it
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "out" / ".espnet-infer.lock") in err and f"pid {os.getpid()}" in err
+    assert not (tmp_path / "out" / "test").exists()  # nothing reset, nothing decoded
+    assert main(args) == 0  # released at the end of the block

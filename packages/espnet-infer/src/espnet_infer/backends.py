@@ -12,11 +12,19 @@ Only the split of the tasks differs:
   counts to rank 0, which shows the progress of all ranks and gathers the figures.
 
 The runner hands the tasks over largest first: the pool's last tasks, and each rank's,
-are then its smallest.
+are then its smallest. The runner has loaded the model once already (to check it
+before touching any result); ``local`` and MPI rank 0 reuse that copy.
+
+A pool worker is killed with its parent (Linux), so a worker of a killed run cannot
+write a shard result after another run has taken the output folder's lock. Under MPI,
+the launcher (``mpiexec``) ends every rank when one dies.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from queue import Empty
@@ -24,6 +32,7 @@ from typing import Any
 
 import torch
 
+from .loading import LoadedModel
 from .progress import Progress, ProgressFn
 from .provider import InferenceProvider, WorkerEnv
 
@@ -41,10 +50,11 @@ def _update(progress: Progress | None) -> ProgressFn | None:
 
 def run_local(
     provider: InferenceProvider, tasks: list[Any], forward: Forward, *,
-    progress: Progress | None = None,
+    progress: Progress | None = None, loaded: LoadedModel | None = None,
 ) -> list[dict[str, Any]]:
-    """Build one worker here and run every task in order."""
-    env = provider.build(0)
+    """Build one worker here (with ``loaded``, the model this process has loaded
+    already) and run every task in order."""
+    env = provider.build(0, loaded=loaded)
     return [forward(env, task, _update(progress)) for task in tasks]
 
 
@@ -54,8 +64,26 @@ _POOL_ENV: WorkerEnv | None = None
 _POOL_QUEUE: Any = None
 
 
-def _pool_init(provider: InferenceProvider, queue: Any, workers: int) -> None:
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have this process killed when ``parent`` (the run that holds the output folder's
+    lock) exits, however it exits; exit now if it is gone already. Linux only
+    (``prctl(PR_SET_PDEATHSIG)``); elsewhere only the check that it is still there."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+
+
+def _pool_init(provider: InferenceProvider, queue: Any, workers: int, parent: int) -> None:
     global _POOL_ENV, _POOL_QUEUE
+    _die_with_parent(parent)
     _POOL_ENV, _POOL_QUEUE = provider.build(0, workers_on_node=workers), queue
 
 
@@ -90,7 +118,7 @@ def run_processes(
     queue = ctx.Queue()
     results: list[dict[str, Any] | None] = [None] * len(tasks)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init,
-                             initargs=(provider, queue, workers)) as pool:
+                             initargs=(provider, queue, workers, os.getpid())) as pool:
         futures = {pool.submit(_pool_run, forward, task): i for i, task in enumerate(tasks)}
         pending = set(futures)
         while pending:
@@ -105,10 +133,11 @@ def run_processes(
 
 def run_mpi(
     provider: InferenceProvider, tasks: list[Any], forward: Forward, *,
-    comm: Any, progress: Progress | None = None,
+    comm: Any, progress: Progress | None = None, loaded: LoadedModel | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``tasks[rank::size]`` on each rank; rank 0 returns everyone's figures
-    (other ranks return ``[]``). ``tasks`` must be the same list on every rank."""
+    (other ranks return ``[]``). ``tasks`` must be the same list on every rank;
+    ``loaded``: the model this rank has loaded already, if any."""
     from mpi4py import MPI
 
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -137,7 +166,7 @@ def run_mpi(
             drain(block=False)
 
         if mine:
-            env = provider.build(rank, workers_on_node=on_node)
+            env = provider.build(rank, workers_on_node=on_node, loaded=loaded)
             stats = [forward(env, task, report) for task in mine]
         while finished < size - 1:
             drain(block=True)

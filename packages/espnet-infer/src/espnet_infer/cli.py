@@ -9,8 +9,13 @@ Usage:
 
 Results: ``<output_dir>/<set>/{hyp.txt,ref.txt,hyp.jsonl}``; score them with espnet-score.
 A rerun decodes only the shards that have no result yet. An utterance that cannot be read
-or decoded is kept in hyp.jsonl with its ``error``; a shard that cannot be read at all
-is listed in summary.json's ``failed_shards`` and the exit status is 1 (rerun to retry it).
+or decoded is kept in hyp.jsonl with its ``error``.
+
+Exit status: 0 when every utterance that index.jsonl lists was decoded (some may have
+failed: see ``failed_utterances``); 1 when a shard could not be read at all
+(``failed_shards``: run again to retry it) or utterances are missing (``missing_utterances``:
+a tar cut short, or its shard failed); 2 when another run holds the output_dir
+(``<output_dir>/.espnet-infer.lock``) or the config is wrong.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import sys
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from .config import InferenceConfig
-from .runner import run_inference
+from .runner import OutputLocked, run_inference
 
 
 def build_parser() -> ArgumentParser:
@@ -48,10 +53,27 @@ def parse_inference_config(argv: list[str] | None = None) -> InferenceConfig:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = parse_inference_config(argv if argv is not None else sys.argv[1:])
-    result = run_inference(config)
+    try:
+        result = run_inference(config)
+    except OutputLocked as err:
+        print(f"espnet-infer: error: {err}", file=sys.stderr)
+        return 2
     if result:
         print(json.dumps(result, indent=2))
-    return 1 if result.get("failed_shards") else 0
+    if result.get("missing_utterances"):
+        sets = ", ".join(
+            f"{name}: {s['missing']} ({', '.join(s['missing_keys'][:5])}"
+            f"{' ...' if s['missing'] > 5 else ''})"
+            for name, s in result["sets"].items() if s["missing"]
+        )
+        print(f"espnet-infer: {result['missing_utterances']} utterance(s) listed in index.jsonl "
+              f"were not decoded: {sets}. Their rows in hyp.jsonl say why (a shard cut short, "
+              f"or a shard that failed); summary.json lists them under sets.<set>.missing_keys",
+              file=sys.stderr)
+    if result.get("failed_shards"):
+        print(f"espnet-infer: {len(result['failed_shards'])} shard(s) could not be read "
+              "(summary.json: failed_shards); run again to retry them", file=sys.stderr)
+    return 1 if result.get("failed_shards") or result.get("missing_utterances") else 0
 
 
 if __name__ == "__main__":

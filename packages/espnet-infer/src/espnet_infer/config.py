@@ -76,6 +76,13 @@ class InferenceConfig:
         keep_host_memory: (glibc) each worker keeps freed host memory for reuse
             (:mod:`espnet_model.host_memory`): no page faults per batch, RSS stays at
             its peak.
+        trust_remote_code: let the model folder run code of its own while it is loaded
+            (passed to :func:`~espnet_infer.loading.load_model_folder`). Off by default:
+            turn it on only for a model whose source you trust.
+
+    Only one run at a time may use an ``output_dir``: a run holds
+    ``<output_dir>/.espnet-infer.lock`` while it works, and another one started
+    meanwhile stops at once, naming the process that holds it.
     """
 
     model_dir: str
@@ -87,3 +94,4 @@ class InferenceConfig:
     max_batch_size: int = 64
     device: str = "cpu"
     keep_host_memory: bool = True
+    trust_remote_code: bool = False

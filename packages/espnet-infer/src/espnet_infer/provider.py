@@ -15,6 +15,7 @@ import torch
 from espnet_model.host_memory import keep_freed_host_memory
 
 from .config import InferenceConfig
+from .loading import LoadedModel, load_model_folder
 from .speech2text import Speech2Text
 
 __all__ = ["InferenceProvider", "WorkerEnv"]
@@ -62,20 +63,35 @@ class InferenceProvider:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         return max(1, (cores or 1) // workers_on_node)
 
-    def build(self, rank: int = 0, workers_on_node: int = 1) -> WorkerEnv:
+    def load_model(self, device: str = "cpu") -> LoadedModel:
+        """The model folder ``model_dir``, loaded on ``device`` with the config's loading
+        options (``trust_remote_code``): the one place the runner's model is loaded."""
+        return load_model_folder(
+            self.config.model_dir, device, trust_remote_code=self.config.trust_remote_code
+        )
+
+    def build(
+        self, rank: int = 0, workers_on_node: int = 1, *, loaded: LoadedModel | None = None
+    ) -> WorkerEnv:
         """Set torch's threads and the allocator, load the model on the rank's device.
 
         Args:
             rank: the worker's index (picks its GPU with ``device: cuda``).
             workers_on_node: workers sharing this machine's cores (pool size, or the MPI
                 ranks on this node).
+            loaded: the model, already loaded by this process (the runner loads it
+                before it touches any result); moved to the rank's device, not loaded
+                again.
         """
         threads = self.threads(workers_on_node)
         if threads:
             torch.set_num_threads(threads)
         if self.config.keep_host_memory:
             keep_freed_host_memory()
-        s2t = Speech2Text(
-            self.config.model_dir, decode=self.config.decode, device=self.device_for_rank(rank)
-        )
+        device = self.device_for_rank(rank)
+        if loaded is None:
+            loaded = self.load_model(device)
+        else:
+            loaded.model.to(device)
+        s2t = Speech2Text(loaded, decode=self.config.decode, device=device)
         return WorkerEnv(s2t=s2t, config=self.config, rank=rank)

@@ -2,63 +2,188 @@
 
 One task is one shard of one test set; its result is one JSONL file written atomically
 (``<output_dir>/<set>/shards/<shard>.jsonl``). A rerun decodes only shards without a
-result, so a killed run resumes where it stopped and no utterance is written twice;
-results decoded with another model or other decode settings are decoded again.
+complete result, so a killed run resumes where it stopped and no utterance is written
+twice; results decoded with another model or other decode settings are decoded again.
+The model is loaded (and its files hashed) before any result is touched, so a wrong
+``model_dir`` stops the run with every finished result still there.
 :func:`decode_shard` is the runner's ``forward``: it consumes the worker's objects
 (:class:`~espnet_infer.provider.WorkerEnv`, built once per worker by the provider)
 for one shard, and runs unchanged in every backend (:mod:`espnet_infer.backends`).
-An utterance that cannot be read or decoded is written with its ``error`` instead
-of a hypothesis; the rest of its shard is decoded. When all tasks are done, one
+An utterance that cannot be read or decoded (unreadable, empty or non-finite audio, a
+decoding error, a non-finite score) is written with its ``error`` instead of a
+hypothesis; the rest of its shard is decoded. When all tasks are done, one
 process (rank 0 under MPI) merges the shard files into ``hyp.jsonl``, ``hyp.txt`` and
 ``ref.txt`` per set and writes ``summary.json``.
+
+Every utterance that a split's ``index.jsonl`` lists gets a row: one missing from its
+shard's tar (a tar cut short at a member boundary reads cleanly, just without its last
+utterances), or whose shard has no result, is a row with ``missing: true`` and its
+``error``; ``summary.json`` counts them (``missing``, ``missing_keys``), and scoring
+refuses such a set by default.
+
+One run at a time per ``output_dir``: the run (rank 0 under MPI) holds an exclusive
+``flock`` on ``<output_dir>/.espnet-infer.lock`` from before it looks at old results
+until ``summary.json`` is written; a second run stops at once with
+:class:`OutputLocked`, naming the process that holds it. The kernel drops the lock
+when its process dies, so a killed run leaves no lock behind. (Per-settings result
+folders were the other way: they would keep two runs' shard results apart, but not
+their merged ``hyp.txt``, ``settings.json`` and ``summary.json``, which are per
+``output_dir``.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import math
 import os
+import socket
+import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import webdataset as wds
-from espnet_data import Collate, DynamicBatcher, read_index, shard_paths
+from espnet_data import Collate, DynamicBatcher, shard_paths
 from espnet_data.atomic import atomic_open, read_jsonl, write_json, write_jsonl
 from espnet_data.dataset import decode_samples
 from espnet_data.download import file_digest
 
 from .backends import run_local, run_mpi, run_processes
 from .config import InferenceConfig
+from .loading import LoadedModel
 from .progress import Progress, ProgressFn
 from .provider import InferenceProvider, WorkerEnv
 
-__all__ = ["ShardTask", "decode_shard", "merge_results", "plan_tasks", "run_inference"]
+__all__ = [
+    "OutputLocked",
+    "ShardTask",
+    "decode_shard",
+    "merge_results",
+    "output_lock",
+    "plan_tasks",
+    "run_inference",
+]
 
 log = logging.getLogger(__name__)
 
 #: failures listed by key in summary.json (all of them are in hyp.jsonl)
 MAX_LISTED_FAILURES = 50
 
+#: the lock file in ``output_dir`` that one run at a time holds
+LOCK_FILE = ".espnet-infer.lock"
+
+
+class OutputLocked(RuntimeError):
+    """Another run holds the output folder's lock (:func:`output_lock`)."""
+
+
+def _lock_holder(path: Path) -> str:
+    """Who holds the lock, from what it wrote into the lock file."""
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if "pid" not in info:
+        return "pid unknown (it is just starting)"
+    return (f"pid {info['pid']} on {info.get('host', '?')}, started {info.get('started', '?')}"
+            f" ({info.get('command', '?')})")
+
+
+@contextlib.contextmanager
+def output_lock(output_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold ``<output_dir>/.espnet-infer.lock``, an exclusive ``flock``, for the block.
+
+    Raises :class:`OutputLocked` at once when another process holds it (no waiting).
+    The lock belongs to the open file, not to the file's existence: the kernel drops it
+    when the process ends, however it ends (SIGKILL, out of memory), so a killed run
+    never leaves a lock that blocks the next one. The file stays (removing it would let
+    two runs lock two different files); it holds the holder's pid, host, start time and
+    command, which the next run's message quotes. On NFS, Linux maps ``flock`` to NFS
+    locks, so runs on different machines exclude each other too.
+    """
+    path = Path(output_dir) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputLocked(
+                f"output_dir {output_dir} is in use by another espnet-infer run: "
+                f"{_lock_holder(path)} holds the lock file {path}. Two runs in one "
+                "output_dir would mix their results: wait for that run to end (or stop "
+                "it), or give this run another output_dir"
+            ) from None
+        except OSError as err:
+            raise OSError(
+                err.errno, f"cannot lock {path} ({err.strerror}): the file system of "
+                "output_dir does not support flock; put output_dir on a local disk or NFS"
+            ) from err
+        holder = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "command": " ".join(sys.argv)[:300]}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
+
 
 @dataclass(frozen=True)
 class ShardTask:
+    """One shard to decode.
+
+    Attributes:
+        test_set: the set's name (a key of ``test_sets``).
+        shard: the shard's tar file.
+        output: its result file.
+        expected: ``(key, reference text)`` of every utterance that the split's
+            ``index.jsonl`` puts in this shard; None when the split has no index (then
+            nothing can be checked).
+    """
+
     test_set: str
     shard: str
     output: str
+    expected: tuple[tuple[str, str], ...] | None = None
+
+
+def _index_by_shard(split_dir: str) -> dict[str, list[tuple[str, str]]] | None:
+    """``shard file name -> [(key, text)]`` from the split's ``index.jsonl`` (None if
+    there is none)."""
+    path = Path(split_dir) / "index.jsonl"
+    if not path.is_file():
+        return None
+    by_shard: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for i, row in enumerate(read_jsonl(path), 1):
+        if "key" not in row or "shard" not in row:
+            raise ValueError(
+                f"{path}:{i}: an index row needs 'key' and 'shard', got {sorted(row)}; "
+                "recreate the split with the create_dataset stage"
+            )
+        by_shard[row["shard"]].append((str(row["key"]), str(row.get("text", ""))))
+    return by_shard
 
 
 def plan_tasks(config: InferenceConfig) -> list[ShardTask]:
-    """Every (test set, shard) pair, in a stable order."""
+    """Every (test set, shard) pair, in a stable order, with the keys the index lists."""
     tasks = []
     for name, split_dir in config.test_sets.items():
         out = Path(config.output_dir) / name / "shards"
+        index = _index_by_shard(split_dir)
         for shard in shard_paths(split_dir):
-            tasks.append(ShardTask(name, shard, str(out / (Path(shard).stem + ".jsonl"))))
+            expected = None if index is None else tuple(index.get(Path(shard).name, ()))
+            tasks.append(
+                ShardTask(name, shard, str(out / (Path(shard).stem + ".jsonl")), expected)
+            )
     return tasks
 
 
@@ -86,6 +211,11 @@ def _read_shard(shard: str, failures: list[dict[str, Any]]) -> Iterator[dict[str
         if sample["audio"].size == 0:
             failures.append({"key": sample["key"], "ref": sample["text"], "hyp": "",
                              "duration": 0.0, "error": "empty audio (0 samples)"})
+            continue
+        if not np.isfinite(sample["audio"]).all():
+            failures.append({"key": sample["key"], "ref": sample["text"], "hyp": "",
+                             "duration": 0.0, "error": "non-finite audio (NaN or Inf samples) "
+                             f"in {shard}: the stored audio is corrupt; recreate the split"})
             continue
         yield sample
 
@@ -115,12 +245,46 @@ def _rows(env: WorkerEnv, batch: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(hyps, Exception):
             log.warning("%s: decoding failed: %r", key, hyps)
             row["error"] = f"decoding failed: {type(hyps).__name__}: {hyps}"
+        elif hyps and not math.isfinite(hyps[0].score):
+            log.warning("%s: decoding gave the score %s", key, hyps[0].score)
+            row["error"] = (f"decoding gave a non-finite score ({hyps[0].score}): NaN or Inf "
+                            "in the model's output; no transcript kept")
         elif hyps:
             row["hyp"], row["score"] = hyps[0].text, hyps[0].score
             if s2t.decode.nbest > 1:
                 row["nbest"] = [h.to_dict() for h in hyps]
         rows.append(row)
     return rows
+
+
+def _check_against_index(task: ShardTask, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for the keys ``index.jsonl`` puts in this shard that the tar did not give.
+
+    Also gives a sample that could not be read its reference text from the index, so
+    that scoring counts its words as missed rather than scoring an empty reference.
+    """
+    if task.expected is None:
+        return []
+    refs = dict(task.expected)
+    for row in rows:
+        if not row["ref"] and row["key"] in refs:
+            row["ref"] = refs[row["key"]]
+    seen = {r["key"] for r in rows}
+    missing = [
+        {"key": key, "ref": ref, "hyp": "", "duration": 0.0, "missing": True,
+         "error": f"missing from {task.shard}: index.jsonl lists it, the tar has no member "
+                  "for it (the tar was cut short or rewritten); recreate the split with "
+                  "create_dataset (the next run decodes this shard again)"}
+        for key, ref in task.expected if key not in seen
+    ]
+    if missing:
+        log.error("%s: %d of the %d utterances index.jsonl lists are not in the tar, e.g. %s",
+                  task.shard, len(missing), len(task.expected), missing[0]["key"])
+    extra = sorted(seen - {key for key, _ in task.expected})
+    if extra:
+        log.warning("%s: %d key(s) not in index.jsonl (e.g. %s): is the index this split's?",
+                    task.shard, len(extra), extra[0])
+    return missing
 
 
 def decode_shard(
@@ -145,8 +309,10 @@ def decode_shard(
         if progress is not None:
             progress(len(new), sum(r["duration"] for r in new))
     rows.extend(failures)
-    if failures and progress is not None:
-        progress(len(failures), 0.0)
+    missing = _check_against_index(task, rows)
+    rows.extend(missing)
+    if (failures or missing) and progress is not None:
+        progress(len(failures) + len(missing), 0.0)
     rows.sort(key=lambda r: r["key"])
     write_jsonl(task.output, rows)
     elapsed = time.perf_counter() - start
@@ -155,7 +321,7 @@ def decode_shard(
     log.info("%s: %d utterances (%d failed), RTF %.3f", task.output, len(rows), failed,
              elapsed / max(audio_seconds, 1e-9))
     return {"shard": task.shard, "utterances": len(rows), "failed": failed,
-            "audio_seconds": audio_seconds, "decode_seconds": elapsed,
+            "missing": len(missing), "audio_seconds": audio_seconds, "decode_seconds": elapsed,
             "started": started, "finished": time.time(), "rank": env.rank, "pid": os.getpid()}
 
 
@@ -193,63 +359,101 @@ def worker_spans(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: round(v, 3) if isinstance(v, float) else v for k, v in w.items()} for w in ordered]
 
 
+def _unseen_rows(
+    split_dir: Path, shards_dir: Path, seen: set[str]
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Rows for the keys of ``split_dir``'s index that no shard result has, and the
+    number of keys the index lists (None without an index)."""
+    index = _index_by_shard(str(split_dir))
+    if index is None:
+        log.warning("%s has no index.jsonl: cannot check that every utterance was decoded",
+                    split_dir)
+        return [], None
+    rows = []
+    for shard, entries in index.items():
+        if (split_dir / shard).is_file():
+            why = (f"not decoded: {shard} has no result in {shards_dir} (its task failed: "
+                   "see failed_shards in summary.json; run espnet-infer again to retry it)")
+        else:
+            why = (f"not decoded: {split_dir / shard}, which index.jsonl lists, does not "
+                   "exist; recreate the split with create_dataset")
+        rows += [{"key": key, "ref": ref, "hyp": "", "duration": 0.0, "missing": True,
+                  "error": why} for key, ref in entries if key not in seen]
+    return rows, sum(len(entries) for entries in index.values())
+
+
 def merge_results(config: InferenceConfig) -> dict[str, Any]:
     """Join shard results per test set into ``hyp.jsonl``, ``hyp.txt``, ``ref.txt``.
 
     Failed utterances are in ``hyp.jsonl`` (with ``error``) and ``ref.txt`` but not in
-    ``hyp.txt``, so scoring lists them as references without hypothesis.
+    ``hyp.txt``, so scoring lists them as references without hypothesis. So are the
+    keys of the split's ``index.jsonl`` that no shard result has (``missing: true``):
+    their shard failed, or its file is gone.
     """
     summary: dict[str, Any] = {}
-    for task_set in config.test_sets:
+    for task_set, split_dir in config.test_sets.items():
         set_dir = Path(config.output_dir) / task_set
         rows = []
         for shard in sorted((set_dir / "shards").glob("*.jsonl")):
             rows.extend(read_jsonl(shard))
-        rows.sort(key=lambda r: r["key"])
         duplicates = [k for k, n in Counter(r["key"] for r in rows).items() if n > 1]
         if duplicates:
             raise ValueError(
                 f"{set_dir / 'shards'}: keys {duplicates[:5]} appear in more than one shard "
                 "result; the test set's shards must hold distinct keys"
             )
+        unseen, expected = _unseen_rows(Path(split_dir), set_dir / "shards",
+                                        {r["key"] for r in rows})
+        rows.extend(unseen)
+        rows.sort(key=lambda r: r["key"])
         write_jsonl(set_dir / "hyp.jsonl", rows)
         with atomic_open(set_dir / "hyp.txt") as f:
             f.writelines(f"{r['key']} {r['hyp']}\n" for r in rows if "error" not in r)
         with atomic_open(set_dir / "ref.txt") as f:
             f.writelines(f"{r['key']} {r['ref']}\n" for r in rows)
         failed = [{"key": r["key"], "error": r["error"]} for r in rows if "error" in r]
+        missing = [r["key"] for r in rows if r.get("missing")]
         summary[task_set] = {
             "utterances": len(rows),
+            "expected": expected,
             "failed": len(failed),
+            "missing": len(missing),
+            "missing_keys": missing[:MAX_LISTED_FAILURES],
             "audio_seconds": sum(r["duration"] for r in rows),
             "failures": failed[:MAX_LISTED_FAILURES],
         }
+        if missing:
+            log.error("%s: %d of %d utterances have no transcript because they were not "
+                      "decoded (e.g. %s): see hyp.jsonl's error", set_dir, len(missing),
+                      len(rows), ", ".join(missing[:5]))
     return summary
 
 
-def _settings(config: InferenceConfig) -> dict[str, Any]:
-    """What the results depend on: the model files (sha256) and the decode block.
+def _settings(config: InferenceConfig, model: LoadedModel) -> dict[str, Any]:
+    """What the results depend on: the loaded model's files (sha256) and the decode block.
 
     Content hashes, not mtimes: a train stage run again re-exports the same averaged
-    weights, and results decoded with identical bytes stay valid.
+    weights, and results decoded with identical bytes stay valid. Taken from the model
+    as loaded, so a folder that does not load never gets this far.
     """
-    model = Path(config.model_dir)
+    folder = Path(model.path)
     files = {}
     for name in ("config.yaml", "model.safetensors", "model.pt"):
-        if (model / name).is_file():
-            files[name] = file_digest(model / name)
-    return {"model_dir": str(model.resolve()), "model_files": files,
+        if (folder / name).is_file():
+            files[name] = file_digest(folder / name)
+    return {"model_dir": str(folder.resolve()), "model_files": files,
             "decode": asdict(config.decode)}
 
 
-def drop_stale_results(config: InferenceConfig) -> list[str]:
+def drop_stale_results(config: InferenceConfig, settings: dict[str, Any]) -> list[str]:
     """Remove shard results decoded with another model or other decode settings.
 
     Each set's ``settings.json`` records what its shard results were decoded with; when
-    it differs from this run's, the set's shard results are deleted (and decoded again).
-    Returns the names of the sets that were reset.
+    it differs from ``settings`` (this run's, from :func:`_settings`), the set's shard
+    results are deleted (and decoded again). Call it holding :func:`output_lock`, after
+    the model has loaded. Returns the names of the sets that were reset.
     """
-    settings, reset = _settings(config), []
+    reset = []
     for name in config.test_sets:
         set_dir = Path(config.output_dir) / name
         path = set_dir / "settings.json"
@@ -268,16 +472,22 @@ def drop_stale_results(config: InferenceConfig) -> list[str]:
     return reset
 
 
-def _pending_utterances(todo: list[ShardTask], config: InferenceConfig) -> int | None:
+def _needs_decoding(task: ShardTask) -> bool:
+    """No result yet, or one that lists utterances missing from the tar (the shard may
+    have been repaired since)."""
+    path = Path(task.output)
+    if not path.exists():
+        return True
+    if task.expected is None:
+        return False
+    return any(row.get("missing") for row in read_jsonl(path))
+
+
+def _pending_utterances(todo: list[ShardTask]) -> int | None:
     """Utterances in the pending shards, from each split's ``index.jsonl`` (None if absent)."""
-    total = 0
-    for name in {t.test_set for t in todo}:
-        try:
-            counts = Counter(row["shard"] for row in read_index(config.test_sets[name]))
-        except (FileNotFoundError, KeyError):
-            return None
-        total += sum(counts.get(Path(t.shard).name, 0) for t in todo if t.test_set == name)
-    return total
+    if any(t.expected is None for t in todo):
+        return None
+    return sum(len(t.expected or ()) for t in todo)
 
 
 def _shard_bytes(task: ShardTask) -> int:
@@ -299,33 +509,72 @@ def _mpi_comm() -> Any:
     return MPI.COMM_WORLD
 
 
+def _prepare(
+    config: InferenceConfig, provider: InferenceProvider, tasks: list[ShardTask]
+) -> tuple[LoadedModel, list[ShardTask]]:
+    """Rank 0, holding the lock: load the model, reset stale results, list pending tasks.
+
+    The model first: a wrong ``model_dir`` (or one that does not load) stops the run
+    here, before any result is touched.
+    """
+    loaded = provider.load_model("cpu")
+    drop_stale_results(config, _settings(config, loaded))
+    # Largest shards first: the last tasks decide when the slowest worker finishes.
+    todo = sorted((t for t in tasks if _needs_decoding(t)), key=_shard_bytes, reverse=True)
+    return loaded, todo
+
+
 def run_inference(config: InferenceConfig) -> dict[str, Any]:
     """Decode every pending shard with the configured backend, then merge (rank 0).
 
     Returns the summary (also written to ``<output_dir>/summary.json``); ``{}`` on
     MPI ranks other than 0. ``failed_shards`` lists shards that raised (no result
-    file: a rerun retries them).
+    file: a rerun retries them); ``missing_utterances`` counts utterances that
+    ``index.jsonl`` lists but that have no transcript because they were not decoded
+    (missing from their shard, or their shard failed).
+
+    Raises:
+        OutputLocked: another run holds ``output_dir`` (nothing was read or changed).
     """
     tasks = plan_tasks(config)
     backend = config.parallel.backend
     comm = _mpi_comm() if backend == "mpi" else None
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
-    todo: list[ShardTask] = []
-    if rank == 0:
-        drop_stale_results(config)
-        # Largest shards first: the last tasks decide when the slowest worker finishes.
-        todo = sorted((t for t in tasks if not Path(t.output).exists()), key=_shard_bytes,
-                      reverse=True)
-    if comm is not None:
-        # Rank 0's list for every rank: a rank that looked itself could see shards another
-        # rank has just finished, shift its ``todo[rank::size]`` slice and leave one out.
-        todo = comm.bcast(todo, root=0)
+    provider = InferenceProvider(config)
+    with contextlib.ExitStack() as held:
+        todo: list[ShardTask] = []
+        loaded: LoadedModel | None = None
+        if rank == 0:
+            try:
+                held.enter_context(output_lock(config.output_dir))
+                loaded, todo = _prepare(config, provider, tasks)
+            except Exception as err:
+                if comm is not None:  # the other ranks wait for the task list: stop them
+                    comm.bcast(f"{type(err).__name__}: {err}", root=0)
+                raise
+        if comm is not None:
+            # Rank 0's list for every rank: a rank that looked itself could see shards another
+            # rank has just finished, shift its ``todo[rank::size]`` slice and leave one out.
+            shared = comm.bcast(todo, root=0)
+            if isinstance(shared, str):
+                raise RuntimeError(f"rank 0 could not start the run: {shared}")
+            todo = shared
+        if backend == "processes":
+            loaded = None  # the pool's workers load their own: free this copy first
+        return _decode_and_merge(config, provider, tasks, todo, loaded, comm, rank, size)
+
+
+def _decode_and_merge(
+    config: InferenceConfig, provider: InferenceProvider, tasks: list[ShardTask],
+    todo: list[ShardTask], loaded: LoadedModel | None, comm: Any, rank: int, size: int,
+) -> dict[str, Any]:
+    """The pending shards on the backend, then (rank 0) the merge and ``summary.json``."""
+    backend = config.parallel.backend
     progress: Progress | None = None
     if rank == 0:
         log.info("%d shard tasks, %d pending, backend %s (%d ranks)",
                  len(tasks), len(todo), backend, size)
-        progress = Progress(_pending_utterances(todo, config) if todo else 0)
-    provider = InferenceProvider(config)
+        progress = Progress(_pending_utterances(todo) if todo else 0)
     start = time.perf_counter()
     stats: list[dict[str, Any]] = []
     if todo:
@@ -333,9 +582,11 @@ def run_inference(config: InferenceConfig) -> dict[str, Any]:
             stats = run_processes(provider, todo, safe_decode_shard,
                                   num_workers=config.parallel.num_workers, progress=progress)
         elif comm is not None:
-            stats = run_mpi(provider, todo, safe_decode_shard, comm=comm, progress=progress)
+            stats = run_mpi(provider, todo, safe_decode_shard, comm=comm, progress=progress,
+                            loaded=loaded)
         else:
-            stats = run_local(provider, todo, safe_decode_shard, progress=progress)
+            stats = run_local(provider, todo, safe_decode_shard, progress=progress,
+                              loaded=loaded)
     if rank != 0:
         return {}
     assert progress is not None
@@ -352,6 +603,7 @@ def run_inference(config: InferenceConfig) -> dict[str, Any]:
         "skipped_shards": len(tasks) - len(todo),
         "failed_shards": [{"shard": s["shard"], "error": s["error"]} for s in failed_shards],
         "failed_utterances": sum(s["failed"] for s in summary.values()),
+        "missing_utterances": sum(s["missing"] for s in summary.values()),
         "utterances_decoded": sum(s["utterances"] for s in done),
         "wall_seconds": round(elapsed, 2),
         "decode_span_seconds": round(span, 3),
