@@ -54,6 +54,41 @@ def test_measure_text_normaliser_is_configured(tmp_path: Path, normalise: str, w
     assert scores["test"]["wer"] == pytest.approx(wer)  # unnormalised, both words differ
 
 
+def _two_sets_one_incomplete(tmp_path: Path, allow: str) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "metrics.yaml").write_text(
+        f"inference_dir: out\nout_file: out/scores.json\n{allow}"
+    )
+    for name, hyp in (("dev", "u1 A B\nu2 C\n"), ("test", "u1 A B\n")):  # test lacks u2
+        (tmp_path / "out" / name).mkdir(parents=True)
+        (tmp_path / "out" / name / "ref.txt").write_text("u1 A B\nu2 C\n")
+        (tmp_path / "out" / name / "hyp.txt").write_text(hyp)
+
+
+def test_measure_refuses_a_set_with_missing_hypotheses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _two_sets_one_incomplete(tmp_path, "")
+    assert main([str(tmp_path), "--stages", "measure"]) == 2
+    err = capsys.readouterr().err
+    assert "1 test set(s) incomplete, nothing was scored (allow_incomplete is false in " in err
+    assert "metrics.yaml" in err and "- test (" in err and "1 of 2 reference utterances" in err
+    assert "(u2)" in err and "- dev" not in err
+    assert not list((tmp_path / "out").rglob("scores.json"))  # not even dev's
+
+
+def test_measure_scores_an_incomplete_set_when_allowed_and_flags_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _two_sets_one_incomplete(tmp_path, "allow_incomplete: true\n")
+    assert main([str(tmp_path), "--stages", "measure"]) == 0
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert scores["dev"]["complete"] and not scores["test"]["complete"]
+    assert scores["test"]["wer"] == pytest.approx(33.33)  # u2's word counted as deleted
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if "INCOMPLETE" in line][0].startswith("test")
+
+
 def test_measure_without_inference_says_what_to_run(tmp_path: Path) -> None:
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "metrics.yaml").write_text("inference_dir: out\n")

@@ -41,7 +41,8 @@ def format_scores(scores: dict[str, dict[str, float]]) -> str:
     """A small WER/CER table, one row per test set."""
     lines = [f"{'set':<12} {'WER %':>7} {'CER %':>7} {'utts':>6}"]
     for name, s in scores.items():
-        lines.append(f"{name:<12} {s['wer']:>7.2f} {s['cer']:>7.2f} {s['num_utterances']:>6}")
+        flag = "" if s.get("complete", True) else "  INCOMPLETE (missing hypotheses scored as deletions)"
+        lines.append(f"{name:<12} {s['wer']:>7.2f} {s['cer']:>7.2f} {s['num_utterances']:>6}{flag}")
     return "\n".join(lines)
 
 
@@ -183,26 +184,47 @@ class ASRSystem(BaseSystem):
 
     def measure(self) -> None:
         """WER and CER per test set, written to the scores file and printed."""
-        from espnet_infer.scoring import read_text_file, score_texts, write_scores
+        from espnet_infer.scoring import (
+            IncompleteHypotheses,
+            read_text_file,
+            score_texts,
+            write_scores,
+        )
 
         cfg: MetricsConfig = self.config("metrics")
         root = Path(cfg.inference_dir)
         sets = cfg.test_sets or sorted(p.parent.name for p in root.glob("*/hyp.txt"))
         if not sets:
             raise FileNotFoundError(f"no <set>/hyp.txt under {root}: run the infer stage first")
-        scores = {}
-        for name in sets:
+        results, refused = {}, []
+        for name in sets:  # every set scored before anything is written
             refs = read_text_file(root / name / "ref.txt")
             hyps = read_text_file(root / name / "hyp.txt")
-            result = score_texts(refs, hyps, uppercase=cfg.uppercase,
-                                 strip_punctuation=cfg.strip_punctuation)
+            try:
+                results[name] = score_texts(refs, hyps, uppercase=cfg.uppercase,
+                                            strip_punctuation=cfg.strip_punctuation,
+                                            allow_incomplete=cfg.allow_incomplete)
+            except IncompleteHypotheses as err:
+                refused.append(f"  - {name} ({root / name / 'hyp.txt'}): {err}")
+        if refused:
+            raise StageError(
+                f"{len(refused)} test set(s) incomplete, nothing was scored (allow_incomplete "
+                f"is false in {self.config_path('metrics')}):\n" + "\n".join(refused)
+            )
+        scores = {}
+        for name, result in results.items():
             write_scores(result, root / name)
             scores[name] = {
                 "wer": round(100 * result.wer, 2),  # percent, as in the printed table
                 "cer": round(100 * result.cer, 2),
                 "num_utterances": result.num_sentences,
+                "complete": result.complete,
                 "details": result.to_dict(),
             }
+            if not result.complete:
+                log.warning("%s: INCOMPLETE, %d of %d utterances without hypothesis scored "
+                            "as deletions (allow_incomplete: true)", name,
+                            len(result.missing_keys), result.num_sentences)
         write_json(cfg.out_file, scores)
         log.info("scores -> %s\n%s", cfg.out_file, format_scores(scores))
 

@@ -67,6 +67,9 @@ class MetricsConfig:
         strip_punctuation: text normaliser: replace punctuation by spaces (apostrophes
             inside words stay). Both are off by default: LibriSpeech and the mini corpus
             are scored as written, as ESPnet2 does.
+        allow_incomplete: score a set whose references lack hypotheses (their decoding
+            failed, or never ran), counting those as all deletions and marking the set
+            incomplete. Off: such a set stops ``measure``, naming the missing utterances.
     """
 
     inference_dir: str = "exp/infer"
@@ -74,6 +77,7 @@ class MetricsConfig:
     out_file: str = "exp/infer/scores.json"
     uppercase: bool = False
     strip_punctuation: bool = False
+    allow_incomplete: bool = False
 
 
 @dataclass
