@@ -39,9 +39,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._tar_guard import ExtractionGuard, UnsafeMember, check_members
+
 __all__ = [
     "ChecksumError",
     "DownloadError",
+    "UnsafeArchiveError",
     "download",
     "extract_archive",
     "fetch",
@@ -63,6 +66,25 @@ class DownloadError(RuntimeError):
 
 class ChecksumError(DownloadError):
     """A fetched file does not have the expected checksum."""
+
+
+class UnsafeArchiveError(DownloadError):
+    """An archive with a member that must not be extracted (it would write outside the
+    target, or is a device file...); nothing of the archive is kept."""
+
+    def __init__(self, archive: Path, member: str, reason: str, *, extracting: bool) -> None:
+        when = (
+            "while extracting it; what was extracted is removed" if extracting
+            else "nothing was extracted"
+        )
+        super().__init__(
+            f"refusing to extract {archive}: member {member!r} {reason} ({when}). The "
+            "archive is damaged or hostile: delete it and download it again from a trusted "
+            "source, checking its checksum"
+        )
+        self.archive = archive
+        self.member = member
+        self.reason = reason
 
 
 def file_digest(path: Pathlike, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
@@ -249,13 +271,39 @@ def _merge(src: Path, dest: Path, moved: list[Path]) -> None:
         moved.append(target)
 
 
+def _extract(tar: tarfile.TarFile, members: list[tarfile.TarInfo], tmp: Path) -> None:
+    """Extract ``members`` into ``tmp``, each checked by the guard right before it."""
+    guard = ExtractionGuard(tmp)
+    if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: its filter too (modes, owners)
+
+        def checked(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+            guard(member)
+            return tarfile.data_filter(member, path)
+
+        tar.extractall(tmp, members=members, filter=checked)
+    else:
+        for member in members:
+            guard(member)
+            member.mode = (member.mode or 0o644) & 0o755 | 0o200  # as the data filter
+            tar.extract(member, tmp, set_attrs=not member.isdir())
+    guard.check_links(members)
+
+
 def extract_archive(archive: Pathlike, dest_dir: Pathlike) -> list[Path]:
     """Unpack a tar archive (``.tar``, ``.tar.gz``, ``.tgz``, ``.tar.bz2``, ``.tar.xz``).
 
-    Members are unpacked into a hidden folder inside ``dest_dir`` with tarfile's ``data``
-    filter (no absolute paths, no ``..``, no device files), then renamed into place:
-    a folder already in ``dest_dir`` gains the new entries, a new one appears whole.
-    Returns the paths renamed into ``dest_dir``.
+    Every member is checked before anything is extracted, and again against the disk
+    right before it is extracted (see :mod:`espnet_data._tar_guard`): no absolute
+    names, no ``..``, no device files or fifos, nothing written outside ``dest_dir``
+    even through symlinks the archive creates, symlinks and hard links that resolve
+    inside. One bad member refuses the whole archive with :class:`UnsafeArchiveError`
+    naming it and why; nothing is left behind. This does not rely on tarfile's ``data``
+    filter (also applied, where Python has it), which a chain of long symlinks bypasses
+    on the Pythons affected by CVE-2025-4517.
+
+    Members are unpacked into a hidden folder inside ``dest_dir``, then renamed into
+    place: a folder already in ``dest_dir`` gains the new entries, a new one appears
+    whole. Returns the paths renamed into ``dest_dir``. Zip files are not handled.
     """
     archive, dest = Path(archive), Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
@@ -265,7 +313,20 @@ def extract_archive(archive: Pathlike, dest_dir: Pathlike) -> list[Path]:
         log.info("extracting %s into %s", archive, dest)
         try:
             with tarfile.open(archive, "r:*") as tar:
-                tar.extractall(tmp, filter="data")
+                members = tar.getmembers()
+                try:
+                    check_members(members)
+                except UnsafeMember as err:
+                    raise UnsafeArchiveError(archive, err.member, err.reason, extracting=False) from None
+                try:
+                    _extract(tar, members, tmp)
+                except UnsafeMember as err:
+                    raise UnsafeArchiveError(archive, err.member, err.reason, extracting=True) from None
+                except tarfile.FilterError as err:
+                    raise UnsafeArchiveError(
+                        archive, err.tarinfo.name, f"is refused by tarfile's data filter: {err}",
+                        extracting=True,
+                    ) from err
         except (tarfile.TarError, EOFError, zlib.error) as err:
             raise DownloadError(
                 f"cannot extract {archive}: {err}; the archive is damaged or not a tar file: "
