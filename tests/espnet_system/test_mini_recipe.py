@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from espnet_system import ASRSystem, load_system
 from espnet_system.cli import main
+from espnet_system.stages import StageError
 
 MINI = Path(__file__).parents[2] / "egs" / "mini" / "asr"
 
@@ -55,7 +56,7 @@ def test_analyze_errors_writes_tables_per_set(recipe: Path) -> None:
 
 def test_without_inference_it_says_what_to_run(recipe: Path) -> None:
     shutil.rmtree(recipe / "exp" / "infer")
-    with pytest.raises(FileNotFoundError, match="infer stage"):
+    with pytest.raises(StageError, match="infer stage writes it"):  # checked before it runs
         load_system(recipe).run(["analyze_errors"])
 
 

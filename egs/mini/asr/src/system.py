@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from error_analysis import ErrorAnalysisConfig, analyze_set, format_report
-from espnet_system import ASRSystem
+from espnet_system import ASRSystem, Reads
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,9 @@ class System(ASRSystem):
     config_roles: ClassVar[dict[str, str]] = {**ASRSystem.config_roles, "analyze_errors": "analysis"}
     config_schemas: ClassVar[dict[str, type]] = {
         **ASRSystem.config_schemas, "analysis": ErrorAnalysisConfig,
+    }
+    stage_inputs: ClassVar[dict[str, tuple[Reads, ...]]] = {
+        **ASRSystem.stage_inputs, "analyze_errors": (Reads("inference_dir", made_by="infer"),),
     }
 
     def analyze_errors(self) -> None:
