@@ -266,7 +266,10 @@ def test_download_over_http_then_skip_when_present(tmp_path: Path, server, archi
     corpus = AN4Corpus(root=str(tmp_path / "dl"), download=True, url=url, sha256=digest)
     assert [e.key for e in corpus.entries("test")] == list(TEST_TEXTS)
     assert (tmp_path / "dl/an4_sphere.tar.gz").read_bytes() == archive.read_bytes()
-    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["an4", "an4_sphere.tar.gz"]
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [
+        "an4", "an4_sphere.tar.gz", "an4_sphere.tar.gz.sha256",
+    ]
+    assert (tmp_path / "dl/an4_sphere.tar.gz.sha256").read_text().split()[0] == digest
     assert handler.requests == [None]
     assert download_an4(tmp_path / "dl", url=url) == tmp_path / "dl/an4"
     assert handler.requests == [None]  # present: never asked again
@@ -279,7 +282,8 @@ def test_an_interrupted_download_resumes(tmp_path: Path, server, archive: Path) 
     an4 = download_an4(tmp_path, url=url, keep_archive=False)
     assert handler.requests == ["bytes=1000-"]
     assert (an4 / "etc/an4_test.transcription").is_file()
-    assert not list(tmp_path.glob("an4_sphere.tar.gz*"))
+    # the archive is gone; its recorded sha256 stays, to check a later download
+    assert [p.name for p in tmp_path.glob("an4_sphere.tar.gz*")] == ["an4_sphere.tar.gz.sha256"]
 
 
 def test_a_bad_checksum_or_the_wrong_archive_is_a_clear_error(
@@ -293,3 +297,49 @@ def test_a_bad_checksum_or_the_wrong_archive_is_a_clear_error(
         tar.add(downloads / "noise", arcname="noise")
     with pytest.raises(FileNotFoundError, match="is it the AN4 SPHERE archive"):
         download_an4(tmp_path / "b", url=wrong.as_uri())
+
+
+# --- issue 21: https, and a digest recorded on first use (CMU publishes none) ---------
+
+
+def test_the_default_url_is_https() -> None:
+    from espnet_data.corpora.an4 import AN4_URL
+
+    assert AN4_URL == "https://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"
+    assert AN4Corpus().url == AN4_URL
+
+
+def test_first_download_records_its_sha256_and_later_ones_must_match(
+    tmp_path: Path, server, archive: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, handler = server
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    with caplog.at_level("WARNING", logger="espnet_data.download"):
+        download_an4(tmp_path, url=url, keep_archive=False)
+    record = tmp_path / "an4_sphere.tar.gz.sha256"
+    assert record.read_text() == f"{digest}  an4_sphere.tar.gz\n"
+    warning = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "no published checksum" in warning and digest in warning and str(record) in warning
+    # the same bytes again (a fresh copy of the corpus): accepted, no new warning
+    shutil.rmtree(tmp_path / "an4")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="espnet_data.download"):
+        download_an4(tmp_path, url=url)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    # the server now serves other bytes: refused, naming the record
+    shutil.rmtree(tmp_path / "an4")
+    (tmp_path / "an4_sphere.tar.gz").unlink()
+    handler.payload = archive.read_bytes()[:-10] + b"0123456789"
+    with pytest.raises(ChecksumError, match="recorded in .*an4_sphere.tar.gz.sha256"):
+        download_an4(tmp_path, url=url)
+    assert not (tmp_path / "an4").exists() and not (tmp_path / "an4_sphere.tar.gz").exists()
+    assert record.read_text().split()[0] == digest  # the record is not replaced
+
+
+def test_a_pinned_sha256_wins_over_the_record(tmp_path: Path, archive: Path) -> None:
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    (tmp_path / "an4_sphere.tar.gz.sha256").write_text("f" * 64 + "  an4_sphere.tar.gz\n")
+    with pytest.raises(ChecksumError, match="recorded in"):
+        download_an4(tmp_path, url=archive.as_uri())
+    assert download_an4(tmp_path, url=archive.as_uri(), sha256=digest) == tmp_path / "an4"
+    assert (tmp_path / "an4_sphere.tar.gz.sha256").read_text().split()[0] == digest

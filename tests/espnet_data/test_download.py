@@ -216,3 +216,57 @@ def test_extract_refuses_damaged_and_unsafe_archives(tmp_path: Path) -> None:
         extract_archive(evil, tmp_path / "out")
     assert not (tmp_path / "outside.txt").exists()
     assert list((tmp_path / "out").iterdir()) == []
+
+
+# --- issue 21: no https -> http downgrade; a sha256 recorded on first use ------------
+
+
+def test_a_redirect_from_https_to_http_is_refused() -> None:
+    import urllib.request
+
+    from espnet_data.download import _NoDowngrade
+
+    handler = _NoDowngrade()
+    request = urllib.request.Request("https://example.org/corpus.tar.gz")
+    with pytest.raises(DownloadError, match="redirects to http://example.org/x.tar.gz, which is not https"):
+        handler.redirect_request(request, None, 302, "Found", {}, "http://example.org/x.tar.gz")
+    moved = handler.redirect_request(request, None, 302, "Found", {}, "https://mirror.org/x.tar.gz")
+    assert moved is not None and moved.full_url == "https://mirror.org/x.tar.gz"
+    plain = urllib.request.Request("http://example.org/corpus.tar.gz")
+    assert handler.redirect_request(plain, None, 301, "Moved", {}, "http://b.org/c") is not None
+
+
+def test_record_sha256_keeps_the_first_digest_and_checks_later_downloads(
+    server: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.files["a.bin"] = PAYLOAD
+    url, dest = f"{server.url}/a.bin", tmp_path / "a.bin"
+    with caplog.at_level("WARNING", logger="espnet_data.download"):
+        download(url, dest, record_sha256=True)
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    record = tmp_path / "a.bin.sha256"
+    assert record.read_text() == f"{digest}  a.bin\n"
+    assert any("no published checksum" in r.getMessage() for r in caplog.records)
+    assert download(url, dest, record_sha256=True) == dest  # present and matching: kept
+    dest.unlink()
+    server.files["a.bin"] = PAYLOAD[::-1]
+    with pytest.raises(ChecksumError, match=r"recorded in .*a\.bin\.sha256 on the first download"):
+        download(url, dest, record_sha256=True)
+    assert not dest.exists() and not (tmp_path / "a.bin.part").exists()
+
+
+def test_a_checked_download_records_its_sha256_without_a_warning(
+    server: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.files["a.bin"] = PAYLOAD
+    with caplog.at_level("WARNING", logger="espnet_data.download"):
+        download(f"{server.url}/a.bin", tmp_path / "a.bin", md5=PAYLOAD_MD5, record_sha256=True)
+    assert (tmp_path / "a.bin.sha256").read_text().split()[0] == hashlib.sha256(PAYLOAD).hexdigest()
+    assert not caplog.records
+
+
+def test_a_damaged_record_is_a_clear_error(server: Server, tmp_path: Path) -> None:
+    server.files["a.bin"] = PAYLOAD
+    (tmp_path / "a.bin.sha256").write_text("not-a-digest\n")
+    with pytest.raises(DownloadError, match=r"a\.bin\.sha256 should hold the sha256.*'not-a-digest'.*delete it"):
+        download(f"{server.url}/a.bin", tmp_path / "a.bin", record_sha256=True)

@@ -19,6 +19,14 @@ so a file under its final name is always complete. Extraction unpacks into a hid
 folder beside the destination and then renames each new top-level entry into place, so
 a folder that exists was extracted completely.
 
+What is verified: the md5 / sha256 / size given by the caller (a corpus passes the
+checksums its publisher lists). For a file whose publisher lists none,
+``download(..., record_sha256=True)`` records the sha256 of the first download in
+``<name>.sha256`` next to it, says so in a warning (trust on first use), and checks every
+later download of that file against it. https certificates are verified (``urllib``'s
+default), and a redirect from https to plain http is refused. Archives are checked member
+by member before and while they are extracted (:func:`extract_archive`).
+
 Only the standard library talks HTTP here (``urllib``): no chosen dependency offers a
 resumable download with checksums for arbitrary URLs.
 """
@@ -29,6 +37,7 @@ import hashlib
 import http.client
 import logging
 import os
+import re
 import shutil
 import tarfile
 import time
@@ -40,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ._tar_guard import ExtractionGuard, UnsafeMember, check_members
+from .atomic import atomic_open
 
 __all__ = [
     "ChecksumError",
@@ -50,6 +60,7 @@ __all__ = [
     "fetch",
     "file_digest",
     "md5sum",
+    "sha256_record",
 ]
 
 log = logging.getLogger(__name__)
@@ -115,6 +126,72 @@ class _Retryable(Exception):
     """A transfer that stopped early; the next attempt resumes it."""
 
 
+class _NoDowngrade(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, except from https to anything else (a downgrade to plain
+    http would let anyone on the path replace the file)."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if req.full_url.lower().startswith("https:") and not newurl.lower().startswith("https:"):
+            raise DownloadError(
+                f"{req.full_url} redirects to {newurl}, which is not https: refusing to "
+                "download over an unencrypted connection; use a URL that stays on https"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _open(request: urllib.request.Request, timeout: float) -> Any:
+    return urllib.request.build_opener(_NoDowngrade).open(request, timeout=timeout)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def sha256_record(dest: Pathlike) -> Path:
+    """The file next to ``dest`` that holds the sha256 recorded on its first download."""
+    dest = Path(dest)
+    return dest.with_name(dest.name + ".sha256")
+
+
+def _read_record(record: Path) -> str:
+    text = record.read_text(encoding="utf-8", errors="replace").split()
+    value = text[0].lower() if text else ""
+    if not _SHA256.fullmatch(value):
+        raise DownloadError(
+            f"{record} should hold the sha256 (64 hex digits) recorded on the first download, "
+            f"it holds {value[:80]!r}: delete it (and the file it describes) and run again"
+        )
+    return value
+
+
+def _update_record(record: Path, dest: Path, url: str, pinned: str | None, verified: bool) -> None:
+    """Write ``record`` for ``dest`` when it is missing, or when a pinned sha256 (which
+    ``dest`` just matched) differs from it."""
+    if record.is_file():
+        if pinned is None:
+            return
+        try:
+            if _read_record(record) == pinned.lower():
+                return
+        except DownloadError:
+            pass
+        log.warning("%s: replacing the recorded sha256 with the pinned one, %s", record, pinned)
+    digest = file_digest(dest)
+    with atomic_open(record) as handle:
+        handle.write(f"{digest}  {dest.name}\n")
+    if verified:
+        log.info("recorded the sha256 of %s in %s", dest, record)
+        return
+    log.warning(
+        "%s: no published checksum to check it against, so it is trusted as first "
+        "downloaded (from %s). Its sha256 %s is recorded in %s and every later download "
+        "is checked against it. Compare it with a copy you trust, or pin it in the "
+        "config (sha256: %s)", dest, url, digest, record, digest,
+    )
+
+
 def _transfer(url: str, part: Path, timeout: float, chunk_size: int) -> None:
     """Append the rest of ``url`` to ``part`` (start it when the server ignores ``Range``)."""
     offset = part.stat().st_size if part.exists() else 0
@@ -123,7 +200,7 @@ def _transfer(url: str, part: Path, timeout: float, chunk_size: int) -> None:
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = _open(request, timeout)
     except urllib.error.HTTPError as err:
         if err.code == 416 and offset:  # nothing past the end: the .part file is complete
             log.info("%s: %s already holds all %d bytes", url, part, offset)
@@ -169,6 +246,7 @@ def download(
     md5: str | None = None,
     sha256: str | None = None,
     size: int | None = None,
+    record_sha256: bool = False,
     retries: int = 3,
     retry_wait: float = 2.0,
     timeout: float = 60.0,
@@ -181,16 +259,32 @@ def download(
     retried ``retries`` times, each attempt resuming where the last one stopped. A
     mismatch deletes the ``.part`` file (so the next run starts afresh) and raises
     :class:`ChecksumError`.
+
+    ``record_sha256``: for a file without a published checksum. The sha256 of ``dest``
+    is written to ``<dest>.sha256`` (:func:`sha256_record`) when that file does not
+    exist yet, with a warning when nothing vouched for the download; when it exists and
+    ``sha256`` is not given, ``dest`` (and any new download of it) must match it.
     """
     dest = Path(dest)
+    record = sha256_record(dest) if record_sha256 else None
+    pinned, hint = sha256, ""
+    if record is not None and sha256 is None and record.is_file():
+        sha256 = _read_record(record)
+        hint = (
+            f" (checked against the sha256 recorded in {record} on the first download; if "
+            f"the file at {url} was changed on purpose, delete {record} too)"
+        )
+    verified = md5 is not None or sha256 is not None
     if dest.is_file():
         problem = _mismatch(dest, md5, sha256, size)
         if not problem:
             log.info("%s is already downloaded", dest)
+            if record is not None:
+                _update_record(record, dest, url, pinned, verified)
             return dest
         raise ChecksumError(
-            f"{dest} exists but does not match ({problem}): it is not the file at {url} "
-            "or it is damaged; delete it and run again to download it"
+            f"{dest} exists but does not match ({problem}){hint}: it is not the file at "
+            f"{url} or it is damaged; delete it and run again to download it"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -217,11 +311,13 @@ def download(
     if problem:
         part.unlink()
         raise ChecksumError(
-            f"{url}: {problem}; the download was deleted. Run again to download it "
+            f"{url}: {problem}{hint}; the download was deleted. Run again to download it "
             "afresh, or use another mirror if it happens again"
         )
     os.replace(part, dest)
     log.info("downloaded %s", dest)
+    if record is not None:
+        _update_record(record, dest, url, pinned, verified)
     return dest
 
 

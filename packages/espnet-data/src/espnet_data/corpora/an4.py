@@ -42,7 +42,8 @@ from ._tables import Unusable, read_table
 
 log = logging.getLogger(__name__)
 
-AN4_URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"
+#: CMU serves the archive over https as well as http; https keeps it from being altered in transit
+AN4_URL = "https://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"
 ROOT_ENV = "AN4_ROOT"
 
 #: split -> (audio folder under wav/, etc/ file stem)
@@ -83,8 +84,11 @@ class AN4Corpus:
             evenly over the sorted speaker ids, so both ``f*`` and ``m*`` speakers go)
             or a list of speaker ids; ``0`` or ``[]`` gives no dev split.
         download: fetch ``url`` into ``root`` and unpack it when ``root`` has no AN4.
-        url: where the archive comes from (any ``http(s)://`` or ``file://`` URL).
-        sha256: the archive's checksum, checked when given.
+        url: where the archive comes from (any ``https://``, ``http://`` or ``file://``
+            URL).
+        sha256: the archive's checksum, checked when given. CMU publishes none: without
+            it the first download's sha256 is recorded in ``an4_sphere.tar.gz.sha256``
+            next to the archive (with a warning) and later downloads must match it.
     """
 
     root: str | None = None
@@ -232,14 +236,20 @@ def download_an4(
 
     Nothing is fetched when ``root/an4`` is already complete, and a download that was
     cut off resumes (see :mod:`espnet_data.download`). CMU publishes no checksum for
-    the archive: give ``sha256`` to pin the copy you trust; the transfer is always
-    checked against the server's declared length and the gzip stream's CRC.
+    the archive, so one is recorded: the first download's sha256 goes to
+    ``root/an4_sphere.tar.gz.sha256`` (a warning says so and shows it), and every later
+    download into ``root`` must match it (that file is kept when the archive is
+    deleted). Give ``sha256`` to pin the copy you trust instead; it is checked and
+    recorded. The transfer is also checked against the server's declared length and the
+    gzip stream's CRC, and the archive's members before anything is extracted.
     """
     an4 = Path(root) / "an4"
     if (an4 / "etc" / "an4_train.fileids").is_file():
         log.info("AN4 is present in %s: not downloading it", an4)
         return an4
-    archive = download_file(url, Path(root) / "an4_sphere.tar.gz", sha256=sha256)
+    archive = download_file(
+        url, Path(root) / "an4_sphere.tar.gz", sha256=sha256, record_sha256=True
+    )
     extract_archive(archive, root)
     if not (an4 / "etc" / "an4_train.fileids").is_file():
         raise FileNotFoundError(
