@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 import torch
 from espnet_model import ASRModel, ConformerEncoder, GlobalMVN, TransformerEncoder, build_asr_model
+from espnet_model.builder import UntrustedCodeError
 
 ENC = {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 1}
 
@@ -99,19 +100,49 @@ class _TinyCustomModel(torch.nn.Module):
 
 def test_class_path_model_block_builds_a_custom_model() -> None:
     spec = {"class_path": f"{__name__}._TinyCustomModel", "init_args": {"hidden": 3}}
-    model = build_asr_model(spec, vocab_size=7)
+    model = build_asr_model(spec, vocab_size=7, trust_remote_code=True)
     assert isinstance(model, _TinyCustomModel)
     assert model.vocab_size == 7 and model.proj.out_features == 3
     loss, stats, weight = model(speech=torch.randn(2, 5))
     assert loss.dim() == 0 and weight == 2 and "loss" in stats
     with pytest.raises(ValueError, match=r"model.init_args.nope is not an argument"):
-        build_asr_model({**spec, "init_args": {"nope": 1}}, vocab_size=7)
+        build_asr_model({**spec, "init_args": {"nope": 1}}, vocab_size=7, trust_remote_code=True)
     with pytest.raises(ValueError, match=r"model.class_path='no.such.Model' cannot be imported"):
-        build_asr_model({"class_path": "no.such.Model"}, vocab_size=7)
+        build_asr_model({"class_path": "no.such.Model"}, vocab_size=7, trust_remote_code=True)
     with pytest.raises(ValueError, match="exactly class_path and optional init_args"):
         build_asr_model({**spec, "encoder": "conformer"}, vocab_size=7)
     with pytest.raises(TypeError, match="not a torch.nn.Module"):
-        build_asr_model({"class_path": "fractions.Fraction"}, vocab_size=7)
+        build_asr_model({"class_path": "fractions.Fraction"}, vocab_size=7, trust_remote_code=True)
+
+
+@pytest.mark.parametrize("key", ["class_path", "encoder.class_path"])
+def test_foreign_class_path_is_refused_before_anything_is_imported(
+    key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config naming ``os.system`` must not run a command unless the caller opts in."""
+    import importlib
+
+    marker = tmp_path / "ran"
+    spec = {"class_path": "os.system", "init_args": {"command": f"touch {marker}"}}
+    block = spec if key == "class_path" else _config(encoder=spec)
+    imported: list[str] = []
+    real_import = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module",
+                        lambda name, *a: imported.append(name) or real_import(name, *a))
+    with pytest.raises(UntrustedCodeError, match=rf"{key}='os\.system'.*trust_remote_code=True") as err:
+        build_asr_model(block, vocab_size=7)
+    assert err.value.key == key and err.value.class_path == "os.system"
+    assert not marker.exists() and imported == []
+    # the custom model of the test above, too: opting in is the caller's choice
+    with pytest.raises(UntrustedCodeError):
+        build_asr_model({"class_path": f"{__name__}._TinyCustomModel"}, vocab_size=7)
+
+
+def test_own_components_by_class_path_need_no_trust() -> None:
+    for path in ("espnet_model.encoders.transformer.TransformerEncoder",
+                 "espnet_model.TransformerEncoder"):
+        model = build_asr_model(_config(encoder={"class_path": path, "init_args": ENC}), vocab_size=12)
+        assert isinstance(model.encoder, TransformerEncoder)
 
 
 def test_stft_frontend_choice_takes_espnet2_frontend_conf() -> None:

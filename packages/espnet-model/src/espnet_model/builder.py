@@ -17,6 +17,13 @@ Example (YAML, as in ``egs2/*/asr1/conf/train_*.yaml``)::
 Derived values: the encoder's ``input_size`` is the frontend's ``n_mels``, GlobalMVN's
 ``num_features`` likewise, and the decoder's ``encoder_output_size`` is the encoder's
 ``output_size()``. Never set them in the config.
+
+Trust: a ``class_path`` (the whole block, or the encoder) imports and calls whatever it
+names, so it runs code chosen by whoever wrote the config. Only the components of
+:data:`CHOICES` are built by default; any other ``class_path`` raises
+:class:`UntrustedCodeError` unless the caller passes ``trust_remote_code=True``
+(training does, for the user's own ``training.yaml``; loading a downloaded model folder
+does not).
 """
 
 from __future__ import annotations
@@ -48,6 +55,13 @@ CHOICES: dict[str, dict[str, Callable[..., nn.Module]]] = {
     "decoder": {"transformer": TransformerDecoder},
 }
 _OPTIONAL = ("specaug", "normalize", "decoder")
+# class_path values that name a component of CHOICES: built without trust_remote_code.
+_OWN_CLASS_PATHS = frozenset(
+    path
+    for options in CHOICES.values()
+    for cls in options.values()
+    for path in (f"{cls.__module__}.{cls.__qualname__}", f"espnet_model.{cls.__qualname__}")
+)
 _MODEL_KEYS = ("ctc_weight", "lsm_weight", "length_normalized_loss", "ignore_id")
 _DERIVED = {
     "encoder_conf": ("input_size",),
@@ -59,6 +73,25 @@ VALID_KEYS: tuple[str, ...] = (
     "model",
     "model_conf",
 )
+
+
+class UntrustedCodeError(ValueError):
+    """A ``class_path`` names code outside :data:`CHOICES` and ``trust_remote_code`` is off.
+
+    Attributes:
+        key: where the class_path is in the model block (``class_path`` or
+            ``encoder.class_path``).
+        class_path: its value.
+    """
+
+    def __init__(self, key: str, class_path: str) -> None:
+        self.key = key
+        self.class_path = class_path
+        super().__init__(
+            f"model block key {key}={class_path!r} is not one of espnet_model's own "
+            "components; building it would import and run that code. Refused: pass "
+            "trust_remote_code=True only if you trust where this config comes from"
+        )
 
 
 def _choices_text(options: Mapping[str, Any] | tuple[str, ...]) -> str:
@@ -90,8 +123,14 @@ def _check_kwargs(key: str, factory: Callable[..., Any], kwargs: Mapping[str, An
             )
 
 
-def _make(key: str, config: Mapping[str, Any], **derived: Any) -> nn.Module | None:
-    """Instantiate ``config[key]`` with ``config[key + '_conf']`` plus derived arguments."""
+def _make(
+    key: str, config: Mapping[str, Any], *, trust_remote_code: bool = False, **derived: Any
+) -> nn.Module | None:
+    """Instantiate ``config[key]`` with ``config[key + '_conf']`` plus derived arguments.
+
+    An encoder given as ``{class_path, init_args}`` is built only when it names a
+    component of :data:`CHOICES` or ``trust_remote_code`` is true.
+    """
     name = config.get(key, "default" if key == "frontend" else None)
     kwargs = _conf(config, f"{key}_conf")
     if name is None:
@@ -99,7 +138,7 @@ def _make(key: str, config: Mapping[str, Any], **derived: Any) -> nn.Module | No
             raise ValueError(f"{key} is required; choose one of {_choices_text(CHOICES[key])}")
         return None
     if isinstance(name, Mapping) and key == "encoder":
-        return _from_class_path("encoder", name, derived)
+        return _from_class_path("encoder", name, derived, trust_remote_code=trust_remote_code)
     if name not in CHOICES[key]:
         options = (*CHOICES[key], *((None,) if key in _OPTIONAL else ()))
         raise ValueError(f"{key}={name!r} is unknown; valid choices: {_choices_text(options)}")
@@ -111,12 +150,19 @@ def _make(key: str, config: Mapping[str, Any], **derived: Any) -> nn.Module | No
 
 
 def _from_class_path(
-    where: str, spec: Mapping[str, Any], derived: Mapping[str, Any], optional: tuple[str, ...] = ()
+    where: str,
+    spec: Mapping[str, Any],
+    derived: Mapping[str, Any],
+    optional: tuple[str, ...] = (),
+    *,
+    trust_remote_code: bool = False,
 ) -> nn.Module:
     """``{class_path: pkg.mod.Class, init_args: {...}}`` (LightningCLI style).
 
     ``derived`` arguments are always passed; ``optional`` ones among them only when the
     class's signature has a parameter of that name (and ``init_args`` does not set it).
+    Unless ``trust_remote_code``, a class_path outside :data:`CHOICES` is refused before
+    anything is imported (importing a module runs its code).
     """
     unknown = set(spec) - {"class_path", "init_args"}
     if "class_path" not in spec or unknown:
@@ -124,6 +170,8 @@ def _from_class_path(
             f"{where}={dict(spec)!r}: a mapping must have exactly class_path and optional init_args"
         )
     path = str(spec["class_path"])
+    if not trust_remote_code and path not in _OWN_CLASS_PATHS:
+        raise UntrustedCodeError("class_path" if where == "model" else f"{where}.class_path", path)
     module_name, _, attr = path.rpartition(".")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
@@ -156,15 +204,31 @@ def build_frontend(config: Mapping[str, Any]) -> nn.Module:
     return frontend
 
 
-def build_asr_model(config: Mapping[str, Any], vocab_size: int) -> nn.Module:
+def build_asr_model(
+    config: Mapping[str, Any], vocab_size: int, *, trust_remote_code: bool = False
+) -> nn.Module:
     """Build an :class:`ASRModel` from an ESPnet2-style model config (see module docstring).
 
     A block with ``class_path`` (and optional ``init_args``) instead builds any custom
     ``torch.nn.Module`` that follows the training contract; it receives ``vocab_size``
     when its signature has that parameter and ``init_args`` does not set it.
+
+    Args:
+        config: the model block.
+        vocab_size: the tokenizer's vocabulary size.
+        trust_remote_code: allow a ``class_path`` (of the block or of its encoder) that
+            names code outside :data:`CHOICES`; it is imported and run. Pass True only
+            for a config you wrote or trust (your own ``training.yaml``), never for a
+            downloaded model folder you have not read.
+
+    Raises:
+        UntrustedCodeError: such a class_path while ``trust_remote_code`` is False.
     """
     if "class_path" in config:
-        return _from_class_path("model", config, {"vocab_size": vocab_size}, ("vocab_size",))
+        return _from_class_path(
+            "model", config, {"vocab_size": vocab_size}, ("vocab_size",),
+            trust_remote_code=trust_remote_code,
+        )
     for key in config:
         if key not in VALID_KEYS:
             raise ValueError(
@@ -185,7 +249,7 @@ def build_asr_model(config: Mapping[str, Any], vocab_size: int) -> nn.Module:
         config,
         **({"num_features": n_mels} if config.get("normalize") == "global_mvn" else {}),
     )
-    encoder = _make("encoder", config, input_size=n_mels)
+    encoder = _make("encoder", config, trust_remote_code=trust_remote_code, input_size=n_mels)
     assert encoder is not None
     size = encoder.output_size
     enc_size = int(size() if callable(size) else size)
