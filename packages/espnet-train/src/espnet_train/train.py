@@ -68,7 +68,8 @@ def build_model(config: TrainingConfig, vocab_size: int) -> torch.nn.Module:
                 f"normalize: global_mvn needs stats_file, got {conf['stats_file']!r}: "
                 "run the collect_stats stage first or set normalize: utterance_mvn"
             )
-    return build_asr_model(block, vocab_size=vocab_size)
+    # the user's own training.yaml: a class_path model in it is the user's code
+    return build_asr_model(block, vocab_size=vocab_size, trust_remote_code=True)
 
 
 def _steps_per_epoch(config: TrainingConfig) -> int:
