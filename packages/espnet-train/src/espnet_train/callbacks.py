@@ -1,7 +1,12 @@
 """Lightning callbacks of ``train``: atomic checkpoints, the data position, the epoch history.
 
 * :class:`AtomicCheckpoint` writes each checkpoint to ``<name>.partial`` and renames
-  it, so a kill during a save leaves the previous ``last.ckpt`` whole.
+  it, so a kill during a save leaves the previous ``last.ckpt`` whole. With
+  ``ranking=True`` it keeps ``ranking.json`` (best first, file names relative to the
+  folder) next to the checkpoints, and restores its best-k list from it when the folder
+  was moved or copied (Lightning then drops the absolute paths it saved).
+* :class:`RunConfig` stores the resolved training config in every checkpoint (plain
+  values), so a rerun can tell what changed before it resumes.
 * :class:`DataPosition` tells the :class:`~espnet_train.data.BatchStream` the epoch and
   counts the batches trained in it (saved in checkpoints through the stream).
 * :class:`EpochHistory` keeps one row of metrics per epoch (train means, validation
@@ -14,13 +19,16 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 from weakref import proxy
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from .checkpoints import RANKING_FILE, ranked_checkpoints, write_ranking
 from .data import BatchStream
 from .plots import plot_history
 
@@ -28,7 +36,15 @@ log = logging.getLogger(__name__)
 
 
 class AtomicCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` that never leaves a half-written file under the final name."""
+    """``ModelCheckpoint`` that never leaves a half-written file under the final name.
+
+    ``ranking``: keep ``dirpath/ranking.json`` (the best-k checkpoints and scores) up to date
+    after every save; use it on the callback that ranks (``monitor``, ``save_top_k > 0``).
+    """
+
+    def __init__(self, *args: Any, ranking: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ranking = ranking
 
     @property
     def state_key(self) -> str:
@@ -41,12 +57,57 @@ class AtomicCheckpoint(ModelCheckpoint):
         trainer.save_checkpoint(partial, self.save_weights_only)
         if trainer.is_global_zero:
             os.replace(partial, filepath)
+            # best_k_models already holds this file and no longer the one it replaces
+            self.write_ranking()
         trainer.strategy.barrier("atomic_checkpoint")
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
+
+    def write_ranking(self) -> None:
+        if self.ranking and self.dirpath and self.monitor:
+            scores = {p: float(s) for p, s in self.best_k_models.items()}
+            write_ranking(Path(self.dirpath), scores, monitor=self.monitor, mode=self.mode)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        moved = state_dict.get("dirpath", self.dirpath) != self.dirpath
+        if not moved:
+            super().load_state_dict(state_dict)
+            return
+        # the folder was moved or copied: Lightning drops the saved absolute paths (and warns
+        # about it); the ranking inside the folder, or the checkpoints' own scores, replace them
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The dirpath has changed")
+            super().load_state_dict(state_dict)
+        if not (self.ranking and self.dirpath and self.monitor):
+            return
+        ckpt_dir = Path(self.dirpath)
+        ranked = ranked_checkpoints(ckpt_dir, monitor=self.monitor, mode=self.mode)
+        ranked = [(p, s) for p, s in ranked if p.exists()][: self.save_top_k if self.save_top_k > 0 else None]
+        log.info("checkpoints moved from %s to %s: best-%d list restored from %s",
+                 state_dict.get("dirpath"), ckpt_dir, len(ranked), RANKING_FILE)
+        if not ranked:
+            return
+        self.best_k_models = {str(p): torch.tensor(s) for p, s in ranked}
+        self.best_model_path, self.best_model_score = str(ranked[0][0]), torch.tensor(ranked[0][1])
+        if len(ranked) == self.save_top_k:
+            self.kth_best_model_path = str(ranked[-1][0])
+            self.kth_value = self.best_k_models[self.kth_best_model_path]
+
+
+class RunConfig(L.Callback):
+    """Store ``config`` (plain values: dicts, lists, numbers, strings) in every checkpoint."""
+
+    KEY = "espnet_train_config"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        checkpoint[self.KEY] = self.config
 
 
 class DataPosition(L.Callback):

@@ -135,6 +135,12 @@ class TrainingConfig:
             (0: only at the end of each epoch).
         resume: continue from ``exp_dir/checkpoints/last.ckpt`` when it exists, with the
             same data order and random state, so the end result equals an unbroken run.
+            A rerun whose config differs from the checkpoint's in a key other than
+            ``espnet_train.rerun.SAFE_CHANGES`` is refused before anything is written.
+        init_from: start a new run from the model weights of this checkpoint
+            (``*.ckpt``) or ``model.pt`` (the same model block; optimizer and schedule
+            start fresh), e.g. to fork a run with another ``optim.lr``; ignored when the
+            run resumes from its own ``last.ckpt``.
         nan_policy: ``skip`` drops a batch whose loss or gradient is NaN/Inf on any rank
             (on every rank together, counted in the log); ``raise`` stops training.
         max_consecutive_bad_batches: ``skip`` stops with an error after this many
@@ -155,6 +161,7 @@ class TrainingConfig:
     checkpoint_every_n_steps: int = 1000
     seed: int = 0
     resume: bool = True
+    init_from: str | None = None
     nan_policy: Literal["skip", "raise"] = "skip"
     max_consecutive_bad_batches: int = 100
 

@@ -6,8 +6,11 @@ kept as ``config.1.yaml``...), ``checkpoints/`` (best N epochs by the monitored 
 ``epochNNN.ckpt``, plus ``last.ckpt`` written at each epoch end and every
 ``checkpoint_every_n_steps``), ``tensorboard/``, ``csv/metrics.csv``, ``images/*.png``
 (loss, accuracy, learning rate per epoch), ``train_summary.json`` and ``model/``
-(best-N average, ready for inference). Run again after a kill, ``train`` resumes
-from ``last.ckpt`` and ends with the same weights as an unbroken run.
+(best-N average, ready for inference); ``checkpoints/ranking.json`` ranks the best N
+by file name, so a moved or copied folder exports the same model. Run again after a
+kill, ``train`` resumes from ``last.ckpt`` and ends with the same weights as an
+unbroken run; a rerun whose config changes more than :data:`~espnet_train.rerun.SAFE_CHANGES`
+is refused before anything is written. Every checkpoint is read with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from .average import average_checkpoints, best_checkpoints
-from .callbacks import AtomicCheckpoint, DataPosition, EpochHistory
+from .average import MODEL_PREFIX, average_checkpoints
+from .callbacks import AtomicCheckpoint, DataPosition, EpochHistory, RunConfig
+from .checkpoints import LAST, best_checkpoints, load_checkpoint, ranked_checkpoints
 from .config import TrainerConfig, TrainingConfig
 from .data import make_stream
 from .export import export_model_folder
 from .module import LitESPnetModel
+from .rerun import check_rerun, plain_config
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,25 @@ def build_model(config: TrainingConfig, vocab_size: int) -> torch.nn.Module:
             )
     # the user's own training.yaml: a class_path model in it is the user's code
     return build_asr_model(block, vocab_size=vocab_size, trust_remote_code=True)
+
+
+def init_weights(model: torch.nn.Module, path: str) -> None:
+    """Load ``init_from``: the model weights of a Lightning checkpoint or of a ``model.pt``."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"init_from: {path} does not exist; give a *.ckpt or a model.pt")
+    ckpt = load_checkpoint(path)
+    state = ckpt["state_dict"] if isinstance(ckpt.get("state_dict"), dict) else ckpt
+    if any(k.startswith(MODEL_PREFIX) for k in state):
+        state = {k[len(MODEL_PREFIX):]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        detail = "; ".join(line.strip() for line in str(err).splitlines()[1:4])
+        raise ValueError(
+            f"init_from: {path}: its weights do not fit the model block of this config ({detail}); "
+            "init_from needs the same model (sizes, layers, vocabulary) as the run it comes from"
+        ) from None
+    log.info("model weights from %s (init_from)", path)
 
 
 def _steps_per_epoch(config: TrainingConfig) -> int:
@@ -107,6 +131,11 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
     training on purpose).
     """
     exp_dir = Path(config.exp_dir)
+    ckpt_dir = exp_dir / "checkpoints"
+    last = ckpt_dir / LAST
+    resume = config.resume and last.exists()
+    if resume:  # before anything is written: an edited config must not leave half a change
+        check_rerun(config, last)
     exp_dir.mkdir(parents=True, exist_ok=True)
     if rank_zero_only.rank == 0:  # under DDP every rank runs this function
         _save_resolved(config, exp_dir)
@@ -119,6 +148,8 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
     tokenizer = load_tokenizer_dir(config.tokenizer)
     model = build_model(config, tokenizer.vocab_size)
     log.info("model: %.2fM parameters", count_parameters(model) / 1e6)
+    if config.init_from and not resume:
+        init_weights(model, config.init_from)
     train_stream = make_stream(config.data.train, config.data, tokenizer.encode, train=True, seed=config.seed)
     valid_stream = make_stream(config.data.valid, config.data, tokenizer.encode, train=False)
     tc = config.trainer
@@ -135,7 +166,6 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
         monitor=config.monitor,
         monitor_mode=config.mode,
     )
-    ckpt_dir = exp_dir / "checkpoints"
     best_ckpt = AtomicCheckpoint(
         dirpath=ckpt_dir,
         filename="epoch{epoch:03d}",
@@ -145,6 +175,7 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
         save_top_k=config.best_n,
         save_last=True,
         enable_version_counter=False,
+        ranking=True,
     )
     checkpoints: list[L.Callback] = [best_ckpt]
     if config.checkpoint_every_n_steps:
@@ -167,6 +198,7 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
         precision=_precision(tc),
         log_every_n_steps=tc.log_every_n_steps,
         callbacks=[
+            RunConfig(plain_config(config)),
             DataPosition(train_stream),
             EpochHistory(exp_dir / "images"),
             LearningRateMonitor(),
@@ -180,16 +212,17 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
         enable_progress_bar=progress,
         enable_model_summary=True,
     )
-    last = ckpt_dir / "last.ckpt"
-    resume = str(last) if config.resume and last.exists() else None
     if resume:
-        log.info("resuming from %s", resume)
+        log.info("resuming from %s", last)
     start = time.perf_counter()
-    trainer.fit(lit, train_stream, valid_stream, ckpt_path=resume)
+    # weights_only=True even where TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set
+    trainer.fit(lit, train_stream, valid_stream, ckpt_path=str(last) if resume else None, weights_only=True)
     if not trainer.is_global_zero:
         return exp_dir / "model"
-    scores = {str(p): float(s) for p, s in best_ckpt.best_k_models.items()}
-    best = best_checkpoints(ckpt_dir, scores, config.best_n, config.mode)
+    if best_ckpt.best_k_models:  # a finished run started again saved nothing: write it anyway
+        best_ckpt.write_ranking()
+    ranked = ranked_checkpoints(ckpt_dir, monitor=config.monitor, mode=config.mode)
+    best = best_checkpoints(ckpt_dir, config.best_n, monitor=config.monitor, mode=config.mode, ranked=ranked)
     log.info("averaging %d checkpoints: %s", len(best), [p.name for p in best])
     summary = {
         "epochs": trainer.current_epoch,
@@ -198,7 +231,7 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
         "trained_batches": lit.trained_batches,
         "averaged": [p.name for p in best],
         "monitor": config.monitor,
-        "best_scores": {Path(p).name: s for p, s in scores.items()},
+        "best_scores": {p.name: s for p, s in ranked},
         "parameters": count_parameters(model),
         "skipped_batches": lit.skipped_batches,
     }
