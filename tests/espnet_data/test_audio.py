@@ -32,9 +32,10 @@ def test_read_audio_channel_choice_and_average(tmp_path) -> None:
     left, right = tone(0.2, freq=300.0), tone(0.2, freq=500.0)
     path = tmp_path / "stereo.wav"
     sf.write(path, np.stack([left, right], axis=1), 16000, subtype="FLOAT")
-    np.testing.assert_array_equal(read_audio(path)[0], left)
+    np.testing.assert_array_equal(read_audio(path, channel=0)[0], left)
     np.testing.assert_array_equal(read_audio(path, channel=1)[0], right)
     np.testing.assert_allclose(read_audio(path, channel=None)[0], (left + right) / 2, atol=1e-7)
+    np.testing.assert_array_equal(read_audio(path)[0], read_audio(path, channel=None)[0])
 
 
 def test_encode_flac_is_lossless_for_16_bit_and_clips() -> None:
@@ -111,3 +112,34 @@ def test_write_audio_round_trips_and_leaves_no_temporary(tmp_path, suffix) -> No
     audio, rate = read_audio(path)
     assert rate == 16000 and len(audio) == 4800
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+# --- issue 21: multi-channel audio is mixed down; non-finite samples are an error ------
+
+
+def test_read_audio_mixes_a_right_only_stereo_file_down_by_default(tmp_path) -> None:
+    right = tone(0.2, freq=500.0)
+    path = tmp_path / "right.wav"
+    sf.write(path, np.stack([np.zeros_like(right), right], axis=1), 16000, subtype="FLOAT")
+    mono, rate = read_audio(path)
+    assert rate == 16000 and mono.ndim == 1 and np.any(mono)
+    np.testing.assert_allclose(mono, right / 2, atol=1e-7)
+    check_audio(mono, "right-only")  # not digital silence
+    np.testing.assert_array_equal(read_audio(path, channel=1)[0], right)
+    with pytest.raises(AudioError, match="right.wav has 2 channels.*channel 2"):
+        read_audio(path, channel=2)
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_read_audio_rejects_non_finite_samples_with_their_count(tmp_path, as_bytes) -> None:
+    from espnet_data.audio import NonFiniteAudioError
+
+    audio = tone(0.1)
+    audio[[5, 50, 500]] = [np.nan, np.inf, -np.inf]
+    path = tmp_path / "bad.wav"
+    sf.write(path, audio, 16000, subtype="FLOAT")
+    source = path.read_bytes() if as_bytes else path
+    with pytest.raises(NonFiniteAudioError, match=r"3 of 1600 samples are NaN or Inf") as info:
+        read_audio(source, name="utt-9 in shard-000001.tar" if as_bytes else None)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, AudioError)
+    assert ("utt-9 in shard-000001.tar" if as_bytes else "bad.wav") in str(info.value)

@@ -232,3 +232,37 @@ def test_config_errors_name_the_fix(tmp_path: Path, whole_dir: Path) -> None:
         corpus.entries("test")
     with pytest.raises(ValueError, match=r"'dev'.*\['train', 'test'\]"):
         corpus.entries("dev")
+
+
+# --- issue 21: multi-channel recordings are mixed down, or one channel is chosen -------
+
+
+@pytest.mark.parametrize("how", ["file", "segment", "pipe"])
+def test_right_only_stereo_recording_is_mixed_down_or_a_channel_chosen(
+    tmp_path: Path, how: str
+) -> None:
+    right = tone(1.0, 16000, 440.0)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([np.zeros_like(right), right], axis=1), 16000, subtype="PCM_16")
+    right = sf.read(path, dtype="float32")[0][:, 1]
+    folder = tmp_path / "st"
+    folder.mkdir()
+    _write(folder, "wav.scp", [f"rec {path}" if how != "pipe" else f"rec cat {path} |"])
+    if how == "file":
+        _write(folder, "text", ["rec HELLO"])
+    else:
+        _write(folder, "segments", ["utt rec 0.25 0.75"])
+        _write(folder, "text", ["utt HELLO"])
+        right = right[4000:12000]
+    mixed = KaldiDirCorpus(dirs={"train": str(folder)})
+    (entry,) = mixed.entries("train")
+    audio, rate = mixed.load_audio(entry)
+    np.testing.assert_allclose(audio, right / 2, atol=1 / 32768)
+    summary = write_split(mixed, "train", tmp_path / f"out-{how}")
+    assert summary["rejected"] == [] and summary["num_utterances"] == 1
+    chosen = KaldiDirCorpus(dirs={"train": str(folder)}, channel=1)
+    np.testing.assert_array_equal(chosen.load_audio(entry)[0], right)
+    silent = KaldiDirCorpus(dirs={"train": str(folder)}, channel=0)
+    assert not np.any(silent.load_audio(entry)[0])  # the empty channel, as asked
+    with pytest.raises(ValueError, match="has 2 channels: there is no channel 2"):
+        KaldiDirCorpus(dirs={"train": str(folder)}, channel=2).load_audio(entry)

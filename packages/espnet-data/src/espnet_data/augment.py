@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from .audio import resample
+from .audio import resample, to_mono
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class AddNoise:
         need = math.ceil(num * noise_rate / rate) + 1
         start = int(rng.integers(0, max(1, frames - need + 1)))
         noise, _ = sf.read(path, start=start, frames=min(need, frames), dtype="float32", always_2d=True)
-        noise = resample(np.ascontiguousarray(noise[:, 0]), noise_rate, rate)
+        noise = resample(to_mono(noise, name=path), noise_rate, rate)
         if len(noise) == 0:
             raise ValueError(f"noise file {path} holds no audio")
         return np.resize(noise, num)  # repeats a noise shorter than the utterance

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from .audio import AudioError, check_audio, encode_flac, resample
+from .audio import AudioError, NonFiniteAudioError, check_audio, encode_flac, resample, to_mono
 from .corpus import Corpus, Entry
 
 REJECT_CODES = (
@@ -192,10 +192,13 @@ def prepare_sample(corpus: Corpus, entry: Entry, opts: SampleOptions) -> Prepare
     _check_complete(entry.source)
     try:
         audio, rate = corpus.load_audio(entry)
+        # a corpus may hand back (frames, channels): mix down, as read_audio does
+        audio = to_mono(audio, name=entry.key)
+    except NonFiniteAudioError as err:  # decoded, but NaN/Inf samples: bad audio
+        raise Rejected("bad_audio", str(err)) from err
     except Exception as err:  # noqa: BLE001 - any corpus failure rejects this sample only
         reason = str(err) if isinstance(err, AudioError | OSError) else f"{type(err).__name__}: {err}"
         raise Rejected("unreadable_audio", reason) from err
-    audio = np.asarray(audio, dtype=np.float32)
     if audio.size == 0:
         raise Rejected("empty_audio", f"{entry.key}: empty audio (0 samples)")
     try:

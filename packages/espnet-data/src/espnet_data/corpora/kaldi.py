@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..audio import AudioError, read_audio
+from ..audio import AudioError, check_finite, read_audio, to_mono
 from ..corpus import Entry, check_split
 from ._tables import CorpusError, Unusable, index_table
 
@@ -177,10 +177,14 @@ class KaldiDirCorpus:
             and ``segments``).
         pipe_timeout: seconds a ``wav.scp`` command may run before its utterance is
             rejected.
+        channel: which channel of a multi-channel recording to use (0 is the first);
+            ``None`` (the default) averages the channels, so speech recorded on one
+            channel only is kept.
     """
 
     dirs: dict[str, str]
     pipe_timeout: float = 600.0
+    channel: int | None = None
     # the last recording a pipe or ark produced: segments of one recording follow each
     # other, so a pipe runs once for its consecutive segments in a shard, not once per
     # segment (not pickled: every shard job starts empty)
@@ -263,7 +267,7 @@ class KaldiDirCorpus:
         if isinstance(source, str):
             if not Path(source).is_file():
                 raise AudioError(f"audio file {source} (wav.scp of {entry.key}) does not exist")
-            return read_audio(source)
+            return read_audio(source, channel=self.channel)
         if source.recording.path and source.recording.offset is None:
             return self._read_file_segment(source)
         audio, rate = self._recording(source.recording)
@@ -285,7 +289,9 @@ class KaldiDirCorpus:
             audio, rate = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, TypeError) as err:
             raise AudioError(f"cannot decode audio {path}: {err}") from err
-        return np.ascontiguousarray(audio[:, 0]), int(rate)
+        mono = to_mono(audio, self.channel, name=path)
+        check_finite(mono, f"{path} (recording {seg.recording.rec})")
+        return mono, int(rate)
 
     def _recording(self, recording: Recording) -> tuple[np.ndarray, int]:
         """A whole recording from a pipe or an ark, through the one-recording cache."""
@@ -296,7 +302,7 @@ class KaldiDirCorpus:
         else:
             assert recording.offset is not None
             blob = _read_ark_wav(recording.path, recording.offset)
-        audio, rate = read_audio(blob)
+        audio, rate = read_audio(blob, channel=self.channel, name=f"recording {recording.rec}")
         self._cache = (recording, audio, rate)
         return audio, rate
 
