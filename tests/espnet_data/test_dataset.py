@@ -277,3 +277,26 @@ def test_http_urls_stream_the_shards(tiny_shards) -> None:
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
         pass
+
+
+# --- issue 21: NaN/Inf audio in a shard is an error, not a sample ---------------------
+
+
+def test_non_finite_audio_in_a_shard_raises_naming_the_key_and_the_count() -> None:
+    import io
+
+    import soundfile as sf
+    from espnet_data.audio import NonFiniteAudioError
+
+    audio = tone(0.25)
+    audio[100:104] = np.nan
+    buf = io.BytesIO()
+    sf.write(buf, audio, 16000, format="WAV", subtype="FLOAT")
+    item = _raw("zz-nan", json=b'{"key": "zz-nan", "text": "A B"}', wav=buf.getvalue())
+    with pytest.raises(NonFiniteAudioError) as info:
+        list(decode_samples([item], handler=wds.reraise_exception))
+    assert isinstance(info.value, ValueError)
+    message = str(info.value)
+    assert "'zz-nan' of shard-000000.tar" in message and "4 of 4000 samples are NaN or Inf" in message
+    good = _raw("good", json=b'{"key": "good"}', flac=encode_flac(tone(0.25), 16000))
+    assert [s["key"] for s in decode_samples([item, good])] == ["good"]  # default: skipped

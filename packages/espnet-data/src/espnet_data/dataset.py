@@ -54,7 +54,10 @@ def decode_samples(
     """Turn raw tar members (``flac``/``wav`` + ``json``) into samples.
 
     ``handler`` decides what a broken sample does: return True to skip it (the default
-    warns and continues), or raise.
+    warns and continues), or raise. Audio that cannot be decoded raises
+    :class:`~espnet_data.audio.AudioError`; audio with NaN or Inf samples raises its
+    subclass :class:`~espnet_data.audio.NonFiniteAudioError` (a ``ValueError`` naming
+    the sample's key, its shard and the count of bad samples).
     """
     for item in raw:
         key = item.get("__key__", "?")
@@ -63,7 +66,9 @@ def decode_samples(
             blob = item.get("flac") or item.get("wav")
             if blob is None:
                 raise AudioError(f"{key}: no .flac or .wav member in {item.get('__url__')}")
-            audio, rate = read_audio(blob)
+            # NaN/Inf samples raise NonFiniteAudioError naming the key, the shard and
+            # how many samples are bad: the handler decides (skip, or an error row)
+            audio, rate = read_audio(blob, name=f"sample {key!r} of {item.get('__url__')}")
             yield {
                 "key": meta.get("key", key),
                 "audio": audio,
