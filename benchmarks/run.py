@@ -68,6 +68,12 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def out_path(name: str) -> Path:
+    """``benchmarks/out/NAME.json`` (``NAME.DEVICE.json`` when ``BENCH_DEVICE`` is not cpu)."""
+    device = os.environ.get("BENCH_DEVICE", "cpu")
+    return OUT_DIR / (f"{name}.json" if device == "cpu" else f"{name}.{device}.json")
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write to a temporary file in the same folder, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,8 +134,7 @@ def run_one(name: str, quick: bool) -> dict[str, Any]:
         "wall_s": wall_s,
         **result,
     }
-    device = os.environ.get("BENCH_DEVICE", "cpu")
-    out = OUT_DIR / (f"{name}.json" if device == "cpu" else f"{name}.{device}.json")
+    out = out_path(name)
     write_json_atomic(out, record)
     print(format_table(name, result))
     print(

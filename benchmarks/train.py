@@ -37,7 +37,15 @@ trainer can do on a CPU: ESPnet2's trainer autocasts on CUDA only
 (``autocast("cuda", enabled=use_amp)`` in ``espnet2/train/trainer.py``), so on a CPU it
 trains at its fp32 figure, while ours trains in bf16 where the CPU has native bf16.
 The peer's bf16 row is a bare step written for this benchmark, not something its
-trainer runs. Our worker calls ``keep_freed_host_memory()`` as ``espnet_train.train``
+trainer runs. Both bf16 rows are skipped, with the reason in the JSON (``bf16_skipped``),
+where ``espnet_train.train`` would train a ``bf16-mixed`` config in fp32: a CPU without
+native bf16 (no ``avx512_bf16``/``amx_bf16`` flag), where oneDNN emulates bf16 and one
+such row ran for over 17 minutes; or a CUDA device without bf16. ``BENCH_BF16=1`` runs
+them anyway, ``BENCH_BF16=0`` skips them; either way each bf16 process is stopped after
+``BENCH_BF16_TIMEOUT_S`` (default 900) seconds and its row marked skipped. Each finished
+row (every process of either side) is written to ``benchmarks/out/train.json``
+(atomically, ``"partial": true``) before the next starts, so a run stopped midway keeps
+what it measured; the full record replaces it at the end. Our worker calls ``keep_freed_host_memory()`` as ``espnet_train.train``
 does (``trainer.keep_host_memory``); the peer process keeps glibc's defaults, as
 ESPnet2 does.
 
@@ -82,6 +90,7 @@ from _harness import (
 VOCAB = 100
 BATCH = int(os.environ.get("BENCH_BATCH", "8"))
 DEVICE = os.environ.get("BENCH_DEVICE", "cpu")
+BF16_TIMEOUT_S = float(os.environ.get("BENCH_BF16_TIMEOUT_S", "900"))
 
 
 def _seconds_range(value: str) -> tuple[float, float]:
@@ -235,14 +244,42 @@ def _raw_step_times(
     return [step() for _ in range(warmup + iterations)][warmup:]
 
 
-def run_ours(work: str, batch_file: Path, precision: str, warmup: int, iterations: int) -> dict[str, Any]:
+def bf16_skip_reason(device: str = DEVICE, cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """Why the bf16 rows are not measured here, or None to measure them.
+
+    ``BENCH_BF16=1`` / ``0`` forces them on / off; otherwise they are skipped where
+    ``espnet_train.train`` would train ``precision: bf16-mixed`` in fp32.
+    """
+    forced = os.environ.get("BENCH_BF16", "")
+    if forced not in ("", "0", "1"):
+        raise ValueError(f"BENCH_BF16={forced!r} must be 1 (measure the bf16 rows) or 0 (skip them)")
+    if forced == "1":
+        return None
+    if forced == "0":
+        return "BENCH_BF16=0"
+    if device == "cpu":
+        from espnet_train.train import cpu_has_native_bf16
+
+        if not cpu_has_native_bf16(cpuinfo):
+            return ("this CPU has no native bf16 (no avx512_bf16 or amx_bf16 in /proc/cpuinfo): "
+                    "espnet_train.train trains a bf16-mixed config in fp32 here, and emulated bf16 "
+                    "is many times slower than fp32 (BENCH_BF16=1 measures it anyway)")
+        return None
+    if not torch.cuda.is_bf16_supported():
+        return f"{device}: this CUDA device does not support bf16 (BENCH_BF16=1 measures it anyway)"
+    return None
+
+
+def run_ours(
+    work: str, batch_file: Path, precision: str, warmup: int, iterations: int, timeout_s: float = 1800,
+) -> dict[str, Any]:
     request = Path(work) / f"ours-{precision}.request.json"
     request.write_text(json.dumps({
         "batch_file": str(batch_file), "threads": num_threads(), "precision": precision, "device": DEVICE,
         "warmup": warmup, "iterations": iterations,
     }))
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", str(request)], capture_output=True, text=True, timeout=1800,
+        [sys.executable, __file__, "--worker", str(request)], capture_output=True, text=True, timeout=timeout_s,
     )
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     if proc.returncode != 0 or not lines:
@@ -268,13 +305,56 @@ def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+class _Rows:
+    """The rows finished so far, written to ``benchmarks/out/train.json`` after each one.
+
+    A run stopped midway (a bf16 row emulated for many minutes, a kill) keeps every
+    figure already measured; ``benchmarks/run.py`` replaces the file with the full record.
+    """
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        from run import machine_info, out_path  # the runner's own (imported here: it imports us)
+
+        self.path = out_path("train")
+        self.record: dict[str, Any] = {
+            "benchmark": "train",
+            "partial": True,
+            "note": "rows finished so far; `just bench train` replaces this file when it ends",
+            "machine": machine_info(),
+            "settings": settings,
+            "rows": {},
+        }
+
+    def add(self, name: str, row: dict[str, Any], **summary: Any) -> dict[str, Any]:
+        from run import write_json_atomic
+
+        self.record["rows"][name] = row
+        self.record.update(summary)
+        write_json_atomic(self.path, self.record)
+        return row
+
+
+def _bf16_row(skip: str | None, measure: Any) -> dict[str, Any]:
+    """``measure()``, or ``{"skipped": why}`` when ``skip`` says so or it runs past the cap."""
+    if skip:
+        return {"skipped": skip}
+    try:
+        return measure()
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"stopped after BENCH_BF16_TIMEOUT_S={BF16_TIMEOUT_S:.0f} s"}
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     warmup, iterations = (1, 3) if quick else (3, 20)
     rounds = 1 if quick else ROUNDS
+    bf16_skip = bf16_skip_reason()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as work:
         batch_file = Path(work) / "batch.npz"
         arrays = make_batch(batch_file)
         audio_seconds = float(arrays["speech_lengths"].sum()) / SAMPLE_RATE
+        rows = _Rows({"model_block": MODEL, "vocab_size": VOCAB, "batch": BATCH, "threads": num_threads(),
+                      "warmup": warmup, "iterations": iterations, "fp32_rounds": rounds, "quick": quick,
+                      "audio_seconds_per_step": audio_seconds, "bf16_skipped": bf16_skip})
         peer_request = {
             "work_dir": work, "batch_file": str(batch_file), "model": peer_model_spec(MODEL, token_list(VOCAB)),
             "threads": num_threads(), "lr": LR, "clip": CLIP, "seed": SEED,
@@ -283,29 +363,41 @@ def run(quick: bool = False) -> dict[str, Any]:
         # fp32, the compared figure: rounds of ours then the peer, each a fresh process,
         # so that the machine's drift (10-15% over minutes) reaches both sides alike.
         ours_runs, peer_runs = [], []
-        for _ in range(rounds):
-            ours_runs.append(run_ours(work, batch_file, "32-true", warmup, -(-iterations // rounds)))
+        for i in range(rounds):
+            ours_runs.append(rows.add(f"ours fp32 round {i + 1}",
+                                      run_ours(work, batch_file, "32-true", warmup, -(-iterations // rounds))))
             if DEVICE == "cpu" and not any("unavailable" in r for r in peer_runs):
-                peer_runs.append(run_peer("train_step_peer.py", peer_request))
+                peer_runs.append(rows.add(f"peer fp32 round {i + 1}", run_peer("train_step_peer.py", peer_request)))
         ours = pooled(ours_runs)
+        rows.add("ours fp32", ours, audio_s_per_s=audio_seconds / ours["median_s"])
         peer = (pooled(peer_runs) if peer_runs else
                 {"unavailable": f"BENCH_DEVICE={DEVICE}: the ESPnet2 peer is measured on the CPU only"})
-        bf16 = run_ours(work, batch_file, "bf16-mixed", warmup, iterations)
-        peer_bf16 = peer if "unavailable" in peer else run_peer(
-            "train_step_peer.py", {**peer_request, "autocast": "bf16", "iterations": iterations}
-        )
+        bf16 = rows.add("ours bf16-mixed", _bf16_row(
+            bf16_skip, lambda: run_ours(work, batch_file, "bf16-mixed", warmup, iterations, BF16_TIMEOUT_S)))
+        if "unavailable" in peer:
+            peer_bf16 = peer
+        elif bf16_skip:
+            peer_bf16 = {"unavailable": f"bf16 rows skipped: {bf16_skip}"}
+        else:
+            peer_bf16 = rows.add("peer bf16", run_peer(
+                "train_step_peer.py", {**peer_request, "autocast": "bf16", "iterations": iterations},
+                timeout_s=BF16_TIMEOUT_S,
+            ))
     if "unavailable" in peer:
         print(f"peer (ESPnet2) not measured: {peer['unavailable']}\n"
               "create it once with: bash benchmarks/peer/setup.sh   (then run `just bench train` again)")
+    if "skipped" in bf16:
+        print(f"bf16-mixed rows not measured: {bf16['skipped']}")
     tp = audio_seconds / ours["median_s"]
-    tp_bf16 = audio_seconds / bf16["median_s"]
+    tp_bf16 = audio_seconds / bf16["median_s"] if "median_s" in bf16 else None
     peer_median = peer_value(peer, "median_s")
     peer_tp = audio_seconds / peer_median if isinstance(peer_median, float) else None
     peer_rss = peer_value(peer, "peak_rss_mb")
     peer_bf16_median = peer_value(peer_bf16, "median_s")
     peer_tp_bf16 = audio_seconds / peer_bf16_median if isinstance(peer_bf16_median, float) else None
     mfu = ours["flops_per_step"] / ours["median_s"] / ours["matmul_peak_flops"]
-    mfu_bf16 = bf16["flops_per_step"] / bf16["median_s"] / bf16["bf16_matmul_peak_flops"]
+    mfu_bf16 = (bf16["flops_per_step"] / bf16["median_s"] / bf16["bf16_matmul_peak_flops"]
+                if tp_bf16 is not None else None)
     return {
         "description": "training step (trainer step: forward + backward + clip + Adam) on "
                        f"{BATCH} random {MIN_S:g}-{MAX_S:g} s utterances",
@@ -315,18 +407,19 @@ def run(quick: bool = False) -> dict[str, Any]:
         "ratio": tp / peer_tp if peer_tp else None,
         # ESPnet2's trainer autocasts on CUDA only (espnet2/train/trainer.py), so on a CPU
         # it trains at its fp32 figure whatever use_amp says; ours can train in bf16 there.
-        "bf16_ratio_vs_peer_fp32": tp_bf16 / peer_tp if peer_tp else None,
-        "bf16_ratio": tp_bf16 / peer_tp_bf16 if peer_tp_bf16 else None,
+        "bf16_ratio_vs_peer_fp32": tp_bf16 / peer_tp if peer_tp and tp_bf16 else None,
+        "bf16_ratio": tp_bf16 / peer_tp_bf16 if peer_tp_bf16 and tp_bf16 else None,
+        "bf16_skipped": bf16.get("skipped"),
         "peak_rss_mb": ours["peak_rss_mb"],
         "peer_peak_rss_mb": peer_rss if isinstance(peer_rss, float) else None,
         "mfu": mfu,
         "bf16_audio_s_per_s": tp_bf16,
-        "bf16_peak_rss_mb": bf16["peak_rss_mb"],
+        "bf16_peak_rss_mb": bf16.get("peak_rss_mb"),
         "peer_bf16_audio_s_per_s": peer_tp_bf16,
         "bf16_mfu": mfu_bf16,
         "device": ours["device"],
         "peak_gpu_memory_mb": ours["peak_gpu_memory_mb"],
-        "bf16_peak_gpu_memory_mb": bf16["peak_gpu_memory_mb"],
+        "bf16_peak_gpu_memory_mb": bf16.get("peak_gpu_memory_mb"),
         "settings": {
             "model_block": MODEL,
             "vocab_size": VOCAB,
@@ -348,18 +441,19 @@ def run(quick: bool = False) -> dict[str, Any]:
             metric("median step fp32", "s", ours["median_s"], peer_median, higher_is_better=False),
             metric("median step fp32, model only", "s", ours["raw_median_s"], peer_median, higher_is_better=False),
             metric("fastest step fp32", "s", ours["min_s"], peer_value(peer, "min_s"), higher_is_better=False),
-            metric("fastest step bf16-mixed", "s", bf16["min_s"], peer_value(peer_bf16, "min_s"),
+            metric("fastest step bf16-mixed", "s", bf16.get("min_s"), peer_value(peer_bf16, "min_s"),
                    higher_is_better=False),
             metric("throughput ours bf16-mixed vs ESPnet2's CPU trainer (fp32)", "audio s / wall s",
                    tp_bf16, peer_tp, higher_is_better=True),
             metric("peak RSS fp32", "MB", ours["peak_rss_mb"], peer_rss, higher_is_better=False),
-            metric("peak RSS bf16-mixed vs peer fp32", "MB", bf16["peak_rss_mb"], peer_rss,
+            metric("peak RSS bf16-mixed vs peer fp32", "MB", bf16.get("peak_rss_mb"), peer_rss,
                    higher_is_better=False),
             metric("MFU fp32", "fraction", mfu, None, higher_is_better=True),
             metric("MFU bf16-mixed", "fraction", mfu_bf16, None, higher_is_better=True),
             metric("model FLOPs / step", "GFLOP", ours["flops_per_step"] / 1e9, None),
             metric("fp32 matmul peak", "GFLOP/s", ours["matmul_peak_flops"] / 1e9, None),
-            metric("bf16 matmul peak", "GFLOP/s", bf16["bf16_matmul_peak_flops"] / 1e9, None),
+            metric("bf16 matmul peak", "GFLOP/s",
+                   bf16["bf16_matmul_peak_flops"] / 1e9 if bf16.get("bf16_matmul_peak_flops") else None, None),
             metric("parameters", "count", ours["parameters"], peer_value(peer, "parameters")),
         ],
         "ours": ours,
