@@ -82,13 +82,16 @@ class UntrustedCodeError(ValueError):
         key: where the class_path is in the model block (``class_path`` or
             ``encoder.class_path``).
         class_path: its value.
+
+    ``message`` replaces the default text, e.g. to name the file the block came from.
     """
 
-    def __init__(self, key: str, class_path: str) -> None:
+    def __init__(self, key: str, class_path: str, *, message: str | None = None) -> None:
         self.key = key
         self.class_path = class_path
         super().__init__(
-            f"model block key {key}={class_path!r} is not one of espnet_model's own "
+            message
+            or f"model block key {key}={class_path!r} is not one of espnet_model's own "
             "components; building it would import and run that code. Refused: pass "
             "trust_remote_code=True only if you trust where this config comes from"
         )
