@@ -113,8 +113,62 @@ def test_bad_inputs_name_the_fix(pipeline: Pipeline, tmp_path: Path) -> None:
         s2t.transcribe(np.zeros((2, 100), dtype=np.float32))
     with pytest.raises(ValueError, match="empty"):
         s2t.transcribe(np.zeros(0, dtype=np.float32))
-    with pytest.raises(FileNotFoundError, match="neither a model folder"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         Speech2Text.from_pretrained(tmp_path / "no" / "such" / "model")
+
+
+def test_non_finite_waveforms_are_refused(pipeline: Pipeline, samples: list[dict]) -> None:
+    """NaN / inf samples would decode to confident text; say how many there are instead."""
+    s2t = Speech2Text.from_pretrained(pipeline.model_dir, method="ctc_greedy")
+    audio = samples[0]["audio"].astype(np.float32).copy()
+    audio[[10, 20]] = np.nan
+    audio[30] = np.inf
+    with pytest.raises(ValueError, match=rf"3 non-finite sample\(s\) \(NaN or inf\) of {audio.size}"):
+        s2t.transcribe(audio)
+    with pytest.raises(ValueError, match="non-finite"):
+        s2t.transcribe(torch.from_numpy(audio))
+    with pytest.raises(ValueError, match=r"audios\[1\]: the waveform has 3 non-finite"):
+        s2t.transcribe_batch([samples[0]["audio"], audio])
+    loud = samples[0]["audio"].astype(np.float64) * 1e40  # overflows float32
+    with pytest.raises(ValueError, match="non-finite"):
+        s2t.transcribe(loud)
+
+
+def test_a_missing_path_is_never_fetched_from_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``exp/model`` mistyped as ``exp/modle`` must not download a repo of that name."""
+    import huggingface_hub
+
+    fetched: list[object] = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda *a, **k: fetched.append((a, k)) or str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as err:
+        Speech2Text.from_pretrained("exp/modle")
+    assert "'exp/modle' does not exist" in str(err.value)
+    assert "hf://exp/modle" in str(err.value)
+    with pytest.raises(ValueError, match="revision='v1' applies to Hub repositories only"):
+        Speech2Text.from_pretrained("exp/modle", revision="v1")
+    with pytest.raises(ValueError, match="not a Hub reference"):
+        Speech2Text.from_pretrained("hf://just-a-name")
+    assert fetched == []
+
+
+def test_trust_remote_code_reaches_the_loader(pipeline: Pipeline, samples: list[dict],
+                                              tmp_path: Path) -> None:
+    from espnet_model.builder import UntrustedCodeError
+
+    from tests.espnet_infer.test_loading import custom_model_folder
+
+    folder = custom_model_folder(pipeline, tmp_path / "custom")
+    with pytest.raises(UntrustedCodeError, match="trust_remote_code"):
+        Speech2Text.from_pretrained(folder, method="ctc_greedy")
+    with pytest.raises(UntrustedCodeError):
+        Speech2Text(folder)
+    s2t = Speech2Text.from_pretrained(folder, method="ctc_greedy", trust_remote_code=True)
+    local = Speech2Text.from_pretrained(pipeline.model_dir, method="ctc_greedy")
+    assert s2t.transcribe(samples[0]["audio"]) == local.transcribe(samples[0]["audio"])
 
 
 def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,17 +181,22 @@ def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_from_pretrained_hub_repo_id_from_the_cache(
     pipeline: Pipeline, samples: list[dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A repo id resolves through huggingface_hub's cache (offline: no network here)."""
+    """``hf://owner/name`` resolves through huggingface_hub's cache (offline: no network)."""
     _offline_hub(monkeypatch)
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "hub" / "models--someone--tiny-asr"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     shutil.copytree(pipeline.model_dir, repo / "snapshots" / commit)
-    s2t = Speech2Text.from_pretrained("someone/tiny-asr", cache_dir=tmp_path / "hub",
+    s2t = Speech2Text.from_pretrained("hf://someone/tiny-asr", cache_dir=tmp_path / "hub",
                                       method="ctc_greedy")
     assert s2t.loaded.path == repo / "snapshots" / commit
     local = Speech2Text.from_pretrained(pipeline.model_dir, method="ctc_greedy")
     assert s2t.transcribe(samples[0]["audio"]) == local.transcribe(samples[0]["audio"])
+    pinned = Speech2Text.from_pretrained(f"hf://someone/tiny-asr@{commit}",
+                                         cache_dir=tmp_path / "hub", method="ctc_greedy")
+    assert pinned.loaded.path == repo / "snapshots" / commit
     with pytest.raises(FileNotFoundError, match="someone/other"):
-        Speech2Text.from_pretrained("someone/other", cache_dir=tmp_path / "hub")
+        Speech2Text.from_pretrained("hf://someone/other", cache_dir=tmp_path / "hub")
+    with pytest.raises(ValueError, match="names revision 'a' but revision='b'"):
+        Speech2Text.from_pretrained("hf://someone/tiny-asr@a", revision="b")

@@ -4,11 +4,16 @@ Usage::
 
     from espnet_infer import Speech2Text
     s2t = Speech2Text.from_pretrained("exp/train/model")       # or a packed folder,
-    s2t = Speech2Text.from_pretrained("owner/repo")            # or a Hub repo id
+    s2t = Speech2Text.from_pretrained("hf://owner/repo")       # or a Hub repository
     print(s2t.transcribe("utt.flac"))                          # a path or a waveform
     print(s2t.transcribe_batch(["a.flac", "b.flac"]))
     for t in s2t.transcribe_nbest("utt.flac"):                 # with decode nbest > 1
         print(t.score, t.text)
+
+A plain string is a path on disk, never a Hub repository: ``hf://owner/repo`` (or
+``hf://owner/repo@revision``) fetches. A packed folder is checked against its
+``meta.yaml`` digests, and a model block naming foreign code (``class_path``) is refused
+unless ``trust_remote_code=True`` (see :mod:`espnet_infer.loading`).
 
 Named after ESPnet2's ``espnet2.bin.asr_inference.Speech2Text`` so its users find it.
 Nothing here imports Lightning.
@@ -64,6 +69,18 @@ class Transcript:
                 "scores": dict(self.scores)}
 
 
+def _finite(wave: np.ndarray, what: str) -> np.ndarray:
+    """``wave`` itself, or ValueError when some of its samples are NaN or infinite."""
+    bad = int(np.count_nonzero(~np.isfinite(wave)))
+    if bad:
+        raise ValueError(
+            f"{what} has {bad} non-finite sample(s) (NaN or inf) of {wave.size}: nothing "
+            "sensible can be transcribed from it. Fix the audio or its conversion, e.g. "
+            "np.nan_to_num(wave) if the gaps are known to be silence"
+        )
+    return wave
+
+
 class Speech2Text:
     """Transcribe audio with a trained model.
 
@@ -72,6 +89,10 @@ class Speech2Text:
             :class:`LoadedModel`.
         decode: the search (:class:`DecodeConfig`); default joint CTC/attention beam search.
         device: ``cpu``, ``cuda``, ``cuda:1``...
+        trust_remote_code: let the folder's model block name code outside espnet_model
+            (``class_path``), which is imported and run. Only for a model you trust.
+        verify: check the folder's files against its ``meta.yaml`` sha256 digests (when
+            it has one) before loading; ``False`` skips the check.
     """
 
     def __init__(
@@ -80,8 +101,14 @@ class Speech2Text:
         *,
         decode: DecodeConfig | None = None,
         device: str = "cpu",
+        trust_remote_code: bool = False,
+        verify: bool = True,
     ) -> None:
-        self.loaded = model if isinstance(model, LoadedModel) else load_model_folder(model, device)
+        self.loaded = (
+            model
+            if isinstance(model, LoadedModel)
+            else load_model_folder(model, device, trust_remote_code=trust_remote_code, verify=verify)
+        )
         self.device = torch.device(device)
         self.decode = decode or DecodeConfig()
         self.model = self.loaded.model
@@ -120,13 +147,18 @@ class Speech2Text:
         device: str = "cpu",
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        trust_remote_code: bool = False,
+        verify: bool = True,
         **decode_options: Any,
     ) -> Speech2Text:
         """Load a model folder, a packed model (``pack_model``), a local Hub snapshot, or
-        a Hugging Face repo id ``owner/name`` (fetched with ``huggingface_hub``).
+        a Hugging Face repository ``hf://owner/name[@revision]`` (fetched with
+        ``huggingface_hub``). A plain string is a local path only: a missing one is an
+        error, never a Hub download.
 
         ``decode_options`` override fields of ``decode``, e.g.
         ``Speech2Text.from_pretrained(path, beam_size=4, ctc_weight=0.3, nbest=2)``.
+        ``trust_remote_code`` and ``verify``: as for :class:`Speech2Text`.
         """
         folder = resolve_model_dir(name_or_path, revision=revision, cache_dir=cache_dir)
         config = decode or DecodeConfig()
@@ -138,7 +170,8 @@ class Speech2Text:
                     f"{sorted(DecodeConfig.__dataclass_fields__)}"
                 )
             config = replace(config, **decode_options)
-        return cls(folder, decode=config, device=device)
+        return cls(folder, decode=config, device=device, trust_remote_code=trust_remote_code,
+                   verify=verify)
 
     @property
     def sample_rate(self) -> int:
@@ -187,13 +220,19 @@ class Speech2Text:
     # -- paths and waveforms ----------------------------------------------------------
 
     def load_audio(self, audio: AudioInput) -> np.ndarray:
-        """A float32 mono waveform at :attr:`sample_rate` from a path or a waveform."""
+        """A float32 mono waveform at :attr:`sample_rate` from a path or a waveform.
+
+        Raises:
+            ValueError: not 1-D, empty, or with NaN / infinite samples (the model would
+                turn them into confident nonsense).
+        """
         if isinstance(audio, str | os.PathLike):
             wave, rate = read_audio(audio)
-            return resample(wave, rate, self.sample_rate)
+            return _finite(resample(wave, rate, self.sample_rate), f"audio file {audio}")
         if isinstance(audio, torch.Tensor):
             audio = audio.detach().cpu().numpy()
-        wave = np.asarray(audio, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # too loud -> inf, refused below
+            wave = np.asarray(audio, dtype=np.float32)
         if wave.ndim != 1:
             raise ValueError(
                 f"a waveform must be 1-D (samples,), got shape {wave.shape}; pass one "
@@ -201,13 +240,20 @@ class Speech2Text:
             )
         if wave.size == 0:
             raise ValueError("empty waveform (0 samples): nothing to transcribe")
-        return wave
+        return _finite(wave, "the waveform")
 
     def transcribe_batch_nbest(self, audios: Sequence[AudioInput]) -> list[list[Transcript]]:
         """Hypotheses, best first, for each of ``audios`` (decoded as one batch)."""
         if not audios:
             return []
-        waves = [self.load_audio(a) for a in audios]
+        waves = []
+        for i, audio in enumerate(audios):
+            try:
+                waves.append(self.load_audio(audio))
+            except ValueError as err:
+                if len(audios) == 1:
+                    raise
+                raise ValueError(f"audios[{i}]: {err}") from err
         speech = pad_sequences(waves, 0.0)
         lengths = torch.tensor([len(w) for w in waves], dtype=torch.long)
         return self.nbest_padded(speech, lengths)
