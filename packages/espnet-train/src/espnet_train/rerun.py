@@ -56,8 +56,8 @@ class ConfigChangedError(ValueError):
 
 
 def plain_config(config: TrainingConfig) -> dict[str, Any]:
-    """``config`` as plain JSON values (tuples become lists), as stored in checkpoints."""
-    return json.loads(json.dumps(dataclasses.asdict(config)))
+    """``config`` as plain JSON values (tuples become lists, anything else a string), as stored in checkpoints."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
