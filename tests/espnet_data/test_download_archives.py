@@ -223,3 +223,26 @@ def test_links_that_stay_inside_are_extracted(sandbox: tuple[Path, Path]) -> Non
 
 def test_unsafe_archive_error_is_a_download_error() -> None:
     assert issubclass(UnsafeArchiveError, DownloadError)
+
+
+def test_without_tarfiles_data_filter_the_checks_still_hold(
+    sandbox: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.11.0-3.11.3 have no extraction filters: members are extracted one by
+    one, each after the guard."""
+    archives, dest = sandbox
+    monkeypatch.delattr(tarfile, "data_filter")
+    monkeypatch.setattr(download_module, "check_members", lambda members: None)
+    for case, members in _GUARD_CASES.items():
+        with pytest.raises(UnsafeArchiveError, match="while extracting"):
+            extract_archive(_tar(archives / f"{case}.tar", members), dest)
+    with pytest.raises(UnsafeArchiveError, match="while extracting"):
+        extract_archive(_long_symlink_chain(archives, dest), dest)
+    assert not (tmp_path / "newfile").exists() and list(dest.iterdir()) == []
+    monkeypatch.undo()
+    monkeypatch.delattr(tarfile, "data_filter")
+    fine = _tar(archives / "fine.tar", [
+        ("file", "C/data/a.txt", b"a"), ("sym", "C/latest", "data"), ("file", "C/latest/b.txt", b"b"),
+    ])
+    assert extract_archive(fine, dest) == [dest / "C"]
+    assert (dest / "C/data/b.txt").read_bytes() == b"b"

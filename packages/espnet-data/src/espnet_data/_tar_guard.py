@@ -83,8 +83,8 @@ def resolve(parts: Sequence[str], view: _View, *, follow_last: bool = True) -> P
             resolved.pop()
             continue
         candidate = (*resolved, part)
-        last = all(p in ("", ".") for p in todo)
-        target = None if last and not follow_last else view.readlink(candidate)
+        last = not follow_last and all(p in ("", ".") for p in todo)
+        target = None if last else view.readlink(candidate)
         if target is None:
             resolved.append(part)
             continue
@@ -172,7 +172,10 @@ class _Model:
         return "dir" if parts in self.dirs or not parts else None
 
     def add(self, member: tarfile.TarInfo, where: Parts) -> None:
-        self.dirs.update(where[:i] for i in range(1, len(where)))
+        for i in range(len(where) - 1, 0, -1):  # the parent folders (made as needed)
+            if where[:i] in self.dirs:
+                break
+            self.dirs.add(where[:i])
         if member.issym():
             self.files.discard(where)
             self.links[where] = (member.linkname, member.name)
