@@ -139,7 +139,7 @@ def test_binaries_go_through_git_lfs(packed: Path, monkeypatch: pytest.MonkeyPat
 @pytest.mark.slow  # a fresh interpreter importing torch: ~7 s
 def test_anyone_loads_the_uploaded_model_with_espnet_infer(tmp_path: Path, tiny_shards: Path) -> None:
     """pack -> upload -> a fresh interpreter with HF_ENDPOINT set runs
-    ``Speech2Text.from_pretrained("me/tiny")`` and gets the original model's transcript."""
+    ``Speech2Text.from_pretrained("hf://me/tiny")`` and gets the original model's transcript."""
     from espnet_infer import Speech2Text
     from espnet_publish.testing import tiny_asr_model_folder
 
@@ -150,7 +150,7 @@ def test_anyone_loads_the_uploaded_model_with_espnet_infer(tmp_path: Path, tiny_
     code = (
         "import sys\n"
         "from espnet_infer import Speech2Text\n"
-        "s2t = Speech2Text.from_pretrained('me/tiny', method='ctc_greedy')\n"
+        "s2t = Speech2Text.from_pretrained('hf://me/tiny', method='ctc_greedy')\n"
         f"print(s2t.loaded.path)\nprint(s2t.transcribe({flac!r}))\n"
         "assert 'espnet_publish' not in sys.modules and 'lightning' not in sys.modules\n"
     )

@@ -62,7 +62,8 @@ def test_pack_writes_manifest_and_card_with_scores(model_dir: Path, tmp_path: Pa
     body = (out / "README.md").read_text()
     assert "| test_clean | 3.25 | 1.50 |" in body
     assert "conformer" in body and "```python" in body
-    assert 'Speech2Text.from_pretrained("<owner>/tiny-asr")\n' in body  # no decode block given
+    assert 'Speech2Text.from_pretrained("hf://<owner>/tiny-asr")\n' in body  # no decode block
+    assert "a plain string is a local folder only" in body
     verify_manifest(out)
     assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
 
@@ -144,7 +145,8 @@ def test_verify_load_failure_writes_nothing(
 
     loaded: list[Path] = []
 
-    def load_model_folder(folder: Path) -> None:
+    def load_model_folder(folder: Path, *, trust_remote_code: bool) -> None:
+        assert trust_remote_code is False  # the default
         loaded.append(Path(folder))
         raise ValueError("vocab_size mismatch")
 
@@ -189,7 +191,7 @@ def test_packed_weights_are_safetensors_and_decode_like_the_original(
     assert (packed / "images" / "loss.png").is_file()
     body = (packed / "README.md").read_text()
     assert "![loss](images/loss.png)" in body
-    load = ('s2t = Speech2Text.from_pretrained("me/tiny", method=\'beam_search\', beam_size=2, '
+    load = ('s2t = Speech2Text.from_pretrained("hf://me/tiny", method=\'beam_search\', beam_size=2, '
             "ctc_weight=0.5)")
     assert load in body
 
@@ -201,7 +203,7 @@ def test_packed_weights_are_safetensors_and_decode_like_the_original(
     # the card's snippet, pointed at the local folder and a real file, gives the same
     snippet = body.split("```python\n")[1].split("```")[0]
     flac = sorted((tiny_shards.parent / "audio").glob("*.flac"))[0]
-    snippet = snippet.replace('"me/tiny"', repr(str(packed))).replace('"speech.wav"', repr(str(flac)))
+    snippet = snippet.replace('"hf://me/tiny"', repr(str(packed))).replace('"speech.wav"', repr(str(flac)))
     snippet = snippet.replace("method='beam_search', beam_size=2, ctc_weight=0.5", "method='ctc_greedy'")
     printed: list[str] = []
     exec(snippet, {"print": printed.append})  # noqa: S102 (our own generated snippet)
@@ -239,7 +241,7 @@ def test_card_says_how_the_scores_were_decoded() -> None:
                              decode={"method": "beam_search", "beam_size": 10, "nbest": 1})
     assert "| test | 5.00 | 2.00 |" in card
     assert "Decoded as `inference.yaml` says: method beam_search, beam_size 10." in card
-    assert 'Speech2Text.from_pretrained("me/m", method=\'beam_search\', beam_size=10)' in card
+    assert 'Speech2Text.from_pretrained("hf://me/m", method=\'beam_search\', beam_size=10)' in card
 
 
 def test_weights_that_are_not_a_state_dict_are_refused(model_dir: Path, tmp_path: Path) -> None:
@@ -249,3 +251,59 @@ def test_weights_that_are_not_a_state_dict_are_refused(model_dir: Path, tmp_path
     with pytest.raises(PublishError, match=r"model\.pt: entries \['epoch', 'model'\] are not tensors"):
         pack_model(model_dir, tmp_path / "p", model_name="m")
     assert not (tmp_path / "p").exists()
+
+
+def rebuild(vocab_size: int, block: dict) -> object:
+    """A model factory outside espnet_model, for a ``class_path`` model block."""
+    from espnet_model import build_asr_model
+
+    return build_asr_model(block, vocab_size=vocab_size)
+
+
+def _set_model_block(model_dir: Path, block: dict) -> None:
+    path = model_dir / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["model"] = block
+    path.write_text(yaml.safe_dump(config))
+
+
+def test_verify_does_not_run_the_code_a_config_names(tmp_path: Path) -> None:
+    """pack_model(verify=True) loads the pack: a class_path such as os.system must not run."""
+    model_dir = tiny_asr_model_folder(tmp_path / "model")
+    marker = tmp_path / "ran"
+    _set_model_block(model_dir, {"class_path": "os.system",
+                                 "init_args": {"command": f"touch {marker}"}})
+    with pytest.raises(PublishError, match=r"model\.class_path = 'os\.system'.*trust_remote_code"):
+        pack_model(model_dir, tmp_path / "p", model_name="m", verify=True)
+    assert not marker.exists() and not (tmp_path / "p").exists()
+
+
+def test_verify_builds_a_custom_model_when_trusted(tmp_path: Path) -> None:
+    from espnet_publish.testing import TINY_ASR_MODEL
+
+    model_dir = tiny_asr_model_folder(tmp_path / "model")
+    _set_model_block(model_dir, {"class_path": f"{__name__}.rebuild",
+                                 "init_args": {"block": TINY_ASR_MODEL}})
+    with pytest.raises(PublishError, match="trust_remote_code"):
+        pack_model(model_dir, tmp_path / "p", model_name="m", verify=True)
+    pack_model(model_dir, tmp_path / "p", model_name="m", verify=True, trust_remote_code=True)
+    verify_manifest(tmp_path / "p")
+
+
+def test_a_tampered_pack_does_not_load(tmp_path: Path) -> None:
+    """One flipped byte in model.safetensors: Speech2Text names the file and both digests."""
+    from espnet_infer import Speech2Text
+
+    _, packed = _pack_real(tmp_path)
+    weights = packed / "model.safetensors"
+    meta = yaml.safe_load((packed / "meta.yaml").read_text())
+    expected = next(f["sha256"] for f in meta["files"] if f["path"] == "model.safetensors")
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0x40
+    weights.write_bytes(bytes(data))
+    actual = hashlib.sha256(bytes(data)).hexdigest()
+    with pytest.raises(ValueError) as err:
+        Speech2Text(packed)
+    assert str(weights) in str(err.value)
+    assert f"sha256 {actual}, expected {expected}" in str(err.value)
+    Speech2Text(packed, verify=False)  # documented: load it anyway

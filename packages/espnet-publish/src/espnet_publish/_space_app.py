@@ -1,6 +1,6 @@
 """Source of the Gradio ``app.py`` written into demo Spaces (kept as text: gradio is not a
-dependency of espnet-publish). Placeholders ``__TITLE__`` and ``__SAMPLE_RATE__`` are
-replaced with Python literals by :func:`render_app`."""
+dependency of espnet-publish). Placeholders ``__TITLE__``, ``__SAMPLE_RATE__`` and
+``__TRUST_REMOTE_CODE__`` are replaced with Python literals by :func:`render_app`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ _TEMPLATE = '''\
 
 The packed model folder ships next to this file in ``model/``; it is loaded once, on the
 first request, with ``espnet_infer.Speech2Text`` and decoded with the settings of
-``model/inference.yaml`` (those the model card's scores were measured with).
+``model/inference.yaml`` (those the model card's scores were measured with). Its files
+are checked against ``model/meta.yaml`` when it loads; ``TRUST_REMOTE_CODE`` (set by
+``pack_demo``) lets a model block that names its own code (``class_path``) be built.
 ``transcribe`` needs no Gradio: ``python -c "import app; print(app.transcribe('a.wav'))"``.
 
 Usage (locally)::
@@ -31,6 +33,7 @@ from espnet_infer import DecodeConfig, Speech2Text
 
 TITLE = __TITLE__
 SAMPLE_RATE = __SAMPLE_RATE__
+TRUST_REMOTE_CODE = __TRUST_REMOTE_CODE__
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 
 
@@ -41,7 +44,8 @@ def speech2text() -> Speech2Text:
     decode = {}
     if inference.is_file():
         decode = (yaml.safe_load(inference.read_text(encoding="utf-8")) or {}).get("decode") or {}
-    return Speech2Text(MODEL_DIR, decode=DecodeConfig(**decode))
+    return Speech2Text(MODEL_DIR, decode=DecodeConfig(**decode),
+                       trust_remote_code=TRUST_REMOTE_CODE)
 
 
 def transcribe(audio_path: str | None) -> str:
@@ -70,6 +74,10 @@ if __name__ == "__main__":
 '''
 
 
-def render_app(*, title: str, sample_rate: int) -> str:
-    """Return the text of ``app.py`` with the title and sample rate filled in."""
-    return _TEMPLATE.replace("__TITLE__", repr(title)).replace("__SAMPLE_RATE__", repr(int(sample_rate)))
+def render_app(*, title: str, sample_rate: int, trust_remote_code: bool = False) -> str:
+    """Return the text of ``app.py`` with the title, sample rate and trust filled in."""
+    return (
+        _TEMPLATE.replace("__TITLE__", repr(title))
+        .replace("__SAMPLE_RATE__", repr(int(sample_rate)))
+        .replace("__TRUST_REMOTE_CODE__", repr(bool(trust_remote_code)))
+    )

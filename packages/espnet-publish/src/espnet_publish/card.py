@@ -31,6 +31,8 @@ Scores = dict[str, dict[str, float]]
 _METRICS = ("wer", "cer")
 _PARAM_KEYS = ("num_params", "num_parameters", "parameters", "params")
 _TAGS = ["espnet", "automatic-speech-recognition"]
+_HUB_PREFIX = "hf://"
+"""How ``espnet_infer.Speech2Text.from_pretrained`` tells a Hub repository from a path."""
 
 
 def _number(value: Any) -> float | None:
@@ -163,7 +165,8 @@ def _usage(source: str, *, decode: Mapping[str, Any] | None) -> str:
     """The usage snippet: load from the Hub with espnet-infer alone, transcribe a file.
 
     ``decode``: the packed ``inference.yaml``'s decode block, written out as keyword
-    arguments so that users decode as the scores were measured.
+    arguments so that users decode as the scores were measured. The source is written
+    ``hf://<repo_id>``: a bare ``owner/name`` is a local path to espnet-infer.
     """
     options = {k: v for k, v in (decode or {}).items() if k != "nbest" and v is not None}
     args = "".join(f", {k}={v!r}" for k, v in options.items())
@@ -172,11 +175,14 @@ def _usage(source: str, *, decode: Mapping[str, Any] | None) -> str:
         "```bash\npip install espnet-infer\n```\n\n"
         "```python\n"
         "from espnet_infer import Speech2Text\n\n"
-        f's2t = Speech2Text.from_pretrained("{source}"{args}){note}\n'
+        f's2t = Speech2Text.from_pretrained("{_HUB_PREFIX}{source}"{args}){note}\n'
         'print(s2t.transcribe("speech.wav"))  # a path or a 1-D float32 waveform\n'
         "```\n\n"
-        "`from_pretrained` fetches the repository with `huggingface_hub` (a local copy of "
-        "this folder works the same: `Speech2Text.from_pretrained(\"path/to/folder\")`).\n"
+        f"`from_pretrained` fetches `{_HUB_PREFIX}owner/name` (pin a revision with "
+        f"`{_HUB_PREFIX}owner/name@<commit>`) with `huggingface_hub`; a plain string is a "
+        "local folder only (a copy of this one works the same: "
+        '`Speech2Text.from_pretrained("path/to/folder")`). Every file loaded is checked '
+        "against the sha256 digests in `meta.yaml` first.\n"
     )
 
 

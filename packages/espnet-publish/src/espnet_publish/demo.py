@@ -59,7 +59,7 @@ def _space_readme(*, title: str, license: str | None) -> str:
         f"\n# {title}\n\n"
         "Record from the microphone or upload an audio file to get its transcript. "
         "The ESPnet model in `model/` (see its `README.md` and `meta.yaml`) is loaded "
-        "with `espnet_infer.Speech2Text`.\n"
+        "with `espnet_infer.Speech2Text`, which checks its files against `meta.yaml` first.\n"
     )
     return front + body
 
@@ -91,12 +91,16 @@ def pack_demo(
     *,
     title: str,
     overwrite: bool = False,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Build a Gradio Space folder at ``out_dir`` around a packed model folder.
 
     The packed folder is verified against its manifest first, copied to ``model/`` and
     verified again there. The Space is staged next to ``out_dir`` and renamed into place;
     an existing ``out_dir`` is replaced only with ``overwrite=True``.
+
+    ``trust_remote_code=True`` makes ``app.py`` load a model whose block names its own
+    code (``class_path``); the Space then runs that code. Off by default.
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -115,7 +119,8 @@ def pack_demo(
             encoding="utf-8",
         )
         (staging / "app.py").write_text(
-            render_app(title=title, sample_rate=sample_rate), encoding="utf-8"
+            render_app(title=title, sample_rate=sample_rate, trust_remote_code=trust_remote_code),
+            encoding="utf-8",
         )
         (staging / "requirements.txt").write_text(_REQUIREMENTS, encoding="utf-8")
     return out_dir

@@ -3,7 +3,12 @@
 Every file of a packed folder except ``meta.yaml`` itself is listed, together with the
 Python version and the versions of the espnet-* packages, torch and the other libraries
 that wrote it (ESPnet model zoo packs carry a ``meta.yaml`` of the same purpose).
-:func:`verify_manifest` re-hashes the folder and is run before every upload.
+:func:`verify_manifest` re-hashes the folder and is run before every upload;
+``espnet_infer.load_model_folder`` (and so ``Speech2Text``) checks the files it reads
+(``config.yaml``, the weights, the tokenizer files) against it before every load, unless
+called with ``verify=False``. The digests catch corruption and edits of single files;
+whoever can rewrite the files can rewrite ``meta.yaml`` too, so they do not replace
+trusting the source (pin a Hub revision: ``hf://owner/name@<commit>``).
 
 Format (``format_version`` 2)::
 

@@ -183,8 +183,10 @@ def _decode_block(path: Path | None) -> dict[str, Any] | None:
     return decode if isinstance(decode, dict) else None
 
 
-def _load_check(folder: Path) -> None:
-    """Optional ``verify=True`` check: espnet_infer must be able to load the staged folder."""
+def _load_check(folder: Path, *, trust_remote_code: bool) -> None:
+    """Optional ``verify=True`` check: espnet_infer must be able to load the staged folder
+    (its files checked against the fresh ``meta.yaml``; a foreign ``class_path`` model
+    built only with ``trust_remote_code``)."""
     try:
         from espnet_infer import load_model_folder  # lazy: publish's core must not need it
     except ImportError as e:
@@ -195,7 +197,7 @@ def _load_check(folder: Path) -> None:
         )
         return
     try:
-        load_model_folder(folder)
+        load_model_folder(folder, trust_remote_code=trust_remote_code)
     except Exception as e:  # any loader failure means the folder is not usable
         raise PublishError(
             f"verify=True: espnet_infer.load_model_folder could not load the packed folder "
@@ -216,6 +218,7 @@ def pack_model(
     images: Sequence[Path] = (),
     overwrite: bool = False,
     verify: bool = False,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Validate ``model_dir`` and write a self-contained packed folder at ``out_dir``.
 
@@ -234,6 +237,9 @@ def pack_model(
         overwrite: Replace an existing ``out_dir`` (atomically swapped); otherwise refuse.
         verify: Also load the staged folder with ``espnet_infer.load_model_folder``
             (skipped with a warning when espnet_infer is not importable).
+        trust_remote_code: For ``verify``: let a ``class_path`` model block name code
+            outside espnet_model (it is imported and run while the model is built). Off
+            by default; the users who load the pack must opt in the same way.
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -295,6 +301,6 @@ def pack_model(
         (staging / "README.md").write_text(card, encoding="utf-8")
         write_manifest(staging, model_name=model_name)
         if verify:
-            _load_check(staging)
+            _load_check(staging, trust_remote_code=trust_remote_code)
     logger.info("pack_model: wrote %s (%d files)", out_dir, len(files) + len(extras) + 3)
     return out_dir
