@@ -425,15 +425,17 @@ ORPHAN_CHILD = """
 import multiprocessing, os, sys, time
 from espnet_infer.backends import _die_with_parent
 
-def child(parent):
+def child(parent, armed):
     _die_with_parent(parent)
-    time.sleep(60)
+    open(armed, "w").close()
+    time.sleep(120)
 
 if __name__ == "__main__":
-    p = multiprocessing.get_context("spawn").Process(target=child, args=(os.getpid(),))
+    armed = sys.argv[1]
+    p = multiprocessing.get_context("spawn").Process(target=child, args=(os.getpid(), armed))
     p.start()
     print(p.pid, flush=True)
-    time.sleep(60)
+    time.sleep(120)
 """
 
 
@@ -451,11 +453,16 @@ def test_pool_workers_die_with_their_parent(tmp_path: Path) -> None:
     lock: it is killed with its parent."""
     script = tmp_path / "orphan.py"
     script.write_text(ORPHAN_CHILD)
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    armed = tmp_path / "armed"
+    proc = subprocess.Popen([sys.executable, str(script), str(armed)], stdout=subprocess.PIPE,
+                            text=True)
     try:
         assert proc.stdout is not None
         child = int(proc.stdout.readline())
-        time.sleep(1.0)  # the child has set its death signal by now
+        deadline = time.monotonic() + 100  # a spawned child imports torch: slow on a busy CI
+        while not armed.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert armed.exists(), "the child never armed its death signal"
         assert _alive(child)
         proc.kill()
         proc.wait()
