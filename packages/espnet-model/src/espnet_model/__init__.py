@@ -1,7 +1,7 @@
 """Speech models: fbank frontend, SpecAugment, normalisation, encoders, CTC + attention ASR."""
 
 from espnet_model.asr import ASRModel, count_parameters
-from espnet_model.builder import build_asr_model
+from espnet_model.builder import UntrustedCodeError, build_asr_model
 from espnet_model.ctc import CTC
 from espnet_model.decoder import IncrementalDecoder, TransformerDecoder
 from espnet_model.encoders import ConformerEncoder, EBranchformerEncoder, TransformerEncoder
@@ -25,6 +25,7 @@ __all__ = [
     "StftFrontend",
     "TransformerDecoder",
     "TransformerEncoder",
+    "UntrustedCodeError",
     "UtteranceMVN",
     "build_asr_model",
     "count_parameters",

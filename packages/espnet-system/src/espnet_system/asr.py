@@ -255,6 +255,7 @@ class ASRSystem(BaseSystem):
                 cfg.model_dir, cfg.packed_dir, model_name=cfg.model_name, extra_files=extra,
                 license=cfg.license, language=cfg.language, repo_id=cfg.repo_id,
                 images=curves, overwrite=True, verify=True,
+                trust_remote_code=cfg.trust_remote_code,
             )
         log.info("packed model: %s (%d training curve(s))", out, len(curves))
 
@@ -285,7 +286,8 @@ class ASRSystem(BaseSystem):
         from espnet_publish import pack_demo
 
         cfg: PublishConfig = self.config("publish")
-        out = pack_demo(cfg.packed_dir, cfg.demo_dir, title=cfg.demo_title, overwrite=True)
+        out = pack_demo(cfg.packed_dir, cfg.demo_dir, title=cfg.demo_title, overwrite=True,
+                        trust_remote_code=cfg.trust_remote_code)
         log.info("demo folder: %s", out)
 
     def upload_demo(self) -> None:

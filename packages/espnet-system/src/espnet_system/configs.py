@@ -101,6 +101,9 @@ class PublishConfig:
         endpoint: Hub URL for the uploads (None: ``$HF_ENDPOINT``, else huggingface.co).
         overwrite: let uploads push a new commit to a repository that exists already
             (otherwise they stop and say so).
+        trust_remote_code: let ``pack_model``'s load check and the demo app build a model
+            whose ``config.yaml`` names a ``class_path`` outside espnet_model (that code is
+            imported and run); only for a model of your own.
     """
 
     model_dir: str = "exp/train/model"
@@ -118,3 +121,4 @@ class PublishConfig:
     curves_dir: str | None = "exp/train/images"
     endpoint: str | None = None
     overwrite: bool = False
+    trust_remote_code: bool = False
