@@ -128,3 +128,15 @@ def test_unknown_tokenizer_type(tmp_path) -> None:
     (Path(tmp_path) / "tokenizer.yaml").write_text("type: word\n")
     with pytest.raises(ValueError, match="unknown"):
         load_tokenizer_dir(tmp_path)
+
+
+def test_check_same_tokenizer_names_both_sides() -> None:
+    from espnet_data.tokenizer import TokenizerMismatchError, check_same_tokenizer
+
+    a = CharTokenizer.from_texts(["ab"])
+    check_same_tokenizer(a, CharTokenizer.from_texts(["ba"]), name="x", reference_name="y")
+    with pytest.raises(TokenizerMismatchError, match=r"lm/tokens.txt and asr/tokens.txt \(5 tokens vs 6\)"):
+        check_same_tokenizer(a, CharTokenizer.from_texts(["abc"]), name="lm/tokens.txt",
+                             reference_name="asr/tokens.txt")
+    with pytest.raises(TokenizerMismatchError, match="id 3 is 'b' vs 'c'"):
+        check_same_tokenizer(a, CharTokenizer.from_texts(["ac"]), name="x", reference_name="y")

@@ -36,6 +36,9 @@ class DynamicBatcher:
         length_jitter: seconds of random noise added to durations before sorting (shuffle only).
         sort_by_length: sort each buffer by duration before cutting (bucketing); False
             cuts batches in arrival order.
+        length_key: the sample's size: ``duration`` (seconds of audio), or e.g.
+            ``num_tokens`` for text, where ``max_seconds`` is then a budget of padded
+            tokens (``espnet_data.text.token_batcher``).
     """
 
     max_seconds: float = 120.0
@@ -46,6 +49,7 @@ class DynamicBatcher:
     seed: int = 0
     length_jitter: float = 0.2
     sort_by_length: bool = True
+    length_key: str = "duration"
     real_seconds: float = field(default=0.0, init=False)
     padded_seconds: float = field(default=0.0, init=False)
 
@@ -87,11 +91,11 @@ class DynamicBatcher:
         if self.sort_by_length:
             # when shuffling, a small random jitter mixes utterances of near-equal length
             jitter = self.length_jitter if self.shuffle else 0.0
-            keys = {id(s): s["duration"] + self._rng.uniform(0.0, jitter) for s in buffer}
+            keys = {id(s): s[self.length_key] + self._rng.uniform(0.0, jitter) for s in buffer}
             buffer.sort(key=lambda s: keys[id(s)])
         batches: list[list[Sample]] = []
         start = 0
-        for size in self._batch_sizes([s["duration"] for s in buffer]):
+        for size in self._batch_sizes([s[self.length_key] for s in buffer]):
             batches.append(buffer[start : start + size])
             start += size
         return batches
@@ -117,8 +121,8 @@ class DynamicBatcher:
         for batch in batches:
             if len(batch) < self.min_batch_size:
                 continue
-            self.real_seconds += sum(s["duration"] for s in batch)
-            self.padded_seconds += max(s["duration"] for s in batch) * len(batch)
+            self.real_seconds += sum(s[self.length_key] for s in batch)
+            self.padded_seconds += max(s[self.length_key] for s in batch) * len(batch)
             yield batch
 
     def __call__(self, samples: Iterable[Sample]) -> Iterator[list[Sample]]:

@@ -150,6 +150,8 @@ class ShardDataset(IterableDataset):
             give according to ``index`` and the first ``DynamicBatcher`` in ``stages``.
         index: rows of the split's ``index.jsonl`` (``shard`` and ``duration``) for
             ``"auto"``; default: the ``index.jsonl`` beside local shard files.
+        decode: the first stage, raw tar members -> samples: :func:`decode_samples`
+            (audio) or ``espnet_data.text.decode_text_blocks`` (text shards).
     """
 
     def __init__(
@@ -163,6 +165,7 @@ class ShardDataset(IterableDataset):
         world_size: int | None = None,
         batches_per_rank: int | Literal["auto"] | None = None,
         index: Sequence[Mapping[str, Any]] | None = None,
+        decode: Stage = decode_samples,
     ) -> None:
         if not urls:
             raise ValueError("ShardDataset needs at least one shard url")
@@ -178,6 +181,7 @@ class ShardDataset(IterableDataset):
         self.world_size = world_size
         self.batches_per_rank = batches_per_rank
         self.index = index
+        self.decode = decode
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -230,7 +234,7 @@ class ShardDataset(IterableDataset):
             empty_check=False,
             handler=warn_and_skip,
         )
-        stream: Iterable[Any] = decode_samples(dataset)
+        stream: Iterable[Any] = self.decode(dataset)
         for stage in self.stages:
             if hasattr(stage, "set_epoch"):
                 stage.set_epoch(epoch)

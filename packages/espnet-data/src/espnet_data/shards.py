@@ -22,6 +22,7 @@ where each rank writes its share of the shards and rank 0 the index and summary.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -30,7 +31,7 @@ import re
 import tarfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -102,12 +103,28 @@ def _reject(key: str, err: Rejected) -> dict[str, str]:
     return {"key": key, "code": err.code, "reason": str(err)}
 
 
-def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    """Add ``data`` as member ``name`` (mtime 0, read-only: shards are reproducible)."""
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mtime = 0
     info.mode = 0o444
     tar.addfile(info, io.BytesIO(data))
+
+
+@contextlib.contextmanager
+def open_shard(path: Path) -> Iterator[tarfile.TarFile]:
+    """A shard tar written under a temporary name and renamed to ``path`` when the block
+    ends without error (a failure leaves no file); the audio and text writers share it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        # PAX, not USTAR: USTAR cannot store member names over 100 bytes (long keys)
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            yield tar
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def write_shard(
@@ -118,26 +135,19 @@ def write_shard(
     rejected: list[dict[str, str]] = []
     original = 0
     sample_opts = opts.sample_options()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        # PAX, not USTAR: USTAR cannot store member names over 100 bytes (long keys)
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-            for entry in entries:
-                try:
-                    sample = prepare_sample(corpus, entry, sample_opts)
-                except Rejected as err:
-                    rejected.append(_reject(entry.key, err))
-                    log.warning("skipping %s: %s", entry.key, err)
-                    continue
-                _add_member(tar, f"{entry.key}.{sample.ext}", sample.audio)
-                _add_member(tar, f"{entry.key}.json", json.dumps(sample.meta).encode())
-                rows.append({**sample.meta, "shard": path.name})
-                original += sample.original
-        size = tmp.stat().st_size
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with open_shard(path) as tar:
+        for entry in entries:
+            try:
+                sample = prepare_sample(corpus, entry, sample_opts)
+            except Rejected as err:
+                rejected.append(_reject(entry.key, err))
+                log.warning("skipping %s: %s", entry.key, err)
+                continue
+            add_member(tar, f"{entry.key}.{sample.ext}", sample.audio)
+            add_member(tar, f"{entry.key}.json", json.dumps(sample.meta).encode())
+            rows.append({**sample.meta, "shard": path.name})
+            original += sample.original
+    size = path.stat().st_size
     result = ShardResult(path.name, rows, rejected, bytes=size, stored_original=original)
     # rows keep their key order, so a resumed run writes a byte-identical index.jsonl
     write_json(path.with_suffix(".json"), asdict(result), sort_keys=False)
@@ -212,7 +222,7 @@ def measure_utterances_per_shard(
 _SHARD_FILE = re.compile(r"shard-(\d{6})\.(tar|json)")
 
 
-def _remove_stale_shards(out: Path, num_shards: int) -> None:
+def remove_stale_shards(out: Path, num_shards: int) -> None:
     """Delete shards numbered past the plan (left by a run with other entries or sizes)."""
     for path in out.glob("shard-*"):
         match = _SHARD_FILE.fullmatch(path.name)
@@ -267,7 +277,7 @@ def _plan_split(
             measure_utterances_per_shard(corpus, entries, options, utterances_per_shard)
         )
     groups = plan_shards(entries, utterances_per_shard)
-    _remove_stale_shards(out, len(groups))
+    remove_stale_shards(out, len(groups))
     done: dict[int, ShardResult] = {}
     tasks, todo = [], []
     for i, group in enumerate(groups):

@@ -191,3 +191,31 @@ def load_tokenizer_dir(path: str | os.PathLike[str]) -> SentencePieceTokenizer |
             "the config's tokenizer key at a folder made by it"
         )
     return load_tokenizer(yaml.safe_load(spec_file.read_text()), path)
+
+
+class TokenizerMismatchError(ValueError):
+    """Two models that must share a tokenizer (an ASR model and its LM) do not."""
+
+
+def check_same_tokenizer(
+    tokenizer: Tokenizer, reference: Tokenizer, *, name: str, reference_name: str
+) -> None:
+    """Raise :class:`TokenizerMismatchError` unless both token lists are the same.
+
+    ``name`` and ``reference_name`` say where each tokenizer comes from (their files);
+    the message names both, their sizes and the first id that differs.
+    """
+    mine, theirs = list(tokenizer.token_list), list(reference.token_list)
+    if mine == theirs:
+        return
+    if len(mine) != len(theirs):
+        what = f"{len(mine)} tokens vs {len(theirs)}"
+    else:
+        first = next(i for i, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b)
+        what = f"both {len(mine)} tokens, but id {first} is {mine[first]!r} vs {theirs[first]!r}"
+    raise TokenizerMismatchError(
+        f"tokenizers differ: {name} and {reference_name} ({what}). A language model must "
+        f"use the tokenizer of the ASR model it is fused with: train it with that "
+        f"tokenizer folder (training.yaml: tokenizer), or retrain it after the ASR "
+        f"tokenizer changed"
+    )
