@@ -1,7 +1,8 @@
-"""espnet-train: train an ASR model from one YAML file, with no recipe.
+"""espnet-train: train an ASR model or a language model from one YAML file, with no recipe.
 
 Usage:
     espnet-train --config training.yaml
+    espnet-train --config lm_training.yaml                # task: lm (a language model)
     espnet-train --config training.yaml --trainer.max_epochs 5 --exp_dir exp/try
     espnet-train --print_config > training.yaml      # every key with its default
 
@@ -23,7 +24,8 @@ from .train import train
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="espnet-train",
-        description="Train an ASR model (CTC + attention) from a training.yaml.",
+        description="Train an ASR model (CTC + attention), or a language model (task: lm), "
+                    "from a training.yaml.",
         epilog=__doc__.split("Usage:")[1] if __doc__ else None,
     )
     parser.add_argument("--config", action=ActionConfigFile, help="training.yaml")

@@ -2,7 +2,8 @@
 
 Every key of the YAML is a field below; an unknown key is an error that names it.
 The ``model`` block is ESPnet2-style (``encoder: conformer``, ``encoder_conf: {...}``)
-and is handed to ``espnet_model.build_asr_model`` as it is.
+and is handed to ``espnet_model.build_asr_model`` as it is; with ``task: lm`` it is an
+ESPnet2 LM block (``lm: transformer``, ``lm_conf``) for ``espnet_model.lm.build_lm``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class DataConfig:
             utterances (``espnet_data.augment.AddNoise``); null: off.
         noise_snr_db: ``[low, high]`` SNR range of the added noise, in dB.
         noise_prob: chance that a training utterance gets noise.
+        max_tokens: ``task: lm`` only (text splits): padded tokens per batch, counting
+            each sentence's ``<eos>`` (``max_seconds`` is the speech budget).
     """
 
     train: str
@@ -40,6 +43,7 @@ class DataConfig:
     noise: str | None = None
     noise_snr_db: tuple[float, float] = (10.0, 20.0)
     noise_prob: float = 1.0
+    max_tokens: int = 8000
 
 
 @dataclass
@@ -119,8 +123,13 @@ class TrainingConfig:
     Args:
         exp_dir: output folder: checkpoints, logs, the resolved config, ``model/``.
         tokenizer: folder written by ``train_tokenizer`` (holds ``tokenizer.yaml``).
+        task: ``asr`` (speech splits, an ASR model block) or ``lm`` (text splits written
+            by ``espnet_data.text``, an ESPnet2 LM block ``lm``/``lm_conf``/``model_conf``
+            built by ``espnet_model.lm.build_lm``, batches of ``data.max_tokens``; see
+            :mod:`espnet_train.lm`). Everything else (optimizers, checkpoints, resume,
+            averaging, the exported folder) is shared.
         model: ESPnet2-style model block (frontend, specaug, normalize, encoder, decoder,
-            model_conf with their ``*_conf``).
+            model_conf with their ``*_conf``; for ``task: lm``: lm, lm_conf, model_conf).
         stats_file: feature statistics from ``collect_stats`` (for ``normalize: global_mvn``).
         optim: the optimizer and its schedule.
         optims: multi-optimizer (GAN-style) models only, replacing ``optim``: named
@@ -150,6 +159,7 @@ class TrainingConfig:
     exp_dir: str
     tokenizer: str
     data: DataConfig
+    task: Literal["asr", "lm"] = "asr"
     model: dict[str, Any] = field(default_factory=dict)
     stats_file: str | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -178,6 +188,26 @@ class TrainingConfig:
             raise ValueError(
                 f"checkpoint_every_n_steps: {self.checkpoint_every_n_steps} must be >= 0 (0: per epoch only)"
             )
+        self._check_task()
+
+    def _check_task(self) -> None:
+        """The model block and the audio-only keys must fit ``task``."""
+        if self.task == "asr":
+            if "lm" in self.model or "lm_conf" in self.model:
+                raise ValueError("model: has an LM block (lm / lm_conf): set task: lm to train "
+                                 "a language model")
+            return
+        audio = {"stats_file": self.stats_file, "data.speed_perturb": self.data.speed_perturb,
+                 "data.noise": self.data.noise}
+        given = [key for key, value in audio.items() if value]
+        if given:
+            raise ValueError(
+                f"task: lm trains a language model on text; {', '.join(given)} appl"
+                f"{'ies' if len(given) == 1 else 'y'} to speech only: remove "
+                f"{'it' if len(given) == 1 else 'them'} (or set task: asr)"
+            )
+        if self.data.max_tokens < 2:
+            raise ValueError(f"data.max_tokens: {self.data.max_tokens} must be >= 2 (padded tokens per batch)")
 
     @property
     def mode(self) -> Literal["min", "max"]:

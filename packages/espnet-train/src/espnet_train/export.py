@@ -6,6 +6,9 @@ Layout::
     model/model.pt      # averaged state_dict
     model/tokenizer/    # tokenizer files (paths in config.yaml are relative to model/)
     model/stats.npz     # the feature statistics used for global MVN (reference copy)
+
+A language model's folder (``task: lm``) has ``task: lm`` first in ``config.yaml``, an
+ESPnet2 LM block as ``model``, and no ``sample_rate`` or ``stats.npz``.
 """
 
 from __future__ import annotations
@@ -28,11 +31,16 @@ def export_model_folder(
     state_dict: dict[str, torch.Tensor],
     model_config: dict[str, Any],
     tokenizer: Any,
-    sample_rate: int,
+    sample_rate: int | None,
     stats_file: str | None = None,
     training: dict[str, Any] | None = None,
+    task: str | None = None,
 ) -> Path:
-    """Write the folder into a staging dir next to ``out_dir``, then swap it in."""
+    """Write the folder into a staging dir next to ``out_dir``, then swap it in.
+
+    ``sample_rate`` None (a language model) leaves the key out; ``task`` (``lm``) is
+    written first when given (an ASR folder has none, as before).
+    """
     out = Path(out_dir)
     stage = out.with_name(f".{out.name}.staging")
     if stage.exists():
@@ -45,13 +53,13 @@ def export_model_folder(
     if stats_file:
         shutil.copyfile(stats_file, stage / "stats.npz")
     torch.save(state_dict, stage / "model.pt")
-    config = {
-        "model": block,
-        "vocab_size": tokenizer.vocab_size,
-        "sample_rate": sample_rate,
-        "tokenizer": spec,
-        "training": training or {},
-    }
+    config: dict[str, Any] = {"task": task} if task else {}
+    config["model"] = block
+    config["vocab_size"] = tokenizer.vocab_size
+    if sample_rate is not None:
+        config["sample_rate"] = sample_rate
+    config["tokenizer"] = spec
+    config["training"] = training or {}
     with atomic_open(stage / "config.yaml") as f:
         yaml.safe_dump(config, f, sort_keys=False)
     old = out.with_name(f".{out.name}.old")

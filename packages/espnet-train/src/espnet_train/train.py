@@ -6,7 +6,8 @@ kept as ``config.1.yaml``...), ``checkpoints/`` (best N epochs by the monitored 
 ``epochNNN.ckpt``, plus ``last.ckpt`` written at each epoch end and every
 ``checkpoint_every_n_steps``), ``tensorboard/``, ``csv/metrics.csv``, ``images/*.png``
 (loss, accuracy, learning rate per epoch), ``train_summary.json`` and ``model/``
-(best-N average, ready for inference); ``checkpoints/ranking.json`` ranks the best N
+(best-N average, ready for inference; ``task: lm`` trains a language model the same
+way, :mod:`espnet_train.lm`); ``checkpoints/ranking.json`` ranks the best N
 by file name, so a moved or copied folder exports the same model. Run again after a
 kill, ``train`` resumes from ``last.ckpt`` and ends with the same weights as an
 unbroken run; a rerun whose config changes more than :data:`~espnet_train.rerun.SAFE_CHANGES`
@@ -40,6 +41,7 @@ from .checkpoints import LAST, best_checkpoints, load_checkpoint, ranked_checkpo
 from .config import TrainerConfig, TrainingConfig
 from .data import make_stream
 from .export import export_model_folder
+from .lm import build_lm_model, lm_steps_per_epoch, make_text_stream
 from .module import LitESPnetModel
 from .rerun import check_rerun, plain_config
 
@@ -63,7 +65,10 @@ def _save_resolved(config: TrainingConfig, exp_dir: Path) -> None:
 
 
 def build_model(config: TrainingConfig, vocab_size: int) -> torch.nn.Module:
-    """The model block of the config, with ``stats_file`` linked into global MVN."""
+    """The model block of the config, with ``stats_file`` linked into global MVN
+    (``task: lm``: the LM block, :func:`espnet_train.lm.build_lm_model`)."""
+    if config.task == "lm":
+        return build_lm_model(config, vocab_size)
     block = json.loads(json.dumps(config.model))
     if block.get("normalize") == "global_mvn":
         conf = block.setdefault("normalize_conf", {})
@@ -150,10 +155,13 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
     log.info("model: %.2fM parameters", count_parameters(model) / 1e6)
     if config.init_from and not resume:
         init_weights(model, config.init_from)
-    train_stream = make_stream(config.data.train, config.data, tokenizer.encode, train=True, seed=config.seed)
-    valid_stream = make_stream(config.data.valid, config.data, tokenizer.encode, train=False)
+    streams = make_text_stream if config.task == "lm" else make_stream
+    train_stream = streams(config.data.train, config.data, tokenizer.encode, train=True, seed=config.seed)
+    valid_stream = streams(config.data.valid, config.data, tokenizer.encode, train=False)
     tc = config.trainer
-    total_steps = _steps_per_epoch(config) * tc.max_epochs // max(1, tc.accumulate_grad_batches)
+    per_epoch = (lm_steps_per_epoch(config, tokenizer.encode) if config.task == "lm"
+                 else _steps_per_epoch(config))
+    total_steps = per_epoch * tc.max_epochs // max(1, tc.accumulate_grad_batches)
     lit = LitESPnetModel(
         model,
         config.optim,
@@ -240,9 +248,10 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
         state_dict=average_checkpoints(best),
         model_config=config.model,
         tokenizer=tokenizer,
-        sample_rate=_sample_rate(config.data.train),
+        sample_rate=None if config.task == "lm" else _sample_rate(config.data.train),
         stats_file=config.stats_file,
         training=summary,
+        task="lm" if config.task == "lm" else None,
     )
     # the wall time stays out of the model folder: a finished run started again re-exports
     # byte-identical files, so results decoded from them stay valid
