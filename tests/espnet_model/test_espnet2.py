@@ -212,7 +212,7 @@ def test_zoo_pack_config_file_and_exp_folder_layouts(tmp_path: Path) -> None:
     assert find_espnet2_files(tmp_path / "pack")[0] == exp / "config.yaml"
     assert find_espnet2_files(exp / "config.yaml")[1].name == "valid.acc.ave_10best.pth"
     (exp / "valid.acc.ave_10best.pth").unlink()
-    with pytest.raises(FileNotFoundError, match="no ESPnet2 checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no ESPnet2 ASR checkpoint"):
         find_espnet2_files(exp)
     with pytest.raises(FileNotFoundError, match="neither config.yaml"):
         find_espnet2_files(tmp_path)

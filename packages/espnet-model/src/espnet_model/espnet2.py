@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from espnet_model._espnet2_files import find_files, read_yaml, resolve
 from espnet_model.asr import ASRModel
 from espnet_model.builder import build_asr_model
 
@@ -262,33 +263,6 @@ def translate_espnet2_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        with path.open(encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
-
-
-def _pick_model_file(folder: Path, config_file: Path) -> Path:
-    for name in MODEL_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    others = sorted(p for p in folder.glob("*.pth") if p.name != "checkpoint.pth")
-    if len(others) == 1:
-        return others[0]
-    raise FileNotFoundError(
-        f"{folder}: no ESPnet2 checkpoint next to {config_file.name} (looked for "
-        f"{', '.join(MODEL_FILES)}; found {[p.name for p in others] or 'no *.pth'}); "
-        "pass model_file= explicitly"
-    )
-
-
 def find_espnet2_files(path: Pathlike) -> tuple[Path, Path]:
     """``(config.yaml, checkpoint)`` of an ESPnet2 experiment folder, zoo pack or config file.
 
@@ -297,53 +271,14 @@ def find_espnet2_files(path: Pathlike) -> tuple[Path, Path]:
     ``meta.yaml`` names ``yaml_files.asr_train_config`` and ``files.asr_model_file``; or a
     folder with exactly one ``exp/*/config.yaml``.
     """
-    root = Path(path)
-    if root.is_file():
-        return root, _pick_model_file(root.parent, root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such ESPnet2 experiment folder or config.yaml")
-    if (root / "config.yaml").is_file():
-        return root / "config.yaml", _pick_model_file(root, root / "config.yaml")
-    if (root / "meta.yaml").is_file():
-        meta = _read_yaml(root / "meta.yaml")
-        try:
-            config = root / meta["yaml_files"]["asr_train_config"]
-            model = root / meta["files"]["asr_model_file"]
-        except (KeyError, TypeError) as err:
-            raise ValueError(
-                f"{root / 'meta.yaml'}: missing yaml_files.asr_train_config or "
-                f"files.asr_model_file ({err}); is this an ESPnet2 ASR pack?"
-            ) from err
-        for needed in (config, model):
-            if not needed.is_file():
-                raise FileNotFoundError(
-                    f"{root / 'meta.yaml'} names {needed}, which does not exist"
-                )
-        return config, model
-    configs = sorted(root.glob("exp/*/config.yaml"))
-    if len(configs) == 1:
-        return configs[0], _pick_model_file(configs[0].parent, configs[0])
-    raise FileNotFoundError(
-        f"{root}: found neither config.yaml, meta.yaml nor a single exp/*/config.yaml "
-        f"(found {len(configs)}); point to the experiment folder or its config.yaml"
-    )
-
-
-def _resolve(value: str, config_file: Path) -> Path:
-    """A path from ``config.yaml``: as written, else relative to the folder or its parents."""
-    candidate = Path(value)
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
-    for base in (config_file.parent, *config_file.parents):
-        if (base / candidate).exists():
-            return base / candidate
-    return candidate
+    return find_files(path, names=MODEL_FILES, meta_keys=("asr_train_config", "asr_model_file"),
+                      exp_glob="exp/*", what="ASR")
 
 
 def _token_list(config: Mapping[str, Any], config_file: Path) -> list[str]:
     tokens = config.get("token_list")
     if isinstance(tokens, str):
-        path = _resolve(tokens, config_file)
+        path = resolve(tokens, config_file)
         if not path.is_file():
             raise FileNotFoundError(f"{config_file}: token_list={tokens!r} does not exist")
         tokens = [line.rstrip("\n").split(" ")[0] for line in path.open(encoding="utf-8")]
@@ -396,7 +331,7 @@ def load_espnet2(
     else:
         config_file, found = find_espnet2_files(root)
         checkpoint = Path(model_file) if model_file is not None else found
-    config = _read_yaml(config_file)
+    config = read_yaml(config_file)
     tokens = _token_list(config, config_file)
     model_config = translate_espnet2_config(config)
     model = build_asr_model(model_config, vocab_size=len(tokens))
@@ -423,5 +358,5 @@ def load_espnet2(
         config_file=config_file,
         model_file=checkpoint,
         token_type=config.get("token_type"),
-        bpemodel=_resolve(str(bpemodel), config_file) if bpemodel else None,
+        bpemodel=resolve(str(bpemodel), config_file) if bpemodel else None,
     )

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from espnet_model.espnet2 import _read_yaml, _resolve
+from espnet_model._espnet2_files import find_files, read_yaml, resolve
 from espnet_model.lm.builder import LM_CHOICES, MODEL_KEYS, build_lm, lm_conf_keys
 from espnet_model.lm.model import LanguageModel
 
@@ -99,20 +99,6 @@ def translate_espnet2_lm_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _pick_model_file(folder: Path, config_file: Path) -> Path:
-    for name in LM_MODEL_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    others = sorted(p for p in folder.glob("*.pth") if p.name != "checkpoint.pth")
-    if len(others) == 1:
-        return others[0]
-    raise FileNotFoundError(
-        f"{folder}: no ESPnet2 LM checkpoint next to {config_file.name} (looked for "
-        f"{', '.join(LM_MODEL_FILES)}; found {[p.name for p in others] or 'no *.pth'}); "
-        "pass model_file= explicitly"
-    )
-
-
 def find_espnet2_lm_files(path: Pathlike) -> tuple[Path, Path]:
     """``(config.yaml, checkpoint)`` of an ESPnet2 LM experiment folder, zoo pack or config.
 
@@ -121,42 +107,14 @@ def find_espnet2_lm_files(path: Pathlike) -> tuple[Path, Path]:
     pack whose ``meta.yaml`` names ``yaml_files.lm_train_config`` and ``files.lm_file``;
     or a folder with exactly one ``exp/lm_*/config.yaml``.
     """
-    root = Path(path)
-    if root.is_file():
-        return root, _pick_model_file(root.parent, root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such ESPnet2 LM experiment folder or config.yaml")
-    if (root / "config.yaml").is_file():
-        return root / "config.yaml", _pick_model_file(root, root / "config.yaml")
-    if (root / "meta.yaml").is_file():
-        meta = _read_yaml(root / "meta.yaml")
-        try:
-            config = root / meta["yaml_files"]["lm_train_config"]
-            model = root / meta["files"]["lm_file"]
-        except (KeyError, TypeError) as err:
-            raise ValueError(
-                f"{root / 'meta.yaml'}: missing yaml_files.lm_train_config or files.lm_file "
-                f"({err}); does this pack hold a language model?"
-            ) from err
-        for needed in (config, model):
-            if not needed.is_file():
-                raise FileNotFoundError(
-                    f"{root / 'meta.yaml'} names {needed}, which does not exist"
-                )
-        return config, model
-    configs = sorted(root.glob("exp/lm_*/config.yaml"))
-    if len(configs) == 1:
-        return configs[0], _pick_model_file(configs[0].parent, configs[0])
-    raise FileNotFoundError(
-        f"{root}: found neither config.yaml, meta.yaml nor a single exp/lm_*/config.yaml "
-        f"(found {len(configs)}); point to the LM experiment folder or its config.yaml"
-    )
+    return find_files(path, names=LM_MODEL_FILES, meta_keys=("lm_train_config", "lm_file"),
+                      exp_glob="exp/lm_*", what="LM")
 
 
 def _token_list(config: Mapping[str, Any], config_file: Path) -> list[str]:
     tokens = config.get("token_list")
     if isinstance(tokens, str):
-        path = _resolve(tokens, config_file)
+        path = resolve(tokens, config_file)
         if not path.is_file():
             raise FileNotFoundError(f"{config_file}: token_list={tokens!r} does not exist")
         tokens = [line.rstrip("\n").split(" ")[0] for line in path.open(encoding="utf-8")]
@@ -192,7 +150,7 @@ def load_espnet2_lm(
     else:
         config_file, found = find_espnet2_lm_files(root)
         checkpoint = Path(model_file) if model_file is not None else found
-    config = _read_yaml(config_file)
+    config = read_yaml(config_file)
     tokens = _token_list(config, config_file)
     lm_config = translate_espnet2_lm_config(config)
     model = build_lm(lm_config, vocab_size=len(tokens))
@@ -223,5 +181,5 @@ def load_espnet2_lm(
         config_file=config_file,
         model_file=checkpoint,
         token_type=config.get("token_type"),
-        bpemodel=_resolve(str(bpemodel), config_file) if bpemodel else None,
+        bpemodel=resolve(str(bpemodel), config_file) if bpemodel else None,
     )
