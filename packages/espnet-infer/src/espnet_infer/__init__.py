@@ -3,6 +3,7 @@
 from .config import DecodeConfig, InferenceConfig, ParallelConfig
 from .decode.beam_search import BeamSearch, Hypothesis
 from .decode.greedy import ctc_greedy_search
+from .lm import LoadedLM, load_lm_folder
 from .loading import LoadedModel, load_model_folder
 from .provider import InferenceProvider, WorkerEnv
 from .runner import decode_shard, run_inference
@@ -16,6 +17,7 @@ __all__ = [
     "Hypothesis",
     "InferenceConfig",
     "InferenceProvider",
+    "LoadedLM",
     "LoadedModel",
     "ParallelConfig",
     "Speech2Text",
@@ -23,6 +25,7 @@ __all__ = [
     "WorkerEnv",
     "ctc_greedy_search",
     "decode_shard",
+    "load_lm_folder",
     "load_model_folder",
     "run_inference",
 ]

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from .lm import LoadedLM
 from .loading import LoadedModel
 from .progress import Progress, ProgressFn
 from .provider import InferenceProvider, WorkerEnv
@@ -51,10 +52,11 @@ def _update(progress: Progress | None) -> ProgressFn | None:
 def run_local(
     provider: InferenceProvider, tasks: list[Any], forward: Forward, *,
     progress: Progress | None = None, loaded: LoadedModel | None = None,
+    lm: LoadedLM | None = None,
 ) -> list[dict[str, Any]]:
-    """Build one worker here (with ``loaded``, the model this process has loaded
-    already) and run every task in order."""
-    env = provider.build(0, loaded=loaded)
+    """Build one worker here (with ``loaded`` and ``lm``, the models this process has
+    loaded already) and run every task in order."""
+    env = provider.build(0, loaded=loaded, lm=lm)
     return [forward(env, task, _update(progress)) for task in tasks]
 
 
@@ -134,10 +136,11 @@ def run_processes(
 def run_mpi(
     provider: InferenceProvider, tasks: list[Any], forward: Forward, *,
     comm: Any, progress: Progress | None = None, loaded: LoadedModel | None = None,
+    lm: LoadedLM | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``tasks[rank::size]`` on each rank; rank 0 returns everyone's figures
     (other ranks return ``[]``). ``tasks`` must be the same list on every rank;
-    ``loaded``: the model this rank has loaded already, if any."""
+    ``loaded``, ``lm``: the models this rank has loaded already, if any."""
     from mpi4py import MPI
 
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -166,7 +169,7 @@ def run_mpi(
             drain(block=False)
 
         if mine:
-            env = provider.build(rank, workers_on_node=on_node, loaded=loaded)
+            env = provider.build(rank, workers_on_node=on_node, loaded=loaded, lm=lm)
             stats = [forward(env, task, report) for task in mine]
         while finished < size - 1:
             drain(block=True)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
+
+NO_LM_DIR = "no_lm"
+"""Where :meth:`InferenceConfig.without_lm` decodes, under ``output_dir``."""
 
 
 @dataclass
@@ -27,9 +31,18 @@ class DecodeConfig:
             into the weights, fewer operators, no padded frame computed); its output
             equals the module's up to float rounding. ``false`` runs the model's own
             modules, as do other encoders and GPUs.
+        lm: a language model for shallow fusion (``beam_search`` only): an LM folder
+            (espnet-train's LM task exports ``exp/<lm>/model``), the ``lm`` folder of a
+            pack, or an ESPnet2 LM experiment. It must use the ASR model's tokenizer
+            (checked at load). A relative path is relative to where decoding runs (the
+            recipe folder under espnet-run). None: no LM.
+        lm_weight: weight of the LM log-probability in the score
+            (``(1 - ctc_weight) * att + ctc_weight * ctc + lm_weight * lm``); only used
+            with ``lm``, and ``0`` decodes without it. 0.3 is a cautious start for a
+            small LM; ESPnet2's LibriSpeech recipes use 0.6 (with ``ctc_weight: 0.3``).
 
     ``ctc_weight: 0`` is attention-only decoding, ``ctc_weight: 1`` a CTC prefix beam
-    search that never calls the attention decoder.
+    search that never calls the attention decoder; both take an LM.
     """
 
     method: Literal["ctc_greedy", "beam_search"] = "beam_search"
@@ -40,6 +53,13 @@ class DecodeConfig:
     minlenratio: float = 0.0
     nbest: int = 1
     fuse_encoder: bool = True
+    lm: str | None = None
+    lm_weight: float = 0.3
+
+    @property
+    def uses_lm(self) -> bool:
+        """Whether decoding fuses an LM: ``lm`` set, ``lm_weight > 0`` and beam search."""
+        return self.lm is not None and self.lm_weight > 0 and self.method == "beam_search"
 
 
 @dataclass
@@ -95,3 +115,22 @@ class InferenceConfig:
     device: str = "cpu"
     keep_host_memory: bool = True
     trust_remote_code: bool = False
+
+    def without_lm(self, subdir: str = NO_LM_DIR) -> InferenceConfig:
+        """This run decoded again without the language model, into
+        ``<output_dir>/<subdir>/`` (e.g. to report ``wer_no_lm`` next to ``wer``)::
+
+            run_inference(config)                  # <output_dir>/<set>/hyp.txt
+            if config.decode.uses_lm:
+                run_inference(config.without_lm())  # <output_dir>/no_lm/<set>/hyp.txt
+
+        Everything else (model, sets, search, parallel) is kept; its own ``settings.json``
+        and lock live in the sub-folder, so each of the two resumes on its own.
+        """
+        if subdir in self.test_sets:
+            raise ValueError(
+                f"test set {subdir!r} would share {Path(self.output_dir) / subdir} with the "
+                f"decoding without LM; rename the test set or pass without_lm(subdir=...)"
+            )
+        return replace(self, output_dir=str(Path(self.output_dir) / subdir),
+                       decode=replace(self.decode, lm=None))

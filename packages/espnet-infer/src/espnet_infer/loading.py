@@ -206,6 +206,12 @@ def load_model_folder(
             f"{config_file} must be a YAML mapping (model, vocab_size, tokenizer, ...), got "
             f"{type(config).__name__}; re-export the model folder"
         )
+    if config.get("task", "asr") != "asr":
+        raise ValueError(
+            f"{config_file} describes a {config['task']!r} model (task: {config['task']}), not "
+            "an ASR model: a language model folder goes to decode.lm (Speech2Text(..., lm=...)), "
+            "model_dir takes the ASR model folder"
+        )
     missing = [k for k in REQUIRED_KEYS if k not in config]
     if missing:
         raise KeyError(f"{config_file} lacks the key(s) {missing}; re-export the model folder")

@@ -1,8 +1,8 @@
 """The provider: builds the per-worker objects once per worker (ESPnet3's design).
 
 A worker is the local process, one process of a pool, or one MPI rank. Its
-:class:`WorkerEnv` holds the loaded model (a :class:`Speech2Text`) and the dataset
-settings; the runner's ``forward`` consumes it for every shard the worker is given.
+:class:`WorkerEnv` holds the loaded model (a :class:`Speech2Text`, with the language
+model of ``decode.lm`` when there is one) and the dataset settings; the runner's ``forward`` consumes it for every shard the worker is given.
 Building it is the expensive part (loading the weights), so it happens once.
 """
 
@@ -15,6 +15,7 @@ import torch
 from espnet_model.host_memory import keep_freed_host_memory
 
 from .config import InferenceConfig
+from .lm import LoadedLM, load_lm_folder
 from .loading import LoadedModel, load_model_folder
 from .speech2text import Speech2Text
 
@@ -70,8 +71,26 @@ class InferenceProvider:
             self.config.model_dir, device, trust_remote_code=self.config.trust_remote_code
         )
 
+    def load_lm(self, device: str = "cpu") -> LoadedLM | None:
+        """The language model ``decode.lm``, loaded on ``device`` (None when decoding
+        fuses none: no ``lm``, or ``lm_weight: 0``).
+
+        Raises:
+            ValueError: ``decode.lm`` with ``method: ctc_greedy`` (only beam search fuses).
+        """
+        decode = self.config.decode
+        if decode.lm is None or decode.lm_weight == 0:
+            return None
+        if decode.method != "beam_search":
+            raise ValueError(
+                f"decode.lm ({decode.lm}) needs decode.method: beam_search (greedy CTC cannot "
+                "fuse a language model); set method: beam_search, or lm: null"
+            )
+        return load_lm_folder(decode.lm, device, trust_remote_code=self.config.trust_remote_code)
+
     def build(
-        self, rank: int = 0, workers_on_node: int = 1, *, loaded: LoadedModel | None = None
+        self, rank: int = 0, workers_on_node: int = 1, *, loaded: LoadedModel | None = None,
+        lm: LoadedLM | None = None,
     ) -> WorkerEnv:
         """Set torch's threads and the allocator, load the model on the rank's device.
 
@@ -82,6 +101,8 @@ class InferenceProvider:
             loaded: the model, already loaded by this process (the runner loads it
                 before it touches any result); moved to the rank's device, not loaded
                 again.
+            lm: the language model ``decode.lm``, already loaded by this process (as
+                ``loaded``); without it, the worker loads ``decode.lm`` itself.
         """
         threads = self.threads(workers_on_node)
         if threads:
@@ -93,5 +114,8 @@ class InferenceProvider:
             loaded = self.load_model(device)
         else:
             loaded.model.to(device)
-        s2t = Speech2Text(loaded, decode=self.config.decode, device=device)
+        if lm is not None:
+            lm.model.to(device)  # type: ignore[attr-defined]
+        s2t = Speech2Text(loaded, decode=self.config.decode, device=device, lm=lm,
+                          trust_remote_code=self.config.trust_remote_code)
         return WorkerEnv(s2t=s2t, config=self.config, rank=rank)

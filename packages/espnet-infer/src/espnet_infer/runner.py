@@ -3,9 +3,11 @@
 One task is one shard of one test set; its result is one JSONL file written atomically
 (``<output_dir>/<set>/shards/<shard>.jsonl``). A rerun decodes only shards without a
 complete result, so a killed run resumes where it stopped and no utterance is written
-twice; results decoded with another model or other decode settings are decoded again.
-The model is loaded (and its files hashed) before any result is touched, so a wrong
-``model_dir`` stops the run with every finished result still there.
+twice; results decoded with another model, another language model (its files' sha256,
+``lm_weight``) or other decode settings are decoded again. The model and the language
+model are loaded (and their files hashed, the LM's tokenizer checked against the
+model's) before any result is touched, so a wrong ``model_dir`` or ``decode.lm`` stops
+the run with every finished result still there.
 :func:`decode_shard` is the runner's ``forward``: it consumes the worker's objects
 (:class:`~espnet_infer.provider.WorkerEnv`, built once per worker by the provider)
 for one shard, and runs unchanged in every backend (:mod:`espnet_infer.backends`).
@@ -55,6 +57,7 @@ from espnet_data.download import file_digest
 
 from .backends import run_local, run_mpi, run_processes
 from .config import InferenceConfig
+from .lm import LoadedLM, check_lm_tokenizer, lm_files
 from .loading import LoadedModel
 from .lock import OutputLocked, output_lock
 from .progress import Progress, ProgressFn
@@ -367,20 +370,32 @@ def merge_results(config: InferenceConfig) -> dict[str, Any]:
     return summary
 
 
-def _settings(config: InferenceConfig, model: LoadedModel) -> dict[str, Any]:
-    """What the results depend on: the loaded model's files (sha256) and the decode block.
+def _settings(
+    config: InferenceConfig, model: LoadedModel, lm: LoadedLM | None = None
+) -> dict[str, Any]:
+    """What the results depend on: the loaded model's files (sha256), the decode block
+    and, when an LM is fused, the LM's folder and files (sha256).
 
     Content hashes, not mtimes: a train stage run again re-exports the same averaged
-    weights, and results decoded with identical bytes stay valid. Taken from the model
-    as loaded, so a folder that does not load never gets this far.
+    weights, and results decoded with identical bytes stay valid. Taken from the models
+    as loaded, so a folder that does not load never gets this far. Without a fused LM
+    (no ``decode.lm``, or ``lm_weight: 0``) ``lm`` and ``lm_weight`` are left out: they
+    change nothing, and results of earlier versions stay valid.
     """
     folder = Path(model.path)
     files = {}
     for name in ("config.yaml", "model.safetensors", "model.pt"):
         if (folder / name).is_file():
             files[name] = file_digest(folder / name)
-    return {"model_dir": str(folder.resolve()), "model_files": files,
-            "decode": asdict(config.decode)}
+    decode = asdict(config.decode)
+    settings: dict[str, Any] = {"model_dir": str(folder.resolve()), "model_files": files,
+                                "decode": decode}
+    if lm is None:
+        del decode["lm"], decode["lm_weight"]
+    else:
+        decode["lm"] = str(lm.path.resolve())
+        settings["lm_files"] = {name: file_digest(path) for name, path in lm_files(lm).items()}
+    return settings
 
 
 def drop_stale_results(config: InferenceConfig, settings: dict[str, Any]) -> list[str]:
@@ -449,17 +464,21 @@ def _mpi_comm() -> Any:
 
 def _prepare(
     config: InferenceConfig, provider: InferenceProvider, tasks: list[ShardTask]
-) -> tuple[LoadedModel, list[ShardTask]]:
-    """Rank 0, holding the lock: load the model, reset stale results, list pending tasks.
+) -> tuple[LoadedModel, LoadedLM | None, list[ShardTask]]:
+    """Rank 0, holding the lock: load the model and the LM, reset stale results, list
+    pending tasks.
 
-    The model first: a wrong ``model_dir`` (or one that does not load) stops the run
-    here, before any result is touched.
+    The models first: a wrong ``model_dir`` or ``decode.lm`` (one that does not load,
+    an LM with other tokens) stops the run here, before any result is touched.
     """
     loaded = provider.load_model("cpu")
-    drop_stale_results(config, _settings(config, loaded))
+    lm = provider.load_lm("cpu")
+    if lm is not None:
+        check_lm_tokenizer(lm, loaded)
+    drop_stale_results(config, _settings(config, loaded, lm))
     # Largest shards first: the last tasks decide when the slowest worker finishes.
     todo = sorted((t for t in tasks if _needs_decoding(t)), key=_shard_bytes, reverse=True)
-    return loaded, todo
+    return loaded, lm, todo
 
 
 def run_inference(config: InferenceConfig) -> dict[str, Any]:
@@ -482,10 +501,11 @@ def run_inference(config: InferenceConfig) -> dict[str, Any]:
     with contextlib.ExitStack() as held:
         todo: list[ShardTask] = []
         loaded: LoadedModel | None = None
+        lm: LoadedLM | None = None
         if rank == 0:
             try:
                 held.enter_context(output_lock(config.output_dir))
-                loaded, todo = _prepare(config, provider, tasks)
+                loaded, lm, todo = _prepare(config, provider, tasks)
             except Exception as err:
                 if comm is not None:  # the other ranks wait for the task list: stop them
                     comm.bcast(f"{type(err).__name__}: {err}", root=0)
@@ -498,13 +518,14 @@ def run_inference(config: InferenceConfig) -> dict[str, Any]:
                 raise RuntimeError(f"rank 0 could not start the run: {shared}")
             todo = shared
         if backend == "processes":
-            loaded = None  # the pool's workers load their own: free this copy first
-        return _decode_and_merge(config, provider, tasks, todo, loaded, comm, rank, size)
+            loaded = lm = None  # the pool's workers load their own: free this copy first
+        return _decode_and_merge(config, provider, tasks, todo, loaded, lm, comm, rank, size)
 
 
 def _decode_and_merge(
     config: InferenceConfig, provider: InferenceProvider, tasks: list[ShardTask],
-    todo: list[ShardTask], loaded: LoadedModel | None, comm: Any, rank: int, size: int,
+    todo: list[ShardTask], loaded: LoadedModel | None, lm: LoadedLM | None, comm: Any,
+    rank: int, size: int,
 ) -> dict[str, Any]:
     """The pending shards on the backend, then (rank 0) the merge and ``summary.json``."""
     backend = config.parallel.backend
@@ -521,10 +542,10 @@ def _decode_and_merge(
                                   num_workers=config.parallel.num_workers, progress=progress)
         elif comm is not None:
             stats = run_mpi(provider, todo, safe_decode_shard, comm=comm, progress=progress,
-                            loaded=loaded)
+                            loaded=loaded, lm=lm)
         else:
             stats = run_local(provider, todo, safe_decode_shard, progress=progress,
-                              loaded=loaded)
+                              loaded=loaded, lm=lm)
     if rank != 0:
         return {}
     assert progress is not None

@@ -8,12 +8,20 @@ Usage::
     print(s2t.transcribe("utt.flac"))                          # a path or a waveform
     print(s2t.transcribe_batch(["a.flac", "b.flac"]))
     for t in s2t.transcribe_nbest("utt.flac"):                 # with decode nbest > 1
-        print(t.score, t.text)
+        print(t.score, t.scores, t.text)                       # scores: att, ctc, lm
+    s2t = Speech2Text.from_pretrained("exp/train/model", lm="exp/lm/model", lm_weight=0.6)
+    s2t = Speech2Text.from_pretrained("packed", lm=False)      # a pack's own LM left out
 
 A plain string is a path on disk, never a Hub repository: ``hf://owner/repo`` (or
 ``hf://owner/repo@revision``) fetches. A packed folder is checked against its
 ``meta.yaml`` digests, and a model block naming foreign code (``class_path``) is refused
 unless ``trust_remote_code=True`` (see :mod:`espnet_infer.loading`).
+
+Shallow fusion with a language model (:mod:`espnet_infer.lm`): ``lm=`` (or
+``decode.lm``) names an LM folder, which must use the ASR model's tokenizer. A pack
+that carries an LM (``pack_model(..., lm_dir=...)``: ``lm/``, named by the pack's
+``inference.yaml`` ``decode.lm``) is decoded with it by :meth:`Speech2Text.from_pretrained`
+unless ``lm=False``.
 
 Named after ESPnet2's ``espnet2.bin.asr_inference.Speech2Text`` so its users find it.
 Nothing here imports Lightning.
@@ -24,6 +32,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
@@ -37,13 +46,20 @@ from espnet_model.frozen import FrozenConformerEncoder, freeze_encoder
 from .config import DecodeConfig
 from .decode.beam_search import BeamSearch
 from .decode.greedy import ctc_greedy_search
+from .decode.protocol import LMLike
 from .hub import resolve_model_dir
-from .loading import LoadedModel, load_model_folder
+from .lm import LoadedLM, check_lm_tokenizer, load_lm_folder
+from .loading import LoadedModel, _manifest_digests, _read_yaml, _verify, load_model_folder
 
-__all__ = ["AudioInput", "Speech2Text", "Transcript"]
+__all__ = ["AudioInput", "LMSource", "Speech2Text", "Transcript"]
 
 AudioInput = str | os.PathLike[str] | np.ndarray | torch.Tensor
 """An audio file path, or a 1-D float waveform at the model's sample rate."""
+
+LMSource = str | os.PathLike[str] | LoadedLM | LMLike | bool | None
+"""A language model: an LM folder, a loaded one (:func:`~espnet_infer.lm.load_lm_folder`),
+a model object (``espnet_model.lm.LanguageModel``), ``False`` for none, or None for
+``decode.lm`` (and, in ``from_pretrained``, the pack's own LM)."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +71,8 @@ class Transcript:
         tokens: its token ids.
         score: the ranking score (beam search: the weighted total; greedy CTC: the
             best path's log-probability).
-        scores: unweighted parts, ``att`` and/or ``ctc`` (beam search), ``ctc_path``
-            (greedy).
+        scores: unweighted parts, ``att`` and/or ``ctc`` and, with a language model,
+            ``lm`` (beam search); ``ctc_path`` (greedy).
     """
 
     text: str
@@ -93,6 +109,18 @@ class Speech2Text:
             (``class_path``), which is imported and run. Only for a model you trust.
         verify: check the folder's files against its ``meta.yaml`` sha256 digests (when
             it has one) before loading; ``False`` skips the check.
+        lm: a language model for shallow fusion (:data:`LMSource`): an LM folder (loaded
+            with ``trust_remote_code`` and ``verify`` as above), a :class:`LoadedLM`, or
+            an LM object; ``False``: none; None (default): ``decode.lm``. A folder or
+            :class:`LoadedLM` must have the ASR model's tokens (``TokenizerMismatchError``
+            names both tokenizer files and sizes). Needs ``decode.method: beam_search``.
+        lm_weight: overrides ``decode.lm_weight``; ``0`` decodes without the LM (and
+            does not load it).
+
+    Attributes: ``loaded`` (the ASR model), ``lm`` (the fused LM folder as loaded, or
+    None), ``lm_model`` (the fused LM network, also when passed as an object),
+    ``decode`` (the settings in use: ``decode.lm`` is the LM folder, None for an object
+    or no LM), ``search``.
     """
 
     def __init__(
@@ -103,6 +131,8 @@ class Speech2Text:
         device: str = "cpu",
         trust_remote_code: bool = False,
         verify: bool = True,
+        lm: LMSource = None,
+        lm_weight: float | None = None,
     ) -> None:
         self.loaded = (
             model
@@ -111,6 +141,10 @@ class Speech2Text:
         )
         self.device = torch.device(device)
         self.decode = decode or DecodeConfig()
+        if lm_weight is not None:
+            self.decode = replace(self.decode, lm_weight=float(lm_weight))
+        self.lm: LoadedLM | None = None
+        self.lm_model = self._fused_lm(lm, trust_remote_code=trust_remote_code, verify=verify)
         self.model = self.loaded.model
         self.tokenizer = self.loaded.tokenizer
         self.frozen_encoder: FrozenConformerEncoder | None = None
@@ -131,6 +165,8 @@ class Speech2Text:
                 maxlenratio=self.decode.maxlenratio,
                 minlenratio=self.decode.minlenratio,
                 nbest=self.decode.nbest,
+                lm=self.lm_model,
+                lm_weight=self.decode.lm_weight if self.lm_model is not None else 0.0,
             )
         elif self.decode.nbest != 1:
             raise ValueError(
@@ -138,12 +174,53 @@ class Speech2Text:
                 "(greedy CTC gives one hypothesis); set nbest: 1 or method: beam_search"
             )
 
+    def _fused_lm(
+        self, lm: LMSource, *, trust_remote_code: bool, verify: bool
+    ) -> LMLike | None:
+        """The LM to fuse (a folder loaded and checked against the ASR tokenizer, into
+        :attr:`lm`), or None."""
+        if lm is False:
+            self.decode = replace(self.decode, lm=None)
+            return None
+        if lm is None or lm is True:
+            lm = self.decode.lm
+        elif isinstance(lm, str | os.PathLike):
+            self.decode = replace(self.decode, lm=os.fspath(lm))
+        else:
+            self.decode = replace(self.decode, lm=None)  # an object: no folder to name
+        if lm is None or self.decode.lm_weight == 0:
+            return None
+        if self.decode.method != "beam_search":
+            raise ValueError(
+                f"a language model ({lm!r}) needs decode.method: beam_search (greedy CTC "
+                "cannot fuse one); set method: beam_search, or lm: null"
+            )
+        if isinstance(lm, str | os.PathLike):
+            lm = load_lm_folder(lm, self.device, trust_remote_code=trust_remote_code,
+                                verify=verify)
+        if isinstance(lm, LoadedLM):
+            check_lm_tokenizer(lm, self.loaded)
+            self.lm = lm
+            return lm.model
+        if not isinstance(lm, LMLike):
+            raise TypeError(
+                f"lm must be an LM folder, a LoadedLM or a language model with vocab_size "
+                f"and batch_score(ys, state), got {type(lm).__name__}"
+            )
+        return lm  # its vocabulary size is checked by BeamSearch; its tokens cannot be
+
+    @property
+    def uses_lm(self) -> bool:
+        """Whether the beam search fuses a language model."""
+        return self.search is not None and self.search.uses_lm
+
     @classmethod
     def from_pretrained(
         cls,
         name_or_path: str | os.PathLike[str],
         *,
         decode: DecodeConfig | None = None,
+        lm: LMSource = None,
         device: str = "cpu",
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -159,6 +236,12 @@ class Speech2Text:
         ``decode_options`` override fields of ``decode``, e.g.
         ``Speech2Text.from_pretrained(path, beam_size=4, ctc_weight=0.3, nbest=2)``.
         ``trust_remote_code`` and ``verify``: as for :class:`Speech2Text`.
+
+        A pack that carries a language model (its ``inference.yaml`` names
+        ``decode.lm: lm``, a folder inside the pack) is decoded with it by default, at
+        the pack's ``lm_weight`` unless ``lm_weight`` (or ``decode``) is given;
+        ``lm=False`` (or ``lm_weight=0``) leaves it out, ``lm=<folder>`` uses another
+        one. Greedy CTC (``method="ctc_greedy"``) never loads it.
         """
         folder = resolve_model_dir(name_or_path, revision=revision, cache_dir=cache_dir)
         config = decode or DecodeConfig()
@@ -170,8 +253,14 @@ class Speech2Text:
                     f"{sorted(DecodeConfig.__dataclass_fields__)}"
                 )
             config = replace(config, **decode_options)
+        if lm is None and config.lm is None and config.method == "beam_search":
+            packed_lm, packed_weight = packed_lm_settings(folder, verify=verify)
+            if packed_lm is not None:
+                config = replace(config, lm=packed_lm)
+                if packed_weight is not None and decode is None and "lm_weight" not in decode_options:
+                    config = replace(config, lm_weight=packed_weight)
         return cls(folder, decode=config, device=device, trust_remote_code=trust_remote_code,
-                   verify=verify)
+                   verify=verify, lm=lm)
 
     @property
     def sample_rate(self) -> int:
@@ -293,3 +382,32 @@ class Speech2Text:
             return self.transcribe_batch(audio)
         hyps = self.transcribe_nbest(audio)
         return hyps[0].text if hyps else ""
+
+
+def packed_lm_settings(folder: str | os.PathLike[str], *, verify: bool = True) -> tuple[str | None, float | None]:
+    """``(LM folder, lm_weight)`` a pack's ``inference.yaml`` names (``decode.lm``,
+    relative to the pack, and ``decode.lm_weight``); ``(None, None)`` when it names none.
+
+    With ``verify`` and a ``meta.yaml``, ``inference.yaml`` is checked against it first.
+    ``decode.lm`` must stay inside the pack (no absolute path, no ``..``).
+    """
+    root = Path(folder)
+    path = root / "inference.yaml"
+    if not path.is_file():
+        return None, None
+    digests = _manifest_digests(root) if verify else None
+    if digests is not None:
+        _verify(root, path.name, digests)
+    doc = _read_yaml(path)
+    decode = doc.get("decode") if isinstance(doc, dict) else None
+    if not isinstance(decode, dict) or not decode.get("lm"):
+        return None, None
+    rel = str(decode["lm"])
+    if Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise ValueError(
+            f"{path}: decode.lm = {rel!r} points outside the packed folder; a pack's LM is "
+            "a folder inside it (pack_model(..., lm_dir=...) writes decode.lm: lm). Re-pack "
+            "it, or pass lm=<folder> (or lm=False)"
+        )
+    weight = decode.get("lm_weight")
+    return str(root / rel), None if weight is None else float(weight)
