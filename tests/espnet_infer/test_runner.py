@@ -65,7 +65,7 @@ def test_workers_get_the_largest_shards_first(
 
     taken: list[str] = []
 
-    def record(provider, tasks, forward, *, progress=None, loaded=None):  # noqa: ANN001, ANN202
+    def record(provider, tasks, forward, *, progress=None, loaded=None, lm=None):  # noqa: ANN001, ANN202
         taken.extend(t.shard for t in tasks)
         return []
 

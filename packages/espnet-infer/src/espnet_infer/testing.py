@@ -60,7 +60,12 @@ def tiny_lm_folder(
     torch.manual_seed(seed)
     model = build_lm(block, vocab_size=tokenizer.vocab_size)
     if favour is not None:
-        token = favour if favour in tokenizer.token_list else {" ": "<space>"}.get(favour, favour)
+        token = "<space>" if favour == " " else favour
+        if token not in tokenizer.token_list:
+            raise ValueError(
+                f"favour={favour!r} is not a token of {asr_dir}'s tokenizer; choose one of "
+                f"{tokenizer.token_list[2:-1]}"
+            )
         with torch.no_grad():
             model.lm.decoder.bias[tokenizer.token_list.index(token)] += bias
     torch.save(model.state_dict(), root / "model.pt")
