@@ -32,7 +32,7 @@ def test_pack_demo_layout(packed: Path, tmp_path: Path) -> None:
     verify_manifest(demo / "model")
     app = (demo / "app.py").read_text()
     compile(app, "app.py", "exec")
-    assert "Speech2Text(MODEL_DIR" in app and "gr.Audio" in app and repr(title) in app
+    assert "Speech2Text.from_pretrained(MODEL_DIR" in app and "gr.Audio" in app and repr(title) in app
     assert "SAMPLE_RATE = 16000" in app
     assert "TRUST_REMOTE_CODE = False" in app and "trust_remote_code=TRUST_REMOTE_CODE" in app
     trusted = pack_demo(packed, tmp_path / "space2", title=title, trust_remote_code=True)

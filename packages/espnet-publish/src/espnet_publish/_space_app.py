@@ -11,7 +11,8 @@ _TEMPLATE = '''\
 
 The packed model folder ships next to this file in ``model/``; it is loaded once, on the
 first request, with ``espnet_infer.Speech2Text`` and decoded with the settings of
-``model/inference.yaml`` (those the model card's scores were measured with). Its files
+``model/inference.yaml`` (those the model card's scores were measured with), with the
+language model it names (``model/lm/``) when it carries one. Its files
 are checked against ``model/meta.yaml`` when it loads; ``TRUST_REMOTE_CODE`` (set by
 ``pack_demo``) lets a model block that names its own code (``class_path``) be built.
 ``transcribe`` needs no Gradio: ``python -c "import app; print(app.transcribe('a.wav'))"``.
@@ -44,8 +45,9 @@ def speech2text() -> Speech2Text:
     decode = {}
     if inference.is_file():
         decode = (yaml.safe_load(inference.read_text(encoding="utf-8")) or {}).get("decode") or {}
-    return Speech2Text(MODEL_DIR, decode=DecodeConfig(**decode),
-                       trust_remote_code=TRUST_REMOTE_CODE)
+    decode.pop("lm", None)  # a language model packed in model/lm/: from_pretrained fuses it
+    return Speech2Text.from_pretrained(MODEL_DIR, decode=DecodeConfig(**decode),
+                                       trust_remote_code=TRUST_REMOTE_CODE)
 
 
 def transcribe(audio_path: str | None) -> str:

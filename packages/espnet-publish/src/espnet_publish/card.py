@@ -161,14 +161,36 @@ def _scores_table(scores: Scores) -> str:
     return "\n".join(lines)
 
 
-def _usage(source: str, *, decode: Mapping[str, Any] | None) -> str:
+def _lm_rows(lm: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Model-table rows of a packed language model (``{"dir", "config", "weight"}``)."""
+    config = lm.get("config") if isinstance(lm.get("config"), Mapping) else {}
+    block = config.get("model") if isinstance(config.get("model"), Mapping) else {}
+    training = config.get("training") if isinstance(config.get("training"), Mapping) else {}
+    kind = _component(block, "lm") or "seq_rnn"
+    conf = block.get("lm_conf") if isinstance(block.get("lm_conf"), Mapping) else {}
+    size = ", ".join(f"{k} {conf[k]}" for k in ("layer", "nlayers", "att_unit", "unit")
+                     if conf.get(k) is not None)
+    params = next((_format_params(training[k]) for k in _PARAM_KEYS if k in training), None)
+    what = f"{kind} ({size})" if size else kind
+    if params:
+        what += f", {params} parameters"
+    return [("Language model", f"{what}, in `{lm.get('dir', 'lm')}/`"),
+            ("LM weight", str(lm.get("weight")))]
+
+
+def _usage(source: str, *, decode: Mapping[str, Any] | None,
+           lm: Mapping[str, Any] | None = None) -> str:
     """The usage snippet: load from the Hub with espnet-infer alone, transcribe a file.
 
     ``decode``: the packed ``inference.yaml``'s decode block, written out as keyword
-    arguments so that users decode as the scores were measured. The source is written
-    ``hf://<repo_id>``: a bare ``owner/name`` is a local path to espnet-infer.
+    arguments so that users decode as the scores were measured (``lm`` left out: a
+    packed LM is fused by default). The source is written ``hf://<repo_id>``: a bare
+    ``owner/name`` is a local path to espnet-infer.
     """
-    options = {k: v for k, v in (decode or {}).items() if k != "nbest" and v is not None}
+    options = {k: v for k, v in (decode or {}).items()
+               if k not in ("nbest", "lm") and v is not None}
+    if not lm:
+        options.pop("lm_weight", None)
     args = "".join(f", {k}={v!r}" for k, v in options.items())
     note = "  # the decoding of inference.yaml" if options else ""
     return (
@@ -183,6 +205,12 @@ def _usage(source: str, *, decode: Mapping[str, Any] | None) -> str:
         "local folder only (a copy of this one works the same: "
         '`Speech2Text.from_pretrained("path/to/folder")`). Every file loaded is checked '
         "against the sha256 digests in `meta.yaml` first.\n"
+        + (
+            f"\nThe language model in `{lm.get('dir', 'lm')}/` is fused into the beam search "
+            f"(shallow fusion, `lm_weight={lm.get('weight')}`) by default; "
+            "`from_pretrained(..., lm=False)` decodes without it.\n"
+            if lm else ""
+        )
     )
 
 
@@ -196,13 +224,16 @@ def render_model_card(
     repo_id: str | None = None,
     images: Sequence[str] = (),
     decode: Mapping[str, Any] | None = None,
+    lm: Mapping[str, Any] | None = None,
 ) -> str:
     """Return the full ``README.md`` text (front matter + body) for a packed model.
 
     ``images`` are folder-relative paths of training curves to show; ``decode`` (the
-    packed ``inference.yaml``'s decode block) becomes the usage snippet's options.
+    packed ``inference.yaml``'s decode block) becomes the usage snippet's options;
+    ``lm`` (``{"dir": "lm", "config": its config.yaml, "weight": lm_weight}``) describes
+    a packed language model.
     """
-    rows = _model_rows(config)
+    rows = _model_rows(config) + (_lm_rows(lm) if lm else [])
     training = config.get("training") if isinstance(config.get("training"), Mapping) else {}
     source = repo_id or f"<owner>/{model_name}"
     parts = [
@@ -218,7 +249,10 @@ def render_model_card(
     if scores:
         parts += ["## Results\n", _scores_table(scores) + "\n"]
         if decode:
-            settings = ", ".join(f"{k} {v}" for k, v in decode.items() if k != "nbest")
+            settings = ", ".join(
+                f"{k} {v}" for k, v in decode.items()
+                if k != "nbest" and not (k in ("lm", "lm_weight") and not decode.get("lm"))
+            )
             parts.append(f"Decoded as `inference.yaml` says: {settings}.\n")
     scalars = {k: v for k, v in training.items() if isinstance(v, str | int | float | bool)}
     if scalars:
@@ -227,13 +261,16 @@ def render_model_card(
     if images:
         parts.append("### Training curves\n")
         parts.append("\n".join(f"![{Path(rel).stem}]({rel})" for rel in images) + "\n")
-    parts += ["## How to use\n", _usage(source, decode=decode)]
+    parts += ["## How to use\n", _usage(source, decode=decode, lm=lm)]
     parts += [
         "## Files\n",
         "`config.yaml` (model, tokenizer and training summary), `model.safetensors` (averaged "
         "weights), `tokenizer/` (model and token list), `stats.npz` (feature statistics, when "
         "global MVN is used), `inference.yaml` (the resolved decoding config the results were "
-        "measured with), `scores.json`, and `meta.yaml` with the size and sha256 of every file "
+        "measured with), `scores.json`, "
+        + (f"`{lm.get('dir', 'lm')}/` (the language model: its own `config.yaml`, weights, "
+           "tokenizer and `meta.yaml`), " if lm else "")
+        + "and `meta.yaml` with the size and sha256 of every file "
         "and the Python and package versions that wrote them.\n",
     ]
     return "\n".join(parts)
