@@ -5,7 +5,10 @@ and the second decoding without the LM (InferenceConfig.without_lm)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -136,3 +139,34 @@ def test_processes_backend_fuses_the_lm(
     result = run_inference(config)
     assert result["decoded_shards"] == 4 and result["workers"] == 2
     assert _hyps(tmp_path) == _hyps(lm_run)
+
+
+MPIEXEC = shutil.which("mpiexec") or shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not found (install espnet-infer[mpi])")
+def test_mpi_backend_fuses_the_lm(
+    pipeline: Pipeline, lm_run: Path, lm_dir: Path, tmp_path: Path
+) -> None:
+    """espnet-infer under mpiexec with decode.lm and lm_weight given on the command line."""
+    config = _config(pipeline, tmp_path / "mpi", None)
+    body = {"model_dir": config.model_dir, "test_sets": config.test_sets,
+            "output_dir": config.output_dir, "max_seconds": config.max_seconds,
+            "decode": {"method": "beam_search", "beam_size": 2},
+            "parallel": {"threads_per_worker": 1}}
+    conf = tmp_path / "inference.yaml"
+    conf.write_text(yaml.safe_dump(body))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "-m", "espnet_infer.cli", "--config", str(conf),
+         "--parallel.backend", "mpi", "--decode.lm", str(lm_dir), "--decode.lm_weight", "0.5"],
+        capture_output=True, text=True, timeout=180, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = Path(config.output_dir)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["workers"] == 2 and summary["decoded_shards"] == 4
+    assert summary["decode"]["lm"] == str(lm_dir) and summary["decode"]["lm_weight"] == 0.5
+    assert _hyps(out) == _hyps(lm_run)
