@@ -129,15 +129,19 @@ def test_an_lm_object_or_a_loaded_lm_is_accepted(
 ) -> None:
     loaded = load_lm_folder(lm_dir)
     want = Speech2Text(asr_dir, decode=DECODE, lm=lm_dir, lm_weight=1.0).transcribe(waves)
-    assert Speech2Text(asr_dir, decode=DECODE, lm=loaded, lm_weight=1.0).transcribe(waves) == want
+    by_loaded = Speech2Text(asr_dir, decode=DECODE, lm=loaded, lm_weight=1.0)
+    assert by_loaded.lm is loaded and by_loaded.decode.lm == str(lm_dir)
+    assert by_loaded.transcribe(waves) == want
     by_object = Speech2Text(asr_dir, decode=DECODE, lm=loaded.model, lm_weight=1.0)
     assert by_object.lm is None and by_object.uses_lm and by_object.decode.lm is None
     assert by_object.transcribe(waves) == want
 
 
 def test_greedy_ctc_with_an_lm_is_a_config_error(asr_dir: Path, lm_dir: Path) -> None:
-    with pytest.raises(ValueError, match="needs decode.method: beam_search"):
+    with pytest.raises(ValueError, match=rf"\({lm_dir}\) needs decode.method: beam_search"):
         Speech2Text(asr_dir, decode=DecodeConfig(method="ctc_greedy"), lm=lm_dir)
+    with pytest.raises(TypeError, match="lm=True is ambiguous"):
+        Speech2Text(asr_dir, decode=DECODE, lm=True)
 
 
 def test_folders_given_the_wrong_way_round_say_so(asr_dir: Path, lm_dir: Path) -> None:

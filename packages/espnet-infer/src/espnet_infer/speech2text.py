@@ -119,8 +119,8 @@ class Speech2Text:
 
     Attributes: ``loaded`` (the ASR model), ``lm`` (the fused LM folder as loaded, or
     None), ``lm_model`` (the fused LM network, also when passed as an object),
-    ``decode`` (the settings in use: ``decode.lm`` is the LM folder, None for an object
-    or no LM), ``search``.
+    ``decode`` (the settings in use: ``decode.lm`` is the LM's folder, None for an LM
+    object or no LM), ``search``.
     """
 
     def __init__(
@@ -179,20 +179,25 @@ class Speech2Text:
     ) -> LMLike | None:
         """The LM to fuse (a folder loaded and checked against the ASR tokenizer, into
         :attr:`lm`), or None."""
+        if lm is True:
+            raise TypeError("lm=True is ambiguous: pass an LM folder, or None for decode.lm "
+                            "(and a pack's own LM), or False for none")
         if lm is False:
             self.decode = replace(self.decode, lm=None)
             return None
-        if lm is None or lm is True:
+        if lm is None:
             lm = self.decode.lm
-        elif isinstance(lm, str | os.PathLike):
-            self.decode = replace(self.decode, lm=os.fspath(lm))
+        elif isinstance(lm, str | os.PathLike | LoadedLM):
+            self.decode = replace(self.decode, lm=os.fspath(lm.path if isinstance(lm, LoadedLM)
+                                                            else lm))
         else:
             self.decode = replace(self.decode, lm=None)  # an object: no folder to name
         if lm is None or self.decode.lm_weight == 0:
             return None
         if self.decode.method != "beam_search":
+            what = self.decode.lm or type(lm).__name__
             raise ValueError(
-                f"a language model ({lm!r}) needs decode.method: beam_search (greedy CTC "
+                f"a language model ({what}) needs decode.method: beam_search (greedy CTC "
                 "cannot fuse one); set method: beam_search, or lm: null"
             )
         if isinstance(lm, str | os.PathLike):
