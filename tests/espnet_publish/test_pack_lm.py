@@ -139,8 +139,6 @@ def test_an_lm_needs_a_weight_and_an_unpacked_decode_lm_is_refused(
         pack_model(asr, tmp_path / "p", model_name="m", extra_files={"inference.yaml": inference})
     with pytest.raises(PublishError, match="task is None, not 'lm'"):
         pack_model(asr, tmp_path / "p", model_name="m", lm_dir=asr, lm_weight=0.5)
-    with pytest.raises(PublishError, match="'lm' model.*lm_dir="):
-        pack_model(lm, tmp_path / "p", model_name="m")
     assert not (tmp_path / "p").exists()
 
 
@@ -175,3 +173,42 @@ def test_the_demo_app_fuses_the_packed_lm(
     wav, rate = read_audio(flac, channel=None)
     want = Speech2Text(asr, decode=DecodeConfig(**DECODE), lm=lm, lm_weight=1.0)
     assert app.transcribe(str(flac)) == want.transcribe([resample(wav, rate, 16000)])[0]
+
+
+def test_an_lm_packs_alone_and_loads_from_the_hub(
+    folders: tuple[Path, Path], tmp_path: Path, waves: list[np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pack_model(<LM folder>) packs the LM by itself, with an LM's card; Speech2Text(...,
+    lm="hf://owner/name") fetches it (here from huggingface_hub's cache, offline)."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    asr, lm = folders
+    out = pack_model(lm, tmp_path / "packed_lm", model_name="tiny-lm", repo_id="me/tiny-lm",
+                     verify=True)
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "model.safetensors", "tokenizer",
+                                               "README.md", "meta.yaml"}
+    card = (out / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["tags"] == ["espnet", "language-model"] and "pipeline_tag" not in front
+    assert "An ESPnet language model (en) for shallow fusion" in card
+    assert "| Language model | seq_rnn (nlayers 1, unit 16)" in card and "| Encoder" not in card
+    assert 'lm="hf://me/tiny-lm", lm_weight=0.3)' in card and "stats.npz" not in card
+    with pytest.raises(PublishError, match="lm_dir packs a language model with an ASR model"):
+        pack_model(lm, tmp_path / "p", model_name="m", lm_dir=lm, lm_weight=0.5)
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--me--tiny-lm"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(out, repo / "snapshots" / commit)
+    decode = DecodeConfig(**DECODE)
+    s2t = Speech2Text(asr, decode=decode, lm="hf://me/tiny-lm", lm_weight=1.0)
+    assert s2t.lm is not None and s2t.lm.path == repo / "snapshots" / commit
+    want = Speech2Text(asr, decode=decode, lm=lm, lm_weight=1.0).transcribe(waves)
+    assert s2t.transcribe(waves) == want

@@ -43,6 +43,7 @@ from espnet_data.tokenizer import check_same_tokenizer
 from espnet_model.builder import UntrustedCodeError
 
 from .decode.protocol import LMLike
+from .hub import HUB_PREFIX, resolve_model_dir
 from .loading import (
     LoadedModel,
     _load_weights,
@@ -99,7 +100,8 @@ def load_lm_folder(
 
     Args:
         path: our LM folder (``config.yaml`` with ``model``, ``vocab_size``,
-            ``tokenizer``), or an ESPnet2 LM experiment folder / zoo pack / ``config.yaml``.
+            ``tokenizer``), or an ESPnet2 LM experiment folder / zoo pack / ``config.yaml``;
+            ``hf://owner/name[@revision]`` fetches a packed LM from the Hugging Face Hub.
         device: where the LM goes.
         trust_remote_code: let ``config.yaml``'s model block name code with
             ``class_path`` (imported and run). Only for an LM whose source you trust.
@@ -113,7 +115,8 @@ def load_lm_folder(
             fit it, a tokenizer that does not fit ``vocab_size``.
         UntrustedCodeError: a ``class_path`` model block without ``trust_remote_code``.
     """
-    root = Path(path)
+    hub = isinstance(path, str) and path.startswith(HUB_PREFIX)  # a Path is a path
+    root = resolve_model_dir(path) if hub else Path(path)
     if not root.exists():
         raise FileNotFoundError(
             f"language model {root} does not exist: pass the LM folder espnet-train's LM "

@@ -47,7 +47,7 @@ from .config import DecodeConfig
 from .decode.beam_search import BeamSearch
 from .decode.greedy import ctc_greedy_search
 from .decode.protocol import LMLike
-from .hub import resolve_model_dir
+from .hub import HUB_PREFIX, resolve_model_dir
 from .lm import LoadedLM, check_lm_tokenizer, load_lm_folder
 from .loading import LoadedModel, _manifest_digests, _read_yaml, _verify, load_model_folder
 
@@ -408,6 +408,8 @@ def packed_lm_settings(folder: str | os.PathLike[str], *, verify: bool = True) -
     if not isinstance(decode, dict) or not decode.get("lm"):
         return None, None
     rel = str(decode["lm"])
+    if rel.startswith(HUB_PREFIX):
+        return rel, None if decode.get("lm_weight") is None else float(decode["lm_weight"])
     if Path(rel).is_absolute() or ".." in Path(rel).parts:
         raise ValueError(
             f"{path}: decode.lm = {rel!r} points outside the packed folder; a pack's LM is "

@@ -31,6 +31,7 @@ Scores = dict[str, dict[str, float]]
 _METRICS = ("wer", "cer")
 _PARAM_KEYS = ("num_params", "num_parameters", "parameters", "params")
 _TAGS = ["espnet", "automatic-speech-recognition"]
+_LM_TAGS = ["espnet", "language-model"]
 _HUB_PREFIX = "hf://"
 """How ``espnet_infer.Speech2Text.from_pretrained`` tells a Hub repository from a path."""
 
@@ -123,14 +124,16 @@ def _model_rows(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in rows if v]
 
 
-def _front_matter(*, model_name: str, license: str, language: str, scores: Scores) -> str:
+def _front_matter(*, model_name: str, license: str, language: str, scores: Scores,
+                  is_lm: bool = False) -> str:
     meta: dict[str, Any] = {
         "language": [language],
         "license": license,
         "library_name": "espnet",
-        "tags": list(_TAGS),
-        "pipeline_tag": "automatic-speech-recognition",
+        "tags": list(_LM_TAGS if is_lm else _TAGS),
     }
+    if not is_lm:
+        meta["pipeline_tag"] = "automatic-speech-recognition"
     if scores:
         meta["metrics"] = [m for m in _METRICS if any(m in s for s in scores.values())]
         meta["model-index"] = [
@@ -174,8 +177,31 @@ def _lm_rows(lm: Mapping[str, Any]) -> list[tuple[str, str]]:
     what = f"{kind} ({size})" if size else kind
     if params:
         what += f", {params} parameters"
-    return [("Language model", f"{what}, in `{lm.get('dir', 'lm')}/`"),
-            ("LM weight", str(lm.get("weight")))]
+    if lm.get("dir"):
+        what += f", in `{lm['dir']}/`"
+    rows = [("Language model", what)]
+    if lm.get("weight") is not None:
+        rows.append(("LM weight", str(lm["weight"])))
+    return rows
+
+
+def _lm_usage(source: str) -> str:
+    """The usage snippet of a language model packed alone: fused into an ASR model's search."""
+    return (
+        "```bash\npip install espnet-infer\n```\n\n"
+        "```python\n"
+        "from espnet_infer import Speech2Text\n\n"
+        f's2t = Speech2Text.from_pretrained("{_HUB_PREFIX}<owner>/<asr-model>", '
+        f'lm="{_HUB_PREFIX}{source}", lm_weight=0.3)\n'
+        'print(s2t.transcribe("speech.wav"))\n'
+        "```\n\n"
+        "Shallow fusion (`score = (1 - ctc_weight) * att + ctc_weight * ctc + lm_weight * lm`) "
+        "needs an ASR model whose tokenizer is this model's (`tokenizer/`): another one is "
+        "refused when it loads, naming both tokenizer files and sizes. `lm=` also takes a "
+        "local folder (a copy of this one), and `espnet-infer`'s `inference.yaml` takes it "
+        "as `decode.lm`. Every file loaded is checked against the sha256 digests in "
+        "`meta.yaml` first.\n"
+    )
 
 
 def _usage(source: str, *, decode: Mapping[str, Any] | None,
@@ -233,14 +259,25 @@ def render_model_card(
     ``lm`` (``{"dir": "lm", "config": its config.yaml, "weight": lm_weight}``) describes
     a packed language model.
     """
-    rows = _model_rows(config) + (_lm_rows(lm) if lm else [])
+    is_lm = config.get("task") == "lm"  # a language model packed alone
+    if is_lm:
+        rows = _lm_rows({"config": config}) + [
+            (k, v) for k, v in _model_rows(config) if k in ("Tokenizer", "Vocabulary size")]
+        what = (f"An ESPnet language model ({language}) for shallow fusion with a speech "
+                "recognition model that shares its tokenizer, packed with `espnet-publish` into "
+                "a self-contained folder that `espnet-infer` loads directly.\n")
+    else:
+        rows = _model_rows(config) + (_lm_rows(lm) if lm else [])
+        what = (f"An ESPnet automatic speech recognition model ({language}), packed with "
+                "`espnet-publish` into a self-contained folder that `espnet-infer` loads "
+                "directly.\n")
     training = config.get("training") if isinstance(config.get("training"), Mapping) else {}
     source = repo_id or f"<owner>/{model_name}"
     parts = [
-        _front_matter(model_name=model_name, license=license, language=language, scores=scores),
+        _front_matter(model_name=model_name, license=license, language=language, scores=scores,
+                      is_lm=is_lm),
         f"# {model_name}\n",
-        f"An ESPnet automatic speech recognition model ({language}), packed with "
-        "`espnet-publish` into a self-contained folder that `espnet-infer` loads directly.\n",
+        what,
         "## Model\n",
         "| | |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"
         if rows
@@ -261,16 +298,26 @@ def render_model_card(
     if images:
         parts.append("### Training curves\n")
         parts.append("\n".join(f"![{Path(rel).stem}]({rel})" for rel in images) + "\n")
-    parts += ["## How to use\n", _usage(source, decode=decode, lm=lm)]
-    parts += [
-        "## Files\n",
-        "`config.yaml` (model, tokenizer and training summary), `model.safetensors` (averaged "
-        "weights), `tokenizer/` (model and token list), `stats.npz` (feature statistics, when "
-        "global MVN is used), `inference.yaml` (the resolved decoding config the results were "
-        "measured with), `scores.json`, "
-        + (f"`{lm.get('dir', 'lm')}/` (the language model: its own `config.yaml`, weights, "
-           "tokenizer and `meta.yaml`), " if lm else "")
-        + "and `meta.yaml` with the size and sha256 of every file "
-        "and the Python and package versions that wrote them.\n",
-    ]
+    parts += ["## How to use\n",
+              _lm_usage(source) if is_lm else _usage(source, decode=decode, lm=lm)]
+    if is_lm:
+        parts += [
+            "## Files\n",
+            "`config.yaml` (`task: lm`, the language model block, tokenizer and training "
+            "summary), `model.safetensors` (averaged weights), `tokenizer/` (the tokenizer it "
+            "shares with its ASR model), and `meta.yaml` with the size and sha256 of every file "
+            "and the Python and package versions that wrote them.\n",
+        ]
+    else:
+        parts += [
+            "## Files\n",
+            "`config.yaml` (model, tokenizer and training summary), `model.safetensors` (averaged "
+            "weights), `tokenizer/` (model and token list), `stats.npz` (feature statistics, when "
+            "global MVN is used), `inference.yaml` (the resolved decoding config the results were "
+            "measured with), `scores.json`, "
+            + (f"`{lm.get('dir', 'lm')}/` (the language model: its own `config.yaml`, weights, "
+               "tokenizer and `meta.yaml`), " if lm else "")
+            + "and `meta.yaml` with the size and sha256 of every file "
+            "and the Python and package versions that wrote them.\n",
+        ]
     return "\n".join(parts)

@@ -113,11 +113,13 @@ def _decode_block(path: Path | None) -> dict[str, Any] | None:
     return decode if isinstance(decode, dict) else None
 
 
-def _load_check(folder: Path, *, trust_remote_code: bool, lm: bool = False) -> None:
+def _load_check(
+    folder: Path, *, trust_remote_code: bool, lm: bool = False, task: str = "asr"
+) -> None:
     """Optional ``verify=True`` check: espnet_infer must be able to load the staged folder
     (its files checked against the fresh ``meta.yaml``; a foreign ``class_path`` model
     built only with ``trust_remote_code``); with ``lm``, as ``from_pretrained`` does, with
-    the packed LM fused."""
+    the packed LM fused; a language model packed alone (``task: lm``) as an LM."""
     try:
         from espnet_infer import load_model_folder  # lazy: publish's core must not need it
     except ImportError as e:
@@ -128,7 +130,11 @@ def _load_check(folder: Path, *, trust_remote_code: bool, lm: bool = False) -> N
         )
         return
     try:
-        if not lm:
+        if task == "lm":
+            from espnet_infer import load_lm_folder
+
+            load_lm_folder(folder, trust_remote_code=trust_remote_code)
+        elif not lm:
             load_model_folder(folder, trust_remote_code=trust_remote_code)
         else:
             from espnet_infer import Speech2Text
@@ -137,7 +143,8 @@ def _load_check(folder: Path, *, trust_remote_code: bool, lm: bool = False) -> N
             if not s2t.uses_lm:
                 raise ValueError(f"{folder / INFERENCE} does not lead from_pretrained to lm/")
     except Exception as e:  # any loader failure means the folder is not usable
-        loader = "Speech2Text.from_pretrained" if lm else "load_model_folder"
+        loader = ("load_lm_folder" if task == "lm" else
+                  "Speech2Text.from_pretrained" if lm else "load_model_folder")
         raise PublishError(
             f"verify=True: espnet_infer.{loader} could not load the packed folder "
             f"({type(e).__name__}: {e}); nothing was written. Fix the model folder or pass "
@@ -165,7 +172,8 @@ def pack_model(
 
     Args:
         model_dir: Folder written by training (``config.yaml``, ``model.pt`` or
-            ``model.safetensors``, tokenizer). The weights are packed as safetensors.
+            ``model.safetensors``, tokenizer). The weights are packed as safetensors. A
+            language model folder (``task: lm``) is packed alone, with an LM's card.
         out_dir: Destination; built in a staging folder next to it and renamed into place.
         model_name: Name shown in the model card and manifest.
         extra_files: Destination name (relative) -> source file, e.g.
@@ -204,11 +212,17 @@ def pack_model(
             f"the source. Choose an out_dir outside the model folder."
         )
     config = read_model_config(model_dir)
-    if config.get("task", "asr") != "asr":
+    task = config.get("task", "asr")
+    if task not in ("asr", "lm"):
         raise PublishError(
-            f"{model_dir / CONFIG} is a {config['task']!r} model (task: {config['task']}); "
-            f"model_dir takes the ASR model folder. Pack a language model with it: "
-            f"pack_model(<asr model>, ..., lm_dir={str(model_dir)!r})."
+            f"{model_dir / CONFIG}: task {task!r} is not one pack_model knows ('asr', or 'lm' "
+            "for a language model folder); fix the config written by training."
+        )
+    if task == "lm" and lm_dir:
+        raise PublishError(
+            f"{model_dir / CONFIG} is a language model (task: lm), and lm_dir packs a "
+            "language model with an ASR model: pass the ASR model folder as model_dir, or "
+            "leave lm_dir out to pack this LM alone."
         )
     weights = weights_file(model_dir)
     files = folder_files(config, model_dir)
@@ -251,6 +265,7 @@ def pack_model(
         (staging / "README.md").write_text(card, encoding="utf-8")
         write_manifest(staging, model_name=model_name)
         if verify:
-            _load_check(staging, trust_remote_code=trust_remote_code, lm=lm is not None)
+            _load_check(staging, trust_remote_code=trust_remote_code, lm=lm is not None,
+                        task=task)
     logger.info("pack_model: wrote %s (%d files)", out_dir, len(files) + len(extras) + 3)
     return out_dir
