@@ -8,6 +8,10 @@ export UV_PYTHON_DOWNLOADS := "never"
 asr corpus *stages="all":
     uv run --locked espnet-run egs/{{corpus}}/asr --stages {{stages}}
 
+# Run stages of a language-model recipe: `just lm mini all` (after `just asr mini create_dataset train_tokenizer`: it shares their data and tokenizer)
+lm corpus *stages="all":
+    uv run --locked espnet-run egs/{{corpus}}/lm --stages {{stages}}
+
 # List the stages of a recipe and the config each one reads
 stages corpus system="asr":
     uv run --locked espnet-run egs/{{corpus}}/{{system}} --list

@@ -10,15 +10,15 @@ from espnet_publish import PublishError
 from espnet_system import ASRSystem, StageError
 from espnet_system.cli import main
 
-STAGES = ("create_dataset", "train_tokenizer", "collect_stats", "train", "infer", "measure",
-          "pack_model", "upload_model", "pack_demo", "upload_demo")
+STAGES = ("create_dataset", "train_tokenizer", "train_lm", "collect_stats", "train", "infer",
+          "measure", "pack_model", "upload_model", "pack_demo", "upload_demo")
 
 
 def test_stage_table_is_consistent() -> None:
     assert ASRSystem.stages == STAGES
     assert set(ASRSystem.config_roles) == set(STAGES)
     assert set(ASRSystem.config_roles.values()) == set(ASRSystem.config_schemas)
-    assert ASRSystem.explicit_only == {"upload_model", "upload_demo"}
+    assert ASRSystem.explicit_only == {"upload_model", "upload_demo", "train_lm"}
     assert ASRSystem.distributed_stages == {"train", "infer"}
     assert all(callable(getattr(ASRSystem, s)) for s in STAGES)
 

@@ -21,9 +21,17 @@ def test_list_shows_stages_and_their_configs(tmp_path: Path, capsys: pytest.Capt
     assert main([str(tmp_path), "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["create_dataset", "conf/data.yaml"]
-    assert lines[3].split() == ["train", "conf/training.yaml"]
-    assert "only when named" in lines[7] and lines[7].startswith("upload_model")
-    assert len(lines) == 10
+    assert lines[2].split() == ["train_lm", "conf/lm.yaml", "(only", "when", "named)"]
+    assert lines[4].split() == ["train", "conf/training.yaml"]
+    assert "only when named" in lines[8] and lines[8].startswith("upload_model")
+    assert len(lines) == 11
+
+
+def test_list_of_an_lm_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "lm").mkdir()
+    assert main([str(tmp_path / "lm"), "--list"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == [
+        "create_dataset", "train", "measure", "pack_model", "upload_model"]
 
 
 def test_list_of_a_recipe_system(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -37,6 +37,13 @@ def test_stage_sits_after_measure_and_runs_in_all(recipe: Path) -> None:
     assert system.resolve(["analyze_errors", "infer"]) == ["infer", "analyze_errors"]
 
 
+def test_all_trains_the_lm_after_the_tokenizer() -> None:
+    system = load_system(MINI)
+    stages = system.resolve(["all"])
+    assert stages[:4] == ["create_dataset", "train_tokenizer", "train_lm", "collect_stats"]
+    assert system.config("lm").recipe == "../lm"
+
+
 def test_analyze_errors_writes_tables_per_set(recipe: Path) -> None:
     assert main([str(recipe), "--stages", "analyze_errors"]) == 0
     test = json.loads((recipe / "exp" / "infer" / "test" / "errors.json").read_text())
@@ -64,3 +71,4 @@ def test_mini_recipe_dry_run_parses_every_config(capsys: pytest.CaptureFixture[s
     assert main([str(MINI), "--stages", "all", "--dry_run"]) == 0
     out = capsys.readouterr().out
     assert "analyze_errors   conf/analysis.yaml" in out and "top_n: 20" in out
+    assert "train_lm         conf/lm.yaml" in out and "recipe: ../lm" in out

@@ -15,7 +15,8 @@ from espnet_system import ASRSystem
 
 
 class System(ASRSystem):
-    stages: ClassVar[tuple[str, ...]] = (*ASRSystem.stages[:4], "lm", *ASRSystem.stages[4:])
+    at: ClassVar[int] = ASRSystem.stages.index("train") + 1
+    stages: ClassVar[tuple[str, ...]] = (*ASRSystem.stages[:at], "lm", *ASRSystem.stages[at:])
 
     def lm(self) -> None:
         Path("lm.done").write_text("ok")

@@ -1,12 +1,17 @@
-"""The mini recipe's system: ASRSystem plus an ``analyze_errors`` stage.
+"""The mini recipe's system: ASRSystem plus an ``analyze_errors`` stage, with ``train_lm``.
 
 This file is how a recipe adds a stage (docs/stages.md, "Adding a stage"): subclass the
 system, extend the canonical stage list, name the config role the stage reads and its
 typed schema, and write a method without arguments. ``espnet-run`` (``just asr mini``)
 finds ``System`` here by itself.
 
+``train_lm`` (ASRSystem's, only when named there) is part of ``all`` here: after
+``train_tokenizer`` it runs the sibling LM recipe egs/mini/lm (``conf/lm.yaml``), whose
+model folder ``../lm/exp/lm/model`` inference fuses (``decode.lm``).
+
 Usage::
 
+    just asr mini train_lm                # the LM alone (= just lm mini all, then a tokenizer check)
     just asr mini analyze_errors          # after infer; writes exp/infer/<set>/errors.{json,txt}
     just asr mini all                     # runs it after measure (it takes well under a second)
     uv run espnet-run egs/mini/asr --list
@@ -25,13 +30,14 @@ log = logging.getLogger(__name__)
 
 
 class System(ASRSystem):
-    """ASRSystem with ``analyze_errors`` right after ``measure``."""
+    """ASRSystem with ``analyze_errors`` right after ``measure``, and ``train_lm`` in ``all``."""
 
     stages: ClassVar[tuple[str, ...]] = (
         *ASRSystem.stages[: ASRSystem.stages.index("measure") + 1],
         "analyze_errors",
         *ASRSystem.stages[ASRSystem.stages.index("measure") + 1 :],
     )
+    explicit_only: ClassVar[frozenset[str]] = ASRSystem.explicit_only - {"train_lm"}
     config_roles: ClassVar[dict[str, str]] = {**ASRSystem.config_roles, "analyze_errors": "analysis"}
     config_schemas: ClassVar[dict[str, type]] = {
         **ASRSystem.config_schemas, "analysis": ErrorAnalysisConfig,

@@ -4,6 +4,7 @@ from .asr import ASRSystem
 from .base import BaseSystem
 from .configs import DataPrepConfig, MetricsConfig, PublishConfig, TokenizerConfig
 from .inputs import Reads
+from .lm import LMSystem
 from .parse import parse_config
 from .recipe import load_system
 from .stages import StageError, resolve_stages
@@ -14,6 +15,7 @@ __all__ = [
     "ASRSystem",
     "BaseSystem",
     "DataPrepConfig",
+    "LMSystem",
     "MetricsConfig",
     "PublishConfig",
     "Reads",

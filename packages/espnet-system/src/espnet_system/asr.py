@@ -1,7 +1,11 @@
 """ASRSystem: the stages of a speech recognition recipe.
 
-Canonical order: create_dataset, train_tokenizer, collect_stats, train, infer, measure,
-pack_model, upload_model, pack_demo, upload_demo. ``all`` leaves out the uploads.
+Canonical order: create_dataset, train_tokenizer, train_lm, collect_stats, train, infer,
+measure, pack_model, upload_model, pack_demo, upload_demo. ``all`` leaves out the
+uploads and ``train_lm``; a recipe that fuses an LM runs ``train_lm`` when named, or puts
+it back into ``all`` (egs/mini/asr/src/system.py). ``train_lm`` runs the stages of an LM
+recipe (``conf/lm.yaml``: ``recipe: ../lm``) with its own :class:`~espnet_system.lm.LMSystem`,
+after ``train_tokenizer`` as in ESPnet2's asr.sh, since the LM shares the ASR tokenizer.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import yaml
 from espnet_data import read_index, save_tokenizer, train_sentencepiece, write_split
 from espnet_data.atomic import atomic_open, write_json
 from espnet_data.parallel import launcher_world_size
-from espnet_data.tokenizer import CharTokenizer
+from espnet_data.tokenizer import CharTokenizer, check_same_tokenizer, load_tokenizer_dir
 from espnet_infer import InferenceConfig, run_inference
 from espnet_model.builder import build_frontend
 from espnet_train import TrainingConfig, collect_stats, train
@@ -26,6 +30,7 @@ from espnet_train import TrainingConfig, collect_stats, train
 from .base import BaseSystem, parse_config
 from .configs import DataPrepConfig, MetricsConfig, PublishConfig
 from .inputs import Reads, StageInput, corpus_paths
+from .lm import LMStageConfig, LMSystem, load_lm_folder
 from .stages import StageError
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,7 @@ class ASRSystem(BaseSystem):
     stages: ClassVar[tuple[str, ...]] = (
         "create_dataset",
         "train_tokenizer",
+        "train_lm",
         "collect_stats",
         "train",
         "infer",
@@ -59,12 +65,14 @@ class ASRSystem(BaseSystem):
         "pack_demo",
         "upload_demo",
     )
-    explicit_only: ClassVar[frozenset[str]] = frozenset({"upload_model", "upload_demo"})
+    #: uploads talk to the outside world; train_lm needs conf/lm.yaml and an LM recipe
+    explicit_only: ClassVar[frozenset[str]] = frozenset({"upload_model", "upload_demo", "train_lm"})
     #: under DDP (train) or ``mpiexec ... espnet-run --stages infer`` every rank runs these
     distributed_stages: ClassVar[frozenset[str]] = frozenset({"train", "infer"})
     config_roles: ClassVar[dict[str, str]] = {
         "create_dataset": "data",
         "train_tokenizer": "data",
+        "train_lm": "lm",
         "collect_stats": "training",
         "train": "training",
         "infer": "inference",
@@ -80,10 +88,16 @@ class ASRSystem(BaseSystem):
         "inference": InferenceConfig,
         "metrics": MetricsConfig,
         "publish": PublishConfig,
+        "lm": LMStageConfig,
     }
     #: create_dataset's corpus folders are added by :meth:`inputs`
     stage_inputs: ClassVar[dict[str, tuple[Reads, ...]]] = {
         "train_tokenizer": (Reads("{out_dir}/{tokenizer.train_split}", **_SPLIT),),
+        "train_lm": (
+            Reads("recipe", holds=("conf",), what="an LM recipe folder (egs/<corpus>/lm)"),
+            Reads("tokenizer", made_by="train_tokenizer", holds=("tokenizer.yaml",),
+                  what="this recipe's tokenizer folder, which the LM shares"),
+        ),
         "collect_stats": (Reads("data.train", **_SPLIT),),
         "train": (
             Reads("data.train", **_SPLIT),
@@ -161,6 +175,54 @@ class ASRSystem(BaseSystem):
             )
         save_tokenizer(tokenizer, tok.out_dir)
         log.info("tokenizer: %s, %d tokens -> %s", tok.type, tokenizer.vocab_size, tok.out_dir)
+
+    def check(self, stages: Sequence[str]) -> None:
+        """Also parse the LM recipe's configs when ``train_lm`` runs (before any stage)."""
+        super().check(stages)
+        if "train_lm" in stages:
+            system = self.lm_system()
+            system.check(system.resolve(self.config("lm").stages))
+
+    def lm_system(self) -> LMSystem:
+        """The LM recipe ``conf/lm.yaml`` names, with its own system, configs and logs."""
+        from .recipe import load_system  # recipe imports this module
+
+        if getattr(self, "_lm", None) is None:
+            cfg: LMStageConfig = self.config("lm")
+            folder = self.recipe_dir / cfg.recipe
+            if not folder.is_dir():
+                raise StageError(f"{self.config_path('lm')}: recipe: {cfg.recipe} is not a folder "
+                                 f"({folder}); point it at the LM recipe (e.g. ../lm)")
+            system = load_system(folder, conf_dir=cfg.conf_dir, per_rank_logs=self.per_rank_logs)
+            if not isinstance(system, LMSystem):
+                raise StageError(
+                    f"{self.config_path('lm')}: {folder} runs {type(system).__name__}, not an LM "
+                    "system: name the folder lm or define System(LMSystem) in its src/system.py")
+            self._lm = system
+        return self._lm
+
+    def train_lm(self) -> None:
+        """Run the LM recipe's stages (its own logs), then check it shares our tokenizer."""
+        cfg: LMStageConfig = self.config("lm")
+        system = self.lm_system()
+        ran = system.run(cfg.stages)
+        with system.in_recipe():
+            report = system.report(ran)
+            model_dir = Path(system.config("training").exp_dir).resolve() / "model"
+        if report:
+            log.info("%s", report)
+        if cfg.tokenizer is None:
+            return
+        if not (model_dir / "config.yaml").is_file():
+            log.warning("%s holds no LM yet: cannot compare its tokenizer with %s", model_dir,
+                        cfg.tokenizer)
+            return
+        check_same_tokenizer(
+            load_lm_folder(model_dir).tokenizer, load_tokenizer_dir(cfg.tokenizer),
+            name=f"the LM's {model_dir / 'tokenizer'}",
+            reference_name=f"this recipe's {Path(cfg.tokenizer).resolve()} (conf/lm.yaml: tokenizer)",
+        )
+        log.info("LM folder: %s (shares %s; inference.yaml decode.lm)", model_dir, cfg.tokenizer)
 
     def collect_stats(self) -> None:
         """Global feature mean/variance over the training split (for global MVN)."""

@@ -1,4 +1,10 @@
-"""Find the system a recipe runs: ``src/system.py``'s ``System`` or ``ASRSystem``."""
+"""Find the system a recipe runs: ``src/system.py``'s ``System``, else by the folder's name.
+
+Recipes live in ``egs/<corpus>/<system>/`` and the front-end is ``just <system> <corpus>``,
+so the folder's name says which system runs it: ``lm`` -> :class:`LMSystem`, ``asr`` (and
+any other name, as before) -> :class:`ASRSystem`. A recipe that needs more (a stage of
+its own) defines ``System`` in ``src/system.py``, a subclass of either.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,23 @@ from pathlib import Path
 
 from .asr import ASRSystem
 from .base import BaseSystem
+from .lm import LMSystem
 from .stages import StageError
+
+#: recipe folder name -> system; other names run ASRSystem
+SYSTEMS: dict[str, type[BaseSystem]] = {"asr": ASRSystem, "lm": LMSystem}
+
+
+def system_for(recipe_dir: str | os.PathLike[str]) -> type[BaseSystem]:
+    """The system a recipe folder without ``src/system.py`` runs (by its name)."""
+    return SYSTEMS.get(Path(recipe_dir).resolve().name, ASRSystem)
 
 
 def load_system(
     recipe_dir: str | os.PathLike[str], conf_dir: str = "conf", *, per_rank_logs: bool = False
 ) -> BaseSystem:
-    """Instantiate the recipe's system (a recipe-local subclass when it has one).
+    """Instantiate the recipe's system (a recipe-local subclass when it has one, else
+    :func:`system_for` its folder name).
 
     ``src/system.py`` is imported as a module of its own; it may import its neighbours in
     ``src/`` (the folder is put first on ``sys.path`` while it loads).
@@ -24,7 +40,7 @@ def load_system(
     if not recipe.is_dir():
         raise StageError(f"recipe folder {recipe} does not exist (e.g. egs/mini/asr)")
     local = recipe / "src" / "system.py"
-    cls: type[BaseSystem] = ASRSystem
+    cls: type[BaseSystem] = system_for(recipe)
     if local.is_file():
         spec = importlib.util.spec_from_file_location(f"recipe_system_{abs(hash(local))}", local)
         assert spec is not None and spec.loader is not None
