@@ -18,7 +18,7 @@ from espnet_system.lm import LMSystem, load_lm_folder
 
 from .conftest import write_lm_recipe
 
-MINI_LM = Path(__file__).parents[3] / "egs" / "mini" / "lm"
+EGS = Path(__file__).parents[3] / "egs"
 
 
 def test_an_lm_folder_runs_lm_system_with_its_stage_table(lm_recipe: Path) -> None:
@@ -137,7 +137,13 @@ def test_asr_train_lm_checks_the_lm_configs_before_any_stage(lm_recipe, tmp_path
         load_system(asr).run(["train_lm"])
 
 
-def test_the_mini_lm_recipe_parses(capsys) -> None:
-    assert main([str(MINI_LM), "--stages", "all", "--print_config"]) == 0
+@pytest.mark.parametrize(("corpus", "source"), [("mini", "MiniLMText"), ("librispeech", "LibriSpeechLMText"),
+                                              ("TEMPLATE", "SplitText")])
+def test_the_lm_recipes_parse(corpus: str, source: str, capsys) -> None:
+    recipe = EGS / corpus / "lm"
+    assert main([str(recipe), "--stages", "all", "upload_model", "--print_config"]) == 0
     out = capsys.readouterr().out
-    assert "class_path: espnet_data.text.MiniLMText" in out and "task: lm" in out
+    assert f"class_path: espnet_data.text.{source}" in out and "task: lm" in out
+    asr = load_system(EGS / corpus / "asr")
+    assert asr.config("lm").recipe == "../lm"
+    assert (asr.recipe_dir / asr.config("lm").recipe).resolve() == recipe.resolve()
