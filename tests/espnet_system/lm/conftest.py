@@ -14,13 +14,17 @@ TINY_LM = {"lm": "transformer", "lm_conf": {"embed_unit": 16, "att_unit": 16, "h
                                             "unit": 32, "layer": 1, "dropout_rate": 0.0}}
 
 
-def write_lm_recipe(root: Path, split: Path) -> Path:
-    """``root/asr`` (a data split and a tokenizer) and ``root/lm`` (its four configs)."""
+def write_lm_recipe(root: Path, split: Path, tokenizer: Path | None = None) -> Path:
+    """``root/asr`` (a data split and a tokenizer: a copy of ``tokenizer``, else characters)
+    and ``root/lm`` (its four configs)."""
     asr = root / "asr"
     shutil.copytree(split, asr / "data" / "train")
-    texts = [r["text"] for r in read_index(split)]
-    save_tokenizer(CharTokenizer.from_texts(texts + ["ABCDEFGHIJKLMNOPQRSTUVWXYZ"]),
-                   asr / "exp" / "tokenizer")
+    if tokenizer is not None:
+        shutil.copytree(tokenizer, asr / "exp" / "tokenizer")
+    else:
+        texts = [r["text"] for r in read_index(split)]
+        save_tokenizer(CharTokenizer.from_texts(texts + ["ABCDEFGHIJKLMNOPQRSTUVWXYZ"]),
+                       asr / "exp" / "tokenizer")
     conf = root / "lm" / "conf"
     conf.mkdir(parents=True)
     sets = {

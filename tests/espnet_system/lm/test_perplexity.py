@@ -1,16 +1,15 @@
-"""espnet_system.lm.perplexity: loading an LM folder, NLL per token and perplexity, the table."""
+"""espnet_system.lm.perplexity: NLL per token and perplexity of an LM folder, the table."""
 
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from espnet_data.text import read_text_split
-from espnet_system.lm import format_perplexity, load_lm_folder, perplexity
+from espnet_infer import load_lm_folder
+from espnet_system.lm import format_perplexity, perplexity
 
 
 def test_perplexity_is_the_exp_of_the_mean_token_nll(lm_recipe: Path) -> None:
@@ -29,17 +28,3 @@ def test_perplexity_is_the_exp_of_the_mean_token_nll(lm_recipe: Path) -> None:
     table = format_perplexity({"dev": scores})
     assert table.splitlines()[0].split() == ["set", "sentences", "tokens", "NLL/token", "PPL", "<unk>"]
     assert table.splitlines()[1].split()[:3] == ["dev", "6", str(tokens)]
-
-
-def test_an_asr_folder_or_a_missing_one_is_refused(lm_recipe: Path, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="not an LM model folder"):
-        load_lm_folder(tmp_path)
-    folder = tmp_path / "model"
-    shutil.copytree(lm_recipe / "exp" / "lm" / "model", folder)
-    config = yaml.safe_load((folder / "config.yaml").read_text())
-    (folder / "config.yaml").write_text(yaml.safe_dump({**config, "task": "asr"}))
-    with pytest.raises(ValueError, match="does not say task: lm"):
-        load_lm_folder(folder)
-    (folder / "config.yaml").write_text(yaml.safe_dump({**config, "vocab_size": 5}))
-    with pytest.raises(ValueError, match="vocab_size 5 but its tokenizer has"):
-        load_lm_folder(folder)

@@ -12,9 +12,10 @@ import yaml
 from espnet_data import save_tokenizer
 from espnet_data.text import check_text_split, read_text_split
 from espnet_data.tokenizer import CharTokenizer, TokenizerMismatchError
+from espnet_infer import load_lm_folder
 from espnet_system import ASRSystem, StageError, load_system
 from espnet_system.cli import main
-from espnet_system.lm import LMSystem, load_lm_folder
+from espnet_system.lm import LMSystem
 
 from .conftest import write_lm_recipe
 
@@ -147,3 +148,32 @@ def test_the_lm_recipes_parse(corpus: str, source: str, capsys) -> None:
     asr = load_system(EGS / corpus / "asr")
     assert asr.config("lm").recipe == "../lm"
     assert (asr.recipe_dir / asr.config("lm").recipe).resolve() == recipe.resolve()
+
+
+def test_asr_infer_and_pack_model_take_the_lm_of_inference_yaml(tmp_path_factory, capsys) -> None:
+    from tests._fixtures import shared_pipeline
+
+    pipeline = shared_pipeline(tmp_path_factory)
+    root = tmp_path_factory.mktemp("asr_with_lm")
+    lm = write_lm_recipe(root, pipeline.data / "train", tokenizer=pipeline.tokenizer)
+    conf = root / "asr" / "conf"
+    conf.mkdir()
+    (conf / "inference.yaml").write_text(yaml.safe_dump({
+        "model_dir": str(pipeline.model_dir), "test_sets": {"test": str(pipeline.data / "test")},
+        "output_dir": "exp/infer",
+        "decode": {"method": "beam_search", "beam_size": 2, "lm": "../lm/exp/lm/model",
+                   "lm_weight": 0.4}}))
+    (conf / "publish.yaml").write_text(yaml.safe_dump({
+        "model_dir": str(pipeline.model_dir), "model_name": "tiny-asr-with-lm",
+        "packed_dir": "exp/packed", "scores_file": None, "curves_dir": None}))
+    # no LM yet: infer says which stage makes it, before anything runs
+    assert main([str(root / "asr"), "--stages", "infer"]) == 2
+    err = capsys.readouterr().err
+    assert "decode.lm in conf/inference.yaml is ../lm/exp/lm/model" in err
+    assert "The train_lm stage writes it" in err
+    assert main([str(lm), "--stages", "create_dataset", "train"]) == 0
+    assert main([str(root / "asr"), "--stages", "pack_model"]) == 0
+    packed = root / "asr" / "exp" / "packed"
+    assert yaml.safe_load((packed / "lm" / "config.yaml").read_text())["task"] == "lm"
+    decode = yaml.safe_load((packed / "inference.yaml").read_text())["decode"]
+    assert decode["lm"] == "lm" and decode["lm_weight"] == 0.4

@@ -23,14 +23,14 @@ from espnet_data import read_index, save_tokenizer, train_sentencepiece, write_s
 from espnet_data.atomic import atomic_open, write_json
 from espnet_data.parallel import launcher_world_size
 from espnet_data.tokenizer import CharTokenizer, check_same_tokenizer, load_tokenizer_dir
-from espnet_infer import InferenceConfig, run_inference
+from espnet_infer import InferenceConfig, load_lm_folder, run_inference
 from espnet_model.builder import build_frontend
 from espnet_train import TrainingConfig, collect_stats, train
 
 from .base import BaseSystem, parse_config
 from .configs import DataPrepConfig, MetricsConfig, PublishConfig
 from .inputs import Reads, StageInput, corpus_paths
-from .lm import LMStageConfig, LMSystem, load_lm_folder
+from .lm import LMStageConfig, LMSystem
 from .stages import StageError
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,13 @@ class ASRSystem(BaseSystem):
                   what="the statistics collect_stats writes, or null (normalize: utterance_mvn)"),
             Reads("data.noise", what="a list file of noise audio paths, or null"),
         ),
-        "infer": (Reads("model_dir", **_MODEL), Reads("test_sets", **_SPLIT)),
+        "infer": (
+            Reads("model_dir", **_MODEL),
+            Reads("test_sets", **_SPLIT),
+            Reads("decode.lm", made_by="train_lm", holds=("config.yaml",),
+                  what="an LM folder (the LM recipe's exp/lm/model: just asr <corpus> train_lm), "
+                       "or null for no LM"),
+        ),
         "measure": (Reads("inference_dir", made_by="infer",
                           what="inference's output_dir (<set>/hyp.txt, ref.txt)"),),
         "pack_model": (Reads("model_dir", **_MODEL),),
@@ -134,6 +140,8 @@ class ASRSystem(BaseSystem):
         if stage == "collect_stats" and not self.config("training").stats_file:
             return []
         found = super().inputs(stage)
+        if stage == "infer":  # an LM on the Hub is fetched when decoding, not looked for
+            found = [i for i in found if not (i.key == "decode.lm" and i.value.startswith("hf://"))]
         if stage == "create_dataset":
             cfg: DataPrepConfig = self.config("data")
             splits = cfg.splits or cfg.corpus.splits()
@@ -218,7 +226,7 @@ class ASRSystem(BaseSystem):
                         cfg.tokenizer)
             return
         check_same_tokenizer(
-            load_lm_folder(model_dir).tokenizer, load_tokenizer_dir(cfg.tokenizer),
+            load_lm_folder(model_dir, verify=False).tokenizer, load_tokenizer_dir(cfg.tokenizer),
             name=f"the LM's {model_dir / 'tokenizer'}",
             reference_name=f"this recipe's {Path(cfg.tokenizer).resolve()} (conf/lm.yaml: tokenizer)",
         )
@@ -308,18 +316,23 @@ class ASRSystem(BaseSystem):
         if cfg.scores_file and Path(cfg.scores_file).is_file():
             extra["scores.json"] = Path(cfg.scores_file)
         curves = sorted(Path(cfg.curves_dir).glob("*.png")) if cfg.curves_dir else []
+        lm_dir = None
         with tempfile.TemporaryDirectory() as tmp:
             if cfg.inference_config and Path(cfg.inference_config).is_file():
                 extra["inference.yaml"] = self._resolved_inference(
                     Path(cfg.inference_config), Path(tmp) / "inference.yaml"
                 )
+                # the LM the scores were decoded with travels in the pack (its lm/ folder)
+                decode = parse_config(InferenceConfig, Path(cfg.inference_config)).decode
+                lm_dir = decode.lm if decode.uses_lm else None
             out = pack_model(
                 cfg.model_dir, cfg.packed_dir, model_name=cfg.model_name, extra_files=extra,
                 license=cfg.license, language=cfg.language, repo_id=cfg.repo_id,
                 images=curves, overwrite=True, verify=True,
-                trust_remote_code=cfg.trust_remote_code,
+                trust_remote_code=cfg.trust_remote_code, lm_dir=lm_dir,
             )
-        log.info("packed model: %s (%d training curve(s))", out, len(curves))
+        log.info("packed model: %s (%d training curve(s)%s)", out, len(curves),
+                 f", LM {lm_dir}" if lm_dir else "")
 
     @staticmethod
     def _resolved_inference(src: Path, dst: Path) -> Path:

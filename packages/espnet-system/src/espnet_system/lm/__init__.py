@@ -6,7 +6,7 @@ running that recipe from its ``train_lm`` stage (``ASRSystem``, ``conf/lm.yaml``
 """
 
 from .configs import LMDataConfig, LMPublishConfig, LMStageConfig, PerplexityConfig
-from .perplexity import LoadedLM, format_perplexity, load_lm_folder, perplexity
+from .perplexity import format_perplexity, perplexity
 from .system import LMSystem
 
 __all__ = [
@@ -14,9 +14,7 @@ __all__ = [
     "LMPublishConfig",
     "LMStageConfig",
     "LMSystem",
-    "LoadedLM",
     "PerplexityConfig",
     "format_perplexity",
-    "load_lm_folder",
     "perplexity",
 ]

@@ -30,7 +30,7 @@ from ..base import BaseSystem
 from ..inputs import Reads, StageInput
 from ..stages import StageError
 from .configs import LMDataConfig, LMPublishConfig, PerplexityConfig
-from .perplexity import format_perplexity, load_lm_folder, perplexity
+from .perplexity import format_perplexity, perplexity
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,8 @@ class LMSystem(BaseSystem):
     def measure(self) -> None:
         """NLL per token and perplexity of every test set, to ``out_file`` and the log."""
         cfg: PerplexityConfig = self.config("metrics")
+        from espnet_infer import load_lm_folder
+
         lm = load_lm_folder(cfg.model_dir, device=cfg.device)
         scores = {name: perplexity(lm, folder, max_tokens=cfg.max_tokens)
                   for name, folder in cfg.test_sets.items()}
@@ -149,20 +151,18 @@ class LMSystem(BaseSystem):
 
     def pack_model(self) -> None:
         """A self-contained LM folder (safetensors, tokenizer, card, meta.yaml), loaded back."""
-        from espnet_publish import pack_model, verify_manifest
+        from espnet_publish import pack_model
 
         cfg: LMPublishConfig = self.config("publish")
         extra = {}
         if cfg.scores_file and Path(cfg.scores_file).is_file():
             extra["perplexity.json"] = Path(cfg.scores_file)
         curves = sorted(Path(cfg.curves_dir).glob("*.png")) if cfg.curves_dir else []
-        # verify=False: espnet_publish checks a pack by loading it as an ASR model; an LM
-        # folder is checked here instead (manifest digests, then the LM built and loaded)
+        # verify: the staged pack is loaded back as an LM (espnet_infer.load_lm_folder,
+        # its files checked against meta.yaml) before it replaces packed_dir
         out = pack_model(cfg.model_dir, cfg.packed_dir, model_name=cfg.model_name,
                          extra_files=extra, license=cfg.license, language=cfg.language,
-                         repo_id=cfg.repo_id, images=curves, overwrite=True, verify=False)
-        verify_manifest(out)
-        load_lm_folder(out)
+                         repo_id=cfg.repo_id, images=curves, overwrite=True, verify=True)
         log.info("packed LM: %s (%d training curve(s))", out, len(curves))
 
     def upload_model(self) -> None:
