@@ -44,10 +44,18 @@ _MODEL = {"made_by": "train", "what": "a model folder (config.yaml, model.pt, to
 
 def format_scores(scores: dict[str, dict[str, float]]) -> str:
     """A small WER/CER table, one row per test set."""
-    lines = [f"{'set':<12} {'WER %':>7} {'CER %':>7} {'utts':>6}"]
+    with_lm = any("wer_no_lm" in s for s in scores.values())
+    head = f"{'set':<12} {'WER %':>7} {'CER %':>7}"
+    if with_lm:  # WER/CER are the configured decoding's (with the LM); then without it
+        head = f"{'set':<12} {'WER %':>7} {'CER %':>7} {'WER no LM':>10} {'CER no LM':>10}"
+    lines = [f"{head} {'utts':>6}"]
     for name, s in scores.items():
         flag = "" if s.get("complete", True) else "  INCOMPLETE (missing hypotheses scored as deletions)"
-        lines.append(f"{name:<12} {s['wer']:>7.2f} {s['cer']:>7.2f} {s['num_utterances']:>6}{flag}")
+        row = f"{name:<12} {s['wer']:>7.2f} {s['cer']:>7.2f}"
+        if with_lm:
+            row += (f" {s['wer_no_lm']:>10.2f} {s['cer_no_lm']:>10.2f}" if "wer_no_lm" in s
+                    else f" {'-':>10} {'-':>10}")
+        lines.append(f"{row} {s['num_utterances']:>6}{flag}")
     return "\n".join(lines)
 
 
@@ -248,9 +256,25 @@ class ASRSystem(BaseSystem):
         log.info("model folder: %s", out)
 
     def infer(self) -> None:
-        """Decode every test set, one result file per shard."""
-        result = run_inference(self.config("inference"))
+        """Decode every test set, one result file per shard; with ``decode.lm`` also once
+        without the LM, into ``<output_dir>/no_lm`` (``measure`` reports both WERs)."""
+        cfg: InferenceConfig = self.config("inference")
+        result = run_inference(cfg)
         log.info("inference: %s", json.dumps(result))
+        if cfg.decode.uses_lm:
+            plain = cfg.without_lm()
+            log.info("decoding again without the LM -> %s (for wer_no_lm)", plain.output_dir)
+            log.info("inference without LM: %s", json.dumps(run_inference(plain)))
+
+    def _no_lm_dir(self, root: Path) -> Path | None:
+        """``<inference_dir>/no_lm`` when this recipe's inference fuses an LM (else None: a
+        ``no_lm`` folder left from an earlier run with an LM would be stale)."""
+        if not self.config_path("inference").is_file():
+            return None
+        cfg: InferenceConfig = self.config("inference")
+        if not cfg.decode.uses_lm:
+            return None
+        return root / Path(cfg.without_lm().output_dir).name
 
     def measure(self) -> None:
         """WER and CER per test set, written to the scores file and printed."""
@@ -264,6 +288,7 @@ class ASRSystem(BaseSystem):
         cfg: MetricsConfig = self.config("metrics")
         root = Path(cfg.inference_dir)
         sets = cfg.test_sets or sorted(p.parent.name for p in root.glob("*/hyp.txt"))
+        no_lm = self._no_lm_dir(root)
         if not sets:
             raise FileNotFoundError(f"no <set>/hyp.txt under {root}: run the infer stage first")
         results, refused = {}, []
@@ -295,6 +320,15 @@ class ASRSystem(BaseSystem):
                 log.warning("%s: INCOMPLETE, %d of %d utterances without hypothesis scored "
                             "as deletions (allow_incomplete: true)", name,
                             len(result.missing_keys), result.num_sentences)
+            if no_lm is not None and (no_lm / name / "hyp.txt").is_file():
+                plain = score_texts(read_text_file(no_lm / name / "ref.txt"),
+                                    read_text_file(no_lm / name / "hyp.txt"),
+                                    uppercase=cfg.uppercase,
+                                    strip_punctuation=cfg.strip_punctuation,
+                                    allow_incomplete=cfg.allow_incomplete)
+                write_scores(plain, no_lm / name)
+                scores[name]["wer_no_lm"] = round(100 * plain.wer, 2)
+                scores[name]["cer_no_lm"] = round(100 * plain.cer, 2)
         write_json(cfg.out_file, scores)
         log.info("scores -> %s\n%s", cfg.out_file, format_scores(scores))
 
