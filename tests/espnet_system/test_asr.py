@@ -198,3 +198,31 @@ def test_upload_without_repo_id_names_the_key(
     (tmp_path / "exp" / "packed").mkdir(parents=True)
     assert main([str(tmp_path), "--stages", "upload_model"]) == 2
     assert "publish.yaml: set repo_id (owner/name) to upload" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("with_lm", [True, False])
+def test_measure_reports_the_wer_without_lm_beside_the_fused_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], with_lm: bool
+) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "metrics.yaml").write_text("inference_dir: out\nout_file: out/scores.json\n")
+    lm = "  lm: lm/model\n  lm_weight: 0.5\n" if with_lm else ""
+    (conf / "inference.yaml").write_text(
+        f"model_dir: m\ntest_sets: {{test: data/test}}\noutput_dir: out\n"
+        f"decode:\n  method: beam_search\n{lm}"
+    )
+    for folder, hyp in (("out/test", "A B C"), ("out/no_lm/test", "A X C")):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "ref.txt").write_text("u1 A B C\nu2 D E\n")
+        (tmp_path / folder / "hyp.txt").write_text(f"u1 {hyp}\nu2 D E\n")
+    assert main([str(tmp_path), "--stages", "measure"]) == 0
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert scores["test"]["wer"] == 0.0  # the configured decoding (with the LM)
+    assert list(scores) == ["test"]  # no_lm/ is not a test set
+    out = capsys.readouterr().out
+    if with_lm:
+        assert scores["test"]["wer_no_lm"] == pytest.approx(20.0)
+        assert "WER no LM" in out
+    else:  # a no_lm/ left from an earlier run with an LM is stale: not reported
+        assert "wer_no_lm" not in scores["test"] and "WER no LM" not in out
