@@ -1,7 +1,8 @@
 """The mini recipe end to end: every stage's outputs, reruns, and failures before any stage.
 
 The recipe's own ``conf/`` is copied and shrunk (24/6/6 utterances, a 50k-parameter
-conformer, 2 epochs, beam 2) so the whole pipeline runs in well under a minute on CPU.
+conformer, 2 epochs, beam 2) so the whole pipeline runs in well under a minute on CPU;
+so is its LM recipe's (``../lm``, trained by ``train_lm`` and fused by ``infer``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from espnet_system.cli import main
 from tests._fixtures import SPLITS, tiny_model
 
 RECIPE_CONF = Path(__file__).parents[2] / "egs" / "mini" / "asr" / "conf"
-RUN_ALL = ("create_dataset", "train_tokenizer", "collect_stats", "train", "infer", "measure",
-           "pack_model", "pack_demo")
+LM_CONF = Path(__file__).parents[2] / "egs" / "mini" / "lm" / "conf"
+RUN_ALL = ("create_dataset", "train_tokenizer", "train_lm", "collect_stats", "train", "infer",
+           "measure", "pack_model", "pack_demo")
+STAGES = ["--stages", "all", "train_lm"]  # a recipe without src/system.py runs train_lm when named
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +52,24 @@ def make_recipe(root: Path) -> Path:
                    "log_every_n_steps": 1})
     _edit(conf / "inference.yaml", decode__beam_size=2, parallel__backend="local",
           parallel__num_workers=1)
+    make_lm_recipe(root)
     return recipe
+
+
+def make_lm_recipe(root: Path) -> Path:
+    """A copy of egs/mini/lm beside it, shrunk: 200 generated sentences, a tiny LSTM."""
+    lm = root / "lm"
+    shutil.copytree(LM_CONF, lm / "conf")
+    for path in (lm / "conf").glob("*.yaml"):  # the ASR recipe here is mini_asr, not asr
+        path.write_text(path.read_text().replace("../asr/", "../mini_asr/"))
+    data = yaml.safe_load((lm / "conf" / "data.yaml").read_text())
+    data["sets"]["train"][1]["init_args"]["num_sentences"] = 200
+    data["sentences_per_shard"] = 100
+    (lm / "conf" / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    _edit(lm / "conf" / "training.yaml", model__lm_conf__unit=32, data__max_tokens=1000,
+          trainer={"max_epochs": 1, "num_threads": 1, "accelerator": "cpu",
+                   "enable_progress_bar": False})
+    return lm
 
 
 def _mtimes(folder: Path, pattern: str) -> dict[str, int]:
@@ -59,7 +79,7 @@ def _mtimes(folder: Path, pattern: str) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     recipe = make_recipe(tmp_path_factory.mktemp("e2e"))
-    assert main([str(recipe), "--stages", "all"]) == 0
+    assert main([str(recipe), *STAGES]) == 0
     return recipe
 
 
@@ -78,6 +98,15 @@ def test_data_stages(recipe: Path) -> None:
 
     stats = np.load(recipe / "exp" / "stats" / "feats_stats.npz")
     assert int(stats["count"]) > 0 and stats["sum"].shape == (40,)
+
+
+def test_train_lm_stage(recipe: Path) -> None:
+    lm = recipe.parent / "lm"
+    assert yaml.safe_load((lm / "exp" / "lm" / "model" / "config.yaml").read_text())["task"] == "lm"
+    scores = json.loads((lm / "exp" / "lm" / "scores.json").read_text())
+    assert set(scores) == {"dev", "test"} and scores["dev"]["num_sentences"] == SPLITS["dev"]
+    assert (lm / "exp" / "logs" / "train.log").is_file()  # the LM recipe's own logs
+    assert "PPL" in (recipe / "exp" / "logs" / "train_lm.log").read_text()
 
 
 def test_train_stage(recipe: Path) -> None:
@@ -137,7 +166,7 @@ def test_stages_typed_out_of_order_run_in_canonical_order(
 def test_second_run_rotates_logs_and_skips_finished_work(recipe: Path) -> None:
     shards = _mtimes(recipe / "data" / "train", "shard-*.tar")
     infer_shards = _mtimes(recipe / "exp" / "infer" / "test" / "shards", "*.jsonl")
-    assert main([str(recipe), "--stages", "all"]) == 0
+    assert main([str(recipe), *STAGES]) == 0
     logs = recipe / "exp" / "logs"
     for stage in RUN_ALL:
         assert (logs / f"{stage}1.log").is_file()

@@ -140,3 +140,12 @@ def test_check_same_tokenizer_names_both_sides() -> None:
                              reference_name="asr/tokens.txt")
     with pytest.raises(TokenizerMismatchError, match="id 3 is 'b' vs 'c'"):
         check_same_tokenizer(a, CharTokenizer.from_texts(["ac"]), name="x", reference_name="y")
+
+
+def test_sentencepiece_retrained_into_the_same_folder_is_byte_identical(tmp_path: Path) -> None:
+    texts = [generate_sentence(random.Random(i))[0] for i in range(200)]
+    train_sentencepiece(texts, tmp_path, vocab_size=40)
+    first = (tmp_path / "bpe.model").read_bytes()
+    train_sentencepiece(texts, tmp_path, vocab_size=40)
+    assert (tmp_path / "bpe.model").read_bytes() == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bpe.model", "bpe.vocab"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -125,13 +124,20 @@ def train_sentencepiece(
     """Train a SentencePiece model on ``texts`` into ``out_dir/bpe.model``.
 
     ``vocab_size`` counts the final ids (blank, unk, pieces, sos/eos), as the model sees them.
+    The same texts into the same ``out_dir`` give a byte-identical model (SentencePiece
+    records its input and output paths in the model: they are the same each time), so
+    the folders that copy it (a trained model's, its LM's) do not change on a rerun.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = [" ".join(t.split()) for t in texts if t.strip()]
     if not lines:
         raise ValueError("train_sentencepiece got no non-empty transcripts")
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
+    work = out / ".train_sentencepiece"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        tmp = str(work)
         corpus = Path(tmp) / "text.txt"
         corpus.write_text("\n".join(lines) + "\n")
         spm.SentencePieceTrainer.train(
@@ -151,6 +157,8 @@ def train_sentencepiece(
         )
         for suffix in (".model", ".vocab"):
             os.replace(Path(tmp) / f"bpe{suffix}", out / f"bpe{suffix}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return SentencePieceTokenizer(out / "bpe.model")
 
 
