@@ -15,7 +15,7 @@ fused the way a recipe fuses it (``DecodeConfig(lm=..., lm_weight=...)`` into
 (``strict=True``) into ESPnet2's ``ESPnetLanguageModel``. Random weights give a
 near-uniform next-token distribution (entropy ~4.7 nats over 128 tokens), which fusion
 would barely notice, so the output layer is scaled by :data:`LM_LOGIT_SCALE` (entropy
-~1.3 nats along the hypotheses, ``lm_entropy_nats``: a character LM's range);
+~1.3-1.5 nats along the hypotheses, ``lm_entropy_nats``: a character LM's range);
 ``lm_changed_hyps`` counts the utterances whose best hypothesis the LM changes.
 
 Both sides run beam 10, ``ctc_weight`` 0.3, ``lm_weight`` :data:`LM_WEIGHT`,
