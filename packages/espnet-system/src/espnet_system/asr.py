@@ -332,14 +332,7 @@ class ASRSystem(BaseSystem):
         write_json(cfg.out_file, scores)
         log.info("scores -> %s\n%s", cfg.out_file, format_scores(scores))
 
-    def report(self, stages: Sequence[str]) -> str:
-        """The scores table, after a run that measured."""
-        if "measure" not in stages:
-            return ""
-        path = Path(self.config("metrics").out_file)
-        if not path.is_file():
-            return ""
-        return f"{path}:\n" + format_scores(json.loads(path.read_text()))
+    format_scores = staticmethod(format_scores)  # the table report() prints after measure
 
     def pack_model(self) -> None:
         """A Hugging Face model folder: safetensors, configs, tokenizer, stats, card, meta.yaml."""

@@ -21,6 +21,7 @@ started from.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -274,7 +275,18 @@ class BaseSystem:
         return stage in self.distributed_stages
 
     def report(self, stages: Sequence[str]) -> str:
-        """A short summary printed after ``stages`` ran (e.g. scores); empty by default."""
+        """A short summary printed after ``stages`` ran: after ``measure``, the scores file
+        (``metrics.out_file``) as :meth:`format_scores` draws it; empty otherwise."""
+        if "measure" not in stages or "metrics" not in self.config_schemas:
+            return ""
+        path = Path(getattr(self.config("metrics"), "out_file", "") or "")
+        if not path.is_file():
+            return ""
+        return f"{path}:\n" + self.format_scores(json.loads(path.read_text()))
+
+    @staticmethod
+    def format_scores(scores: dict[str, Any]) -> str:
+        """The table :meth:`report` prints from ``measure``'s scores file; systems fill it."""
         return ""
 
     def run_stage(self, stage: str) -> None:

@@ -16,7 +16,6 @@ ASR recipe's ``train_tokenizer`` runs first.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -140,14 +139,7 @@ class LMSystem(BaseSystem):
         write_json(cfg.out_file, scores)
         log.info("perplexity -> %s\n%s", cfg.out_file, format_perplexity(scores))
 
-    def report(self, stages: Sequence[str]) -> str:
-        """The perplexity table, after a run that measured."""
-        if "measure" not in stages:
-            return ""
-        path = Path(self.config("metrics").out_file)
-        if not path.is_file():
-            return ""
-        return f"{path}:\n" + format_perplexity(json.loads(path.read_text()))
+    format_scores = staticmethod(format_perplexity)  # the table report() prints after measure
 
     def pack_model(self) -> None:
         """A self-contained LM folder (safetensors, tokenizer, card, meta.yaml), loaded back."""
