@@ -99,3 +99,15 @@ def find_files(
         f"{root}: found neither config.yaml, meta.yaml nor a single {exp_glob}/config.yaml "
         f"(found {len(configs)}); point to the {what} experiment folder or its config.yaml"
     )
+
+
+def read_token_list(config: dict[str, Any], config_file: Path) -> Any:
+    """``token_list`` as written (a list, or anything else for the caller to refuse), or
+    the first column of the token file it names (relative to the folder or its parents)."""
+    tokens = config.get("token_list")
+    if isinstance(tokens, str):
+        path = resolve(tokens, config_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"{config_file}: token_list={tokens!r} does not exist")
+        tokens = [line.rstrip("\n").split(" ")[0] for line in path.open(encoding="utf-8")]
+    return tokens

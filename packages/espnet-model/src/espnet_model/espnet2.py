@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from espnet_model._espnet2_files import find_files, read_yaml, resolve
+from espnet_model._espnet2_files import find_files, read_token_list, read_yaml, resolve
 from espnet_model.asr import ASRModel
 from espnet_model.builder import build_asr_model
 
@@ -276,12 +276,7 @@ def find_espnet2_files(path: Pathlike) -> tuple[Path, Path]:
 
 
 def _token_list(config: Mapping[str, Any], config_file: Path) -> list[str]:
-    tokens = config.get("token_list")
-    if isinstance(tokens, str):
-        path = resolve(tokens, config_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"{config_file}: token_list={tokens!r} does not exist")
-        tokens = [line.rstrip("\n").split(" ")[0] for line in path.open(encoding="utf-8")]
+    tokens = read_token_list(dict(config), config_file)
     if not isinstance(tokens, list) or len(tokens) < 3:
         raise ValueError(f"{config_file}: token_list must be a list of >= 3 tokens or a file")
     sos = (config.get("model_conf") or {}).get("sym_sos", "<sos/eos>")

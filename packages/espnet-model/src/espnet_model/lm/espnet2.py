@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from espnet_model._espnet2_files import find_files, read_yaml, resolve
+from espnet_model._espnet2_files import find_files, read_token_list, read_yaml, resolve
 from espnet_model.lm.builder import LM_CHOICES, MODEL_KEYS, build_lm, lm_conf_keys
 from espnet_model.lm.model import LanguageModel
 
@@ -112,12 +112,7 @@ def find_espnet2_lm_files(path: Pathlike) -> tuple[Path, Path]:
 
 
 def _token_list(config: Mapping[str, Any], config_file: Path) -> list[str]:
-    tokens = config.get("token_list")
-    if isinstance(tokens, str):
-        path = resolve(tokens, config_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"{config_file}: token_list={tokens!r} does not exist")
-        tokens = [line.rstrip("\n").split(" ")[0] for line in path.open(encoding="utf-8")]
+    tokens = read_token_list(dict(config), config_file)
     if not isinstance(tokens, list) or len(tokens) < 2:
         raise ValueError(
             f"{config_file}: token_list must be a list of >= 2 tokens (the last is <sos/eos>) "
