@@ -93,6 +93,18 @@ class BatchStream:
             self.dataset.set_epoch(self.epoch)
 
 
+def batch_loader(dataset: Any, num_workers: int, seed: int) -> DataLoader:
+    """A DataLoader over a dataset that yields whole batches (``batch_size=None``)."""
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
 def make_loader(
     split_dir: str,
     data: DataConfig,
@@ -131,14 +143,7 @@ def make_loader(
         batches_per_rank="auto" if train else None,
         index=read_index(split_dir) if train else None,
     )
-    loader = DataLoader(
-        dataset,
-        batch_size=None,
-        num_workers=data.num_workers,
-        persistent_workers=False,
-        prefetch_factor=4 if data.num_workers > 0 else None,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    loader = batch_loader(dataset, data.num_workers, seed)
     return loader, dataset
 
 

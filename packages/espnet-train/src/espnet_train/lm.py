@@ -25,13 +25,11 @@ import itertools
 import logging
 from typing import Any
 
-import torch
 from espnet_data.text import check_text_split, read_text_split, text_batches
 from espnet_model.lm import LanguageModel, build_lm
-from torch.utils.data import DataLoader
 
 from .config import DataConfig, TrainingConfig
-from .data import BatchStream
+from .data import BatchStream, batch_loader
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +51,7 @@ def make_text_stream(split_dir: str, data: DataConfig, tokenize: Any, *, train: 
     dataset = text_batches(split_dir, tokenize, max_tokens=data.max_tokens,
                            max_batch_size=data.max_batch_size, buffer_size=data.buffer_size,
                            shuffle=train, seed=seed)
-    loader = DataLoader(
-        dataset,
-        batch_size=None,
-        num_workers=data.num_workers,
-        persistent_workers=False,
-        prefetch_factor=4 if data.num_workers > 0 else None,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    loader = batch_loader(dataset, data.num_workers, seed)
     return BatchStream(loader, dataset, name="train" if train else "valid")
 
 
