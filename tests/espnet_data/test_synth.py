@@ -152,3 +152,20 @@ def test_make_tiny_corpus(tmp_path) -> None:
     paths[0].unlink()
     assert make_tiny_corpus(tmp_path, num_utterances=4, seed=0) == paths  # resumes
     assert paths[0].read_bytes() == first
+
+
+@pytest.mark.parametrize("voice", ["Reed", "caleb"])
+def test_synthesis_does_not_depend_on_libc_rand(voice) -> None:
+    """These voices draw from libc's rand(): its per-process state (what this process, or
+    the parent a pool worker was forked from, did before) must not reach the audio."""
+    import ctypes
+
+    from espnet_data.synth._espeak import synthesize
+
+    first, _ = synthesize(voice, "my name is john smith", rate=170, pitch=50, seed=7)
+    libc = ctypes.CDLL(None)
+    libc.srand(12345)
+    for _ in range(1000):
+        libc.rand()
+    again, _ = synthesize(voice, "my name is john smith", rate=170, pitch=50, seed=7)
+    assert np.array_equal(first, again)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 import os
 import shutil
 import sys
@@ -91,6 +92,14 @@ def _library_copy() -> Path:
         shutil.copy2(source, target)
         _private_copy = target
     return _private_copy
+
+
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL:
+    """The C library this process uses (its ``rand``/``srand``)."""
+    lib = ctypes.cdll.msvcrt if sys.platform == "win32" else ctypes.CDLL(None)
+    lib.srand.argtypes = [ctypes.c_uint]
+    return lib
 
 
 def _unload(lib: ctypes.CDLL) -> None:
@@ -171,6 +180,10 @@ def synthesize(
                     "see espnet_data.synth.available_voices() for valid names."
                 )
             lib.espeak_ng_SetRandSeed(seed & 0x7FFFFFFF)
+            # some voices (klatt-based ones, e.g. "Reed", "caleb") also draw from libc's
+            # rand(), whose state is per process: seed it too, or a call's audio depends
+            # on what this process (or the parent it was forked from) synthesised before
+            _libc().srand(seed & 0x7FFFFFFF)
             lib.espeak_SetParameter(_PARAM_RATE, rate, 0)
             lib.espeak_SetParameter(_PARAM_PITCH, pitch, 0)
             status = lib.espeak_Synth(
