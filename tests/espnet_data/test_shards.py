@@ -13,9 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from espnet_data import Entry, ShardDataset, ShardOptions, read_index, shard_paths, write_split
+from espnet_data import (
+    Entry,
+    ShardDataset,
+    ShardOptions,
+    read_index,
+    shard_paths,
+    write_split,
+    write_splits,
+)
 from espnet_data.audio import encode_flac, read_audio
-from espnet_data.shards import plan_shards
+from espnet_data.shards import add_member, open_shard, piece_size, plan_shards
 from espnet_data.testing import ListCorpus, tone
 
 OLD = 1_000_000_000  # an mtime (2001) that a rewritten file cannot keep
@@ -536,3 +544,105 @@ def test_mpi_ranks_write_their_own_shards_and_rank_0_the_index(tmp_path) -> None
     for name in (Path(p).name for p in shard_paths(tmp_path / "local")):
         assert (tmp_path / "mpi" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
     assert local["num_shards"] == summary["num_shards"] == 6
+
+
+def _three_splits(n: int = 23) -> ListCorpus:
+    entries = _tones(n)
+    entries[5] = Entry("utt-005", "", source=(tone(0.3), 16000))  # rejected
+    return ListCorpus({
+        "train": entries,
+        "dev": _tones(3, prefix="dev"),
+        "test": _tones(1, prefix="test"),
+    })
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "summary.json"
+    }
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_write_splits_is_byte_identical_for_1_and_n_workers(tmp_path, workers) -> None:
+    corpus = _three_splits()
+    one = write_splits(corpus, corpus.splits(), tmp_path / "one", utterances_per_shard=4, num_workers=1)
+    many = write_splits(corpus, corpus.splits(), tmp_path / "many", utterances_per_shard=4,
+                        num_workers=workers)
+    assert piece_size(27, workers) < 4  # several pieces per shard, finishing in any order
+    assert _files(tmp_path / "one") == _files(tmp_path / "many")
+    assert sorted(_files(tmp_path / "one")) == sorted(
+        [f"{s}/index.jsonl" for s in ("train", "dev", "test")]
+        + [f"train/shard-{i:06d}.{x}" for i in range(6) for x in ("tar", "json")]
+        + [f"dev/shard-000000.{x}" for x in ("tar", "json")]
+        + [f"test/shard-000000.{x}" for x in ("tar", "json")]
+    )
+    for split in corpus.splits():
+        a, b = one[split], many[split]
+        a.pop("elapsed_seconds"), b.pop("elapsed_seconds")
+        assert a.pop("workers") == 1 and b.pop("workers") == workers
+        assert a == b
+    assert one["train"]["rejected_counts"] == {"empty_transcript": 1}
+    assert not list((tmp_path / "many").rglob(".*"))  # no fragments or temporary files left
+
+
+def test_shards_are_what_tarfile_writes(tmp_path) -> None:
+    """The joined pieces are the bytes tarfile would write: readers see plain tars."""
+    entries = _tones(5)
+    _write(entries, tmp_path / "split", utterances_per_shard=5, num_workers=2)
+    shard = tmp_path / "split" / "shard-000000.tar"
+    with tarfile.open(shard) as tar:
+        members = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with open_shard(tmp_path / "again.tar") as tar:
+        for name, data in members:
+            add_member(tar, name, data)
+    assert (tmp_path / "again.tar").read_bytes() == shard.read_bytes()
+    assert [n for n, _ in members][:2] == ["utt-000.flac", "utt-000.json"]
+
+
+def test_write_splits_resumes_only_the_missing_shards(tmp_path) -> None:
+    corpus = _three_splits()
+    write_splits(corpus, corpus.splits(), tmp_path, utterances_per_shard=4, num_workers=2)
+    before = _files(tmp_path)
+    for path in tmp_path.rglob("shard-*"):
+        os.utime(path, (OLD, OLD))
+    (tmp_path / "train" / "shard-000003.json").unlink()
+    (tmp_path / "dev" / "shard-000000.tar").unlink()
+    (tmp_path / "train" / ".shard-000003.tar.0001.part").write_bytes(b"a piece of a killed run")
+    written = []
+    write_splits(corpus, corpus.splits(), tmp_path, utterances_per_shard=4, num_workers=2,
+                 on_shard_complete=written.append)
+    assert sorted(r.shard for r in written) == ["shard-000000.tar", "shard-000003.tar"]
+    assert _files(tmp_path) == before
+    new = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("shard-*") if p.stat().st_mtime > OLD}
+    assert new == {"train/shard-000003.tar", "train/shard-000003.json",
+                   "dev/shard-000000.tar", "dev/shard-000000.json"}
+
+
+def test_write_splits_logs_its_progress(tmp_path, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="espnet_data.progress")
+    corpus = _three_splits(8)
+    write_splits(corpus, corpus.splits(), tmp_path, utterances_per_shard=4, num_workers=2)
+    lines = [r.getMessage() for r in caplog.records if r.name == "espnet_data.progress"]
+    assert len(lines) == 1  # a short job: the final line only (one every 30 s otherwise)
+    assert lines[0].startswith("create_dataset: 12/12 utt (100%)")
+    assert "utt/s" in lines[0] and "audio h/s" in lines[0] and "done in" in lines[0]
+    caplog.clear()
+    write_splits(corpus, corpus.splits(), tmp_path, utterances_per_shard=4, num_workers=2)
+    assert not [r for r in caplog.records if r.name == "espnet_data.progress"]  # nothing to do
+
+
+def test_synthesised_shards_are_byte_identical_for_1_and_2_workers(tmp_path) -> None:
+    """Rendering runs on one thread wherever it runs: a BLAS matmul split over threads
+    rounds differently, so the 1-worker run in this process must not use more."""
+    from espnet_data.corpora import MiniCorpus
+
+    corpus = MiniCorpus(utterances={"train": 14, "dev": 3})
+    for workers in (1, 2):
+        write_splits(corpus, corpus.splits(), tmp_path / str(workers), utterances_per_shard=5,
+                     num_workers=workers, progress=False)
+    assert _files(tmp_path / "1") == _files(tmp_path / "2")
+    assert len(read_index(tmp_path / "1" / "train")) == 14

@@ -4,7 +4,7 @@ from .audio import AudioError, read_audio
 from .batching import Collate, DynamicBatcher, map_stage
 from .corpus import Corpus, Entry
 from .dataset import ShardDataset
-from .shards import ShardOptions, read_index, shard_paths, write_split
+from .shards import ShardOptions, read_index, shard_paths, write_split, write_splits
 from .tokenizer import (
     CharTokenizer,
     SentencePieceTokenizer,
@@ -35,4 +35,5 @@ __all__ = [
     "shard_paths",
     "train_sentencepiece",
     "write_split",
+    "write_splits",
 ]

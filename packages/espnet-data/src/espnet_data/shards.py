@@ -18,6 +18,14 @@ Shards are sized in utterances (``utterances_per_shard``) or in megabytes
 entries spread over the split, and the utterance count follows). The same code runs in
 one process, in a local process pool (``num_workers``) and under ``mpiexec -n N``,
 where each rank writes its share of the shards and rank 0 the index and summary.
+
+In a pool the work items are pieces of shards (up to 32 utterances, ~8 per worker over
+all pending shards of all splits: :func:`piece_size`), so a split of few shards keeps
+every worker busy. A worker loads, checks and encodes a piece's samples into a fragment
+file (``.shard-NNNNNN.tar.PPPP.part``: complete tar members); when a shard's pieces are
+all back, this process joins its fragments in entry order under a temporary name and
+renames it. A shard is therefore byte-identical for any number of workers, and it is
+the same file ``tarfile`` would write.
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
 import re
+import shutil
 import tarfile
 import time
 from collections import Counter
@@ -38,7 +48,8 @@ from typing import Any
 
 from .atomic import read_jsonl, write_json, write_jsonl
 from .corpus import Corpus, Entry, check_split
-from .parallel import Backend, World, get_world, run_tasks
+from .parallel import Backend, World, get_world, map_unordered, one_thread
+from .progress import Progress
 from .samples import Rejected, SampleOptions, prepare_sample
 
 log = logging.getLogger(__name__)
@@ -103,6 +114,17 @@ def _reject(key: str, err: Rejected) -> dict[str, str]:
     return {"key": key, "code": err.code, "reason": str(err)}
 
 
+def member_bytes(name: str, data: bytes) -> bytes:
+    """Tar member ``name`` holding ``data``, header and padding included, as
+    ``TarFile.addfile`` writes it in PAX format (mtime 0, read-only: reproducible)."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    info.mode = 0o444
+    header = info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+    return header + data + bytes(-len(data) % tarfile.BLOCKSIZE)
+
+
 def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     """Add ``data`` as member ``name`` (mtime 0, read-only: shards are reproducible)."""
     info = tarfile.TarInfo(name)
@@ -127,35 +149,92 @@ def open_shard(path: Path) -> Iterator[tarfile.TarFile]:
             tmp.unlink()
 
 
-def write_shard(
-    corpus: Corpus, entries: Sequence[Entry], path: Path, opts: ShardOptions
-) -> ShardResult:
-    """Write one shard tar and its companion ``.json``; both atomically."""
+@dataclass
+class _Piece:
+    """A run of consecutive entries of one shard, prepared by one worker into ``fragment``."""
+
+    split: str
+    shard: int
+    number: int  # position of the piece in its shard
+    entries: list[Entry]
+    fragment: Path
+
+
+@dataclass
+class _PieceResult:
+    rows: list[dict[str, Any]]
+    rejected: list[dict[str, str]]
+    original: int
+    seconds: float
+
+
+def _fragment_path(shard_path: Path, number: int) -> Path:
+    return shard_path.with_name(f".{shard_path.name}.{number:04d}.part")
+
+
+def _prepare_piece(context: tuple[Corpus, SampleOptions], piece: _Piece) -> _PieceResult:
+    """Load, check and encode the piece's entries; write their tar members to its fragment."""
+    corpus, sample_opts = context
     rows: list[dict[str, Any]] = []
     rejected: list[dict[str, str]] = []
     original = 0
-    sample_opts = opts.sample_options()
-    with open_shard(path) as tar:
-        for entry in entries:
+    with open(piece.fragment, "wb") as out:
+        for entry in piece.entries:
             try:
                 sample = prepare_sample(corpus, entry, sample_opts)
             except Rejected as err:
                 rejected.append(_reject(entry.key, err))
                 log.warning("skipping %s: %s", entry.key, err)
                 continue
-            add_member(tar, f"{entry.key}.{sample.ext}", sample.audio)
-            add_member(tar, f"{entry.key}.json", json.dumps(sample.meta).encode())
-            rows.append({**sample.meta, "shard": path.name})
+            out.write(member_bytes(f"{entry.key}.{sample.ext}", sample.audio))
+            out.write(member_bytes(f"{entry.key}.json", json.dumps(sample.meta).encode()))
+            rows.append(sample.meta)
             original += sample.original
-    size = path.stat().st_size
-    result = ShardResult(path.name, rows, rejected, bytes=size, stored_original=original)
+    return _PieceResult(rows, rejected, original, sum(r["duration"] for r in rows))
+
+
+def _assemble_shard(path: Path, fragments: Sequence[Path], parts: Sequence[_PieceResult]) -> ShardResult:
+    """Concatenate the pieces' fragments (in entry order) into the shard tar, atomically,
+    then write its companion ``.json``: the same bytes whoever prepared the pieces."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as out:
+            for fragment in fragments:
+                with open(fragment, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            # end of archive: two zero blocks, then zeros up to a whole record (as tarfile)
+            size = out.tell() + 2 * tarfile.BLOCKSIZE
+            out.write(bytes(2 * tarfile.BLOCKSIZE + (-size % tarfile.RECORDSIZE)))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    for fragment in fragments:
+        fragment.unlink(missing_ok=True)
+    rows = [{**row, "shard": path.name} for part in parts for row in part.rows]
+    rejected = [rej for part in parts for rej in part.rejected]
+    result = ShardResult(
+        path.name, rows, rejected, bytes=path.stat().st_size,
+        stored_original=sum(part.original for part in parts),
+    )
     # rows keep their key order, so a resumed run writes a byte-identical index.jsonl
     write_json(path.with_suffix(".json"), asdict(result), sort_keys=False)
     return result
 
 
-def _write_shard_job(args: tuple[Corpus, Sequence[Entry], Path, ShardOptions]) -> ShardResult:
-    return write_shard(*args)
+def _pieces(split: str, shard: int, path: Path, entries: Sequence[Entry], size: int) -> list[_Piece]:
+    return [
+        _Piece(split, shard, n, list(entries[i : i + size]), _fragment_path(path, n))
+        for n, i in enumerate(range(0, len(entries), size))
+    ] or [_Piece(split, shard, 0, [], _fragment_path(path, 0))]
+
+
+def write_shard(
+    corpus: Corpus, entries: Sequence[Entry], path: Path, opts: ShardOptions
+) -> ShardResult:
+    """Write one shard tar and its companion ``.json`` in this process; both atomically."""
+    context = (corpus, opts.sample_options())
+    pieces = _pieces("", 0, path, entries, max(1, len(entries)))
+    return _assemble_shard(path, [p.fragment for p in pieces], [_prepare_piece(context, p) for p in pieces])
 
 
 def plan_shards(entries: Sequence[Entry], utterances_per_shard: int) -> list[list[Entry]]:
@@ -206,12 +285,13 @@ def measure_utterances_per_shard(
     assert opts.target_shard_mb is not None
     step = max(1, len(entries) // _SIZE_PROBES)
     sizes = []
-    for entry in list(entries)[::step][:_SIZE_PROBES]:
-        try:
-            sample = prepare_sample(corpus, entry, opts.sample_options())
-        except Rejected:
-            continue
-        sizes.append(len(sample.audio) + len(json.dumps(sample.meta)) + 2 * _TAR_OVERHEAD)
+    with one_thread():  # the sizes a worker would encode
+        for entry in list(entries)[::step][:_SIZE_PROBES]:
+            try:
+                sample = prepare_sample(corpus, entry, opts.sample_options())
+            except Rejected:
+                continue
+            sizes.append(len(sample.audio) + len(json.dumps(sample.meta)) + 2 * _TAR_OVERHEAD)
     if not sizes:
         log.warning("no probe entry could be encoded; using %d utterances per shard", fallback)
         return fallback
@@ -255,10 +335,14 @@ def _finished(path: Path, group: Sequence[Entry]) -> ShardResult | None:
 class _Plan:
     """Rank 0's plan of a split, sent to every rank."""
 
-    tasks: list[tuple[Corpus, list[Entry], Path, ShardOptions]]
-    todo: list[int]  # shard number of each task
+    out: Path
+    groups: list[list[Entry]]  # entries of each shard to write
+    todo: list[int]  # shard number of each group
     num_shards: int
     utterances_per_shard: int
+
+    def path(self, j: int) -> Path:
+        return self.out / f"shard-{self.todo[j]:06d}.tar"
 
 
 def _plan_split(
@@ -270,6 +354,8 @@ def _plan_split(
 ) -> tuple[_Plan, dict[int, ShardResult], list[dict[str, str]], int]:
     check_split(corpus, split)
     out.mkdir(parents=True, exist_ok=True)
+    for fragment in out.glob(".shard-*.part"):  # pieces of a killed run
+        fragment.unlink()
     all_entries = corpus.entries(split)
     entries, screened = screen_entries(all_entries)
     if options.target_shard_mb is not None:
@@ -279,17 +365,16 @@ def _plan_split(
     groups = plan_shards(entries, utterances_per_shard)
     remove_stale_shards(out, len(groups))
     done: dict[int, ShardResult] = {}
-    tasks, todo = [], []
+    todo_groups, todo = [], []
     for i, group in enumerate(groups):
-        path = out / f"shard-{i:06d}.tar"
-        result = _finished(path, group)
+        result = _finished(out / f"shard-{i:06d}.tar", group)
         if result is not None:
             done[i] = result
         else:
-            tasks.append((corpus, group, path, options))
+            todo_groups.append(group)
             todo.append(i)
     log.info("%s: %d shards, %d to write, %d done", split, len(groups), len(todo), len(done))
-    plan = _Plan(tasks, todo, len(groups), utterances_per_shard)
+    plan = _Plan(out, todo_groups, todo, len(groups), utterances_per_shard)
     return plan, done, screened, len(all_entries)
 
 
@@ -321,6 +406,123 @@ def _collective(world: World, fn: Callable[[], Any], what: str) -> Any:
     return value
 
 
+def piece_size(num_utterances: int, num_workers: int) -> int:
+    """Utterances per work item: about 8 items per worker, at most 32 utterances.
+
+    Items smaller than a shard keep every worker busy however few shards there are (a
+    dev split is often one shard); the size never changes what is written.
+    """
+    return max(1, min(32, math.ceil(num_utterances / (8 * max(1, num_workers)))))
+
+
+def _write_pool(
+    corpus: Corpus,
+    plans: dict[str, _Plan],
+    options: ShardOptions,
+    num_workers: int,
+    on_shard_complete: Callable[[ShardResult], None] | None,
+    show_progress: bool,
+) -> dict[str, dict[int, ShardResult]]:
+    """Write every planned shard of every split here or in one pool of ``num_workers``.
+
+    Shards are cut into pieces; a worker prepares a piece's samples into a fragment
+    file, and this process joins a shard's fragments in entry order once all of them
+    are ready. So the shards are byte-identical for any number of workers.
+    """
+    total = sum(len(g) for plan in plans.values() for g in plan.groups)
+    size = piece_size(total, num_workers)
+    pieces: list[_Piece] = []
+    left: dict[tuple[str, int], int] = {}  # pieces of each shard not back yet
+    for split, plan in plans.items():
+        for j, group in enumerate(plan.groups):
+            mine = _pieces(split, j, plan.path(j), group, size)
+            pieces += mine
+            left[split, j] = len(mine)
+    parts: dict[tuple[str, int], dict[int, _PieceResult]] = {key: {} for key in left}
+    written: dict[str, dict[int, ShardResult]] = {split: {} for split in plans}
+    progress = Progress(total, desc="create_dataset") if show_progress and total else None
+    context = (corpus, options.sample_options())
+    for i, part in map_unordered(_prepare_piece, pieces, context=context, num_workers=num_workers):
+        piece = pieces[i]
+        key = (piece.split, piece.shard)
+        parts[key][piece.number] = part
+        if progress is not None:
+            progress.update(len(piece.entries), part.seconds)
+        left[key] -= 1
+        if left[key]:
+            continue
+        plan = plans[piece.split]
+        by_number = parts.pop(key)
+        done = [by_number[n] for n in range(len(by_number))]
+        fragments = [_fragment_path(plan.path(piece.shard), n) for n in range(len(done))]
+        result = _assemble_shard(plan.path(piece.shard), fragments, done)
+        written[piece.split][plan.todo[piece.shard]] = result
+        if on_shard_complete:
+            on_shard_complete(result)
+    if progress is not None:
+        progress.close()
+    return written
+
+
+def _write_mpi_share(
+    corpus: Corpus,
+    plans: dict[str, _Plan],
+    options: ShardOptions,
+    world: World,
+    on_shard_complete: Callable[[ShardResult], None] | None,
+) -> dict[str, dict[int, ShardResult]]:
+    """This rank's shards (``todo[rank::size]`` of each split), written in-process."""
+    context = (corpus, options.sample_options())
+    written: dict[str, dict[int, ShardResult]] = {}
+    with one_thread():  # the same bytes as a pool worker's
+        for split, plan in plans.items():
+            written[split] = _write_mpi_split(context, split, plan, world, on_shard_complete)
+    return written
+
+
+def _write_mpi_split(
+    context: tuple[Corpus, SampleOptions],
+    split: str,
+    plan: _Plan,
+    world: World,
+    on_shard_complete: Callable[[ShardResult], None] | None,
+) -> dict[int, ShardResult]:
+    written: dict[int, ShardResult] = {}
+    for j in range(world.rank, len(plan.groups), world.size):
+        pieces = _pieces(split, j, plan.path(j), plan.groups[j], len(plan.groups[j]))
+        parts = [_prepare_piece(context, p) for p in pieces]
+        result = _assemble_shard(plan.path(j), [p.fragment for p in pieces], parts)
+        written[plan.todo[j]] = result
+        if on_shard_complete:
+            on_shard_complete(result)
+    return written
+
+
+def write_splits(
+    corpus: Corpus,
+    splits: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    options: ShardOptions = ShardOptions(),
+    utterances_per_shard: int = 500,
+    num_workers: int = 1,
+    backend: Backend = "auto",
+    on_shard_complete: Callable[[ShardResult], None] | None = None,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Write each of ``splits`` into ``<out_dir>/<split>``; return each split's summary.
+
+    All splits are planned first, then their shards are written by one pool of
+    ``num_workers`` processes (see :func:`write_split`), so small splits do not leave
+    workers idle. ``progress`` shows utterances/s, audio hours/s and the ETA: a bar on
+    a terminal, a log line every 30 s otherwise.
+    """
+    targets = {split: Path(out_dir) / split for split in splits}
+    return _write(corpus, targets, options=options, utterances_per_shard=utterances_per_shard,
+                  num_workers=num_workers, backend=backend, on_shard_complete=on_shard_complete,
+                  progress=progress)
+
+
 def write_split(
     corpus: Corpus,
     split: str,
@@ -331,53 +533,74 @@ def write_split(
     num_workers: int = 1,
     backend: Backend = "auto",
     on_shard_complete: Callable[[ShardResult], None] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Write ``split`` of ``corpus`` into ``out_dir``; return the summary (on every rank).
 
-    Finished shards are kept as they are. ``num_workers`` processes write shards in
-    parallel; under ``mpiexec -n N`` (``backend="auto"`` or ``"mpi"``) each of the N
-    ranks writes its share in-process and rank 0 writes ``index.jsonl`` and
-    ``summary.json``. ``on_shard_complete`` is called, on the rank that wrote it, with
-    each shard written in this run.
+    Finished shards are kept as they are. ``num_workers`` processes prepare pieces of
+    the shards (a few utterances each) and this process joins them into shard files in
+    entry order, so the output does not depend on ``num_workers``. Under ``mpiexec -n
+    N`` (``backend="auto"`` or ``"mpi"``) each of the N ranks writes its share of the
+    shards in-process and rank 0 writes ``index.jsonl`` and ``summary.json``.
+    ``on_shard_complete`` is called, on the process that wrote it, with each shard
+    written in this run.
     """
-    out = Path(out_dir)
+    summaries = _write(corpus, {split: Path(out_dir)}, options=options,
+                       utterances_per_shard=utterances_per_shard, num_workers=num_workers,
+                       backend=backend, on_shard_complete=on_shard_complete, progress=progress)
+    return summaries[split]
+
+
+def _write(
+    corpus: Corpus,
+    targets: dict[str, Path],
+    *,
+    options: ShardOptions,
+    utterances_per_shard: int,
+    num_workers: int,
+    backend: Backend,
+    on_shard_complete: Callable[[ShardResult], None] | None,
+    progress: bool,
+) -> dict[str, dict[str, Any]]:
     world = get_world(backend)
     start = time.perf_counter()
-    local: tuple[_Plan, dict[int, ShardResult], list[dict[str, str]], int] | None = None
+    local: dict[str, tuple[_Plan, dict[int, ShardResult], list[dict[str, str]], int]] = {}
 
-    def plan_on_rank_0() -> _Plan | None:
-        nonlocal local
-        if world.rank == 0:
-            local = _plan_split(corpus, split, out, options, utterances_per_shard)
-        return local[0] if local else None
-
-    plan: _Plan = world.bcast(_collective(world, plan_on_rank_0, f"planning split {split!r}"))
-
-    def write_mine() -> dict[int, ShardResult]:
-        results = {}
-        for j, result in run_tasks(_write_shard_job, plan.tasks, num_workers=num_workers, world=world):
-            results[plan.todo[j]] = result
-            if on_shard_complete:
-                on_shard_complete(result)
-        return results
-
-    written = _collective(world, write_mine, f"writing shards of {split!r}")
-    gathered = world.gather(written)
-
-    def finish_on_rank_0() -> dict[str, Any] | None:
+    def plan_on_rank_0() -> dict[str, _Plan] | None:
         if world.rank != 0:
             return None
-        assert local is not None and gathered is not None
-        _, results, screened, num_entries = local
-        for part in gathered:
-            results.update(part)
-        return _finish(
-            out, split, options, plan, results, screened, num_entries,
-            backend=world.backend, workers=world.size if world.comm else num_workers,
-            seconds=time.perf_counter() - start,
-        )
+        for split, out in targets.items():
+            local[split] = _plan_split(corpus, split, out, options, utterances_per_shard)
+        return {split: planned[0] for split, planned in local.items()}
 
-    return world.bcast(_collective(world, finish_on_rank_0, f"indexing split {split!r}"))
+    names = ", ".join(repr(s) for s in targets)
+    plans: dict[str, _Plan] = world.bcast(_collective(world, plan_on_rank_0, f"planning split {names}"))
+
+    def write_mine() -> dict[str, dict[int, ShardResult]]:
+        if world.comm is not None:
+            return _write_mpi_share(corpus, plans, options, world, on_shard_complete)
+        return _write_pool(corpus, plans, options, num_workers, on_shard_complete, progress)
+
+    written = _collective(world, write_mine, f"writing shards of {names}")
+    gathered = world.gather(written)
+
+    def finish_on_rank_0() -> dict[str, dict[str, Any]] | None:
+        if world.rank != 0:
+            return None
+        assert gathered is not None
+        summaries = {}
+        for split, out in targets.items():
+            plan, results, screened, num_entries = local[split]
+            for part in gathered:
+                results.update(part[split])
+            summaries[split] = _finish(
+                out, split, options, plan, results, screened, num_entries,
+                backend=world.backend, workers=world.size if world.comm else num_workers,
+                seconds=time.perf_counter() - start,
+            )
+        return summaries
+
+    return world.bcast(_collective(world, finish_on_rank_0, f"indexing split {names}"))
 
 
 def _finish(

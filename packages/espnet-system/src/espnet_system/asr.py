@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import yaml
-from espnet_data import read_index, save_tokenizer, train_sentencepiece, write_split
+from espnet_data import read_index, save_tokenizer, train_sentencepiece, write_splits
 from espnet_data.atomic import atomic_open, write_json
 from espnet_data.parallel import launcher_world_size
 from espnet_data.tokenizer import CharTokenizer, check_same_tokenizer, load_tokenizer_dir
@@ -161,17 +161,18 @@ class ASRSystem(BaseSystem):
         return found
 
     def create_dataset(self) -> None:
-        """Write each split of the corpus as shards + index + summary."""
+        """Write each split of the corpus as shards + index + summary (one worker pool for
+        all splits; progress with utterances/s, audio hours/s and ETA)."""
         cfg: DataPrepConfig = self.config("data")
-        for split in cfg.splits or cfg.corpus.splits():
-            summary = write_split(
-                cfg.corpus,
-                split,
-                Path(cfg.out_dir) / split,
-                options=cfg.shard,
-                utterances_per_shard=cfg.utterances_per_shard,
-                num_workers=cfg.num_workers,
-            )
+        summaries = write_splits(
+            cfg.corpus,
+            cfg.splits or cfg.corpus.splits(),
+            cfg.out_dir,
+            options=cfg.shard,
+            utterances_per_shard=cfg.utterances_per_shard,
+            num_workers=cfg.num_workers,
+        )
+        for split, summary in summaries.items():
             log.info(
                 "%s: %d utterances, %.3f h, %d rejected, %d shards",
                 split, summary["num_utterances"], summary["hours"],
