@@ -66,3 +66,49 @@ def test_atomic_checkpoint_keeps_model_checkpoints_state_key() -> None:
     # older checkpoints (written by ModelCheckpoint) restore their best-k scores
     assert AtomicCheckpoint(monitor="valid/acc", mode="max").state_key == \
         ModelCheckpoint(monitor="valid/acc", mode="max").state_key
+
+
+def test_epoch_log_writes_one_line_per_epoch_through_logging(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from espnet_train.callbacks import EpochLog
+
+    lit = LitESPnetModel(_Dummy(), OptimConfig(name="sgd", lr=0.01, momentum=0.0, scheduler="constant"))
+    history = EpochHistory(None)
+    epoch_log = EpochLog(history, max_time_s=3600.0, sample_rate=4)  # 4 samples per batch: 1 s each
+    train = BatchStream([_batch(1.0, "a"), _batch(2.0, "b")])
+    valid = BatchStream([_batch(1.0, "v")], name="valid")
+    with caplog.at_level("INFO", logger="espnet_train.callbacks"):
+        _trainer(tmp_path, [history, epoch_log], epochs=2).fit(lit, train, valid)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("epoch 1/2: train loss ")
+    assert "| valid loss " in lines[0]
+    assert " audio s/s)" in lines[0] and "padded" not in lines[0]  # the lengths were on the CPU
+    assert lines[0].split("| ETA ")[1].count(":") == 2  # H:MM:SS
+    assert lines[1].startswith("epoch 2/2: ") and lines[1].endswith("ETA 0:00:00")
+
+
+def test_epoch_log_eta_is_capped_by_max_time() -> None:
+    from espnet_train.callbacks import EpochLog
+
+    log = EpochLog(EpochHistory(None), max_time_s=100.0)
+    log._fit_start, log._epoch_seconds = 0.0, [60.0]
+    assert log.eta(1, 10, now=60.0) == "0:00:40"  # 9 epochs of 60 s, but max_time stops it in 40 s
+    log.max_time_s = None
+    assert log.eta(1, 10, now=60.0) == "0:09:00"
+    assert log.eta(1, None, now=60.0) == "unknown"
+
+
+def test_step_timer_checks_the_clock_every_n_batches(tmp_path: Path) -> None:
+    import time
+
+    from espnet_train.callbacks import StepTimer
+
+    class _Slow(L.Callback):
+        def on_train_batch_end(self, *args: object) -> None:
+            time.sleep(0.6)
+
+    timer = StepTimer(duration="00:00:00:01", every=3)  # out of time after batch 2, seen after batch 3
+    lit = LitESPnetModel(_Dummy(), OptimConfig())
+    trainer = _trainer(tmp_path, [_Slow(), timer], epochs=1)
+    trainer.fit(lit, BatchStream([_batch(1.0, str(i)) for i in range(10)]))
+    assert trainer.global_step == 3

@@ -194,3 +194,32 @@ def test_unknown_optimizer_name_is_named(tmp_path) -> None:  # noqa: ANN001
     lit = LitESPnetModel(_GAN(("discriminator",)), optims={"critic": OptimConfig(params="")})
     with pytest.raises(KeyError, match=r"\['discriminator'\].*critic"):
         _fit(lit, [_batch(1.0, "a")], tmp_path)
+
+
+def test_training_steps_read_nothing_back_between_settles(tmp_path) -> None:  # noqa: ANN001
+    """The per-step path keeps the NaN check on the device: no .item()/bool() until a settle."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    reads: list[int] = []
+
+    class _Reads(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            if func is torch.ops.aten._local_scalar_dense.default:
+                reads.append(1)
+            return func(*args, **(kwargs or {}))
+
+    lit = LitESPnetModel(_Dummy(), OptimConfig(warmup_steps=1), nan_policy="skip")
+    step = lit.training_step
+    counts: list[int] = []
+
+    def counted(batch, batch_idx):  # noqa: ANN001, ANN202
+        reads.clear()
+        with _Reads():
+            step(batch, batch_idx)
+        counts.append(len(reads))
+
+    lit.training_step = counted
+    _fit(lit, [*BATCHES, *BATCHES], tmp_path)  # 8 batches, log_every_n_steps 50: settled at the epoch end
+    assert counts == [0] * 8
+    assert lit.skipped_batches == 4 and lit.trained_batches == 4 and lit.optimizer_steps == 4
+    assert torch.isfinite(lit.model.w).all()

@@ -13,20 +13,30 @@
   metrics, learning rate; saved in checkpoints, so a resumed run continues it),
   steps ``reduce_on_plateau`` and redraws ``images/*.png``. It runs at validation end,
   before the epoch checkpoint is written.
+* :class:`EpochLog` writes one line per epoch through ``logging`` (train and valid
+  loss and accuracy, epoch time, ETA), so ``train.log`` has them with no terminal.
+* :class:`StepTimer` is Lightning's ``Timer`` (``trainer.max_time``) checking every
+  ``log_every_n_steps`` batches instead of every batch (its check is a broadcast
+  under DDP, which waits for the device).
+* :class:`HostStatsProgressBar` shows the loss the module read back at its last
+  settle, so the bar reads nothing from the device itself.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import time
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from weakref import proxy
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
 
 from .checkpoints import RANKING_FILE, ranked_checkpoints, write_ranking
 from .data import BatchStream
@@ -53,6 +63,9 @@ class AtomicCheckpoint(ModelCheckpoint):
         return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        settle = getattr(trainer.lightning_module, "settle", None)
+        if settle is not None:  # deferred NaN checks may raise: before a file is opened
+            settle()
         partial = f"{filepath}.partial"
         trainer.save_checkpoint(partial, self.save_weights_only)
         if trainer.is_global_zero:
@@ -156,3 +169,123 @@ class EpochHistory(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
+
+
+def _hms(seconds: float) -> str:
+    return str(timedelta(seconds=int(round(seconds))))
+
+
+class EpochLog(L.Callback):
+    """One ``logging`` line per epoch, on rank 0, after validation::
+
+        epoch 3/30: train loss 41.2 acc 0.512 | valid loss 38.7 acc 0.54 | 212.4 s (train 198.1 s, 1,234 audio s/s) | ETA 1:35:40
+
+    The figures are :class:`EpochHistory`'s row (put this callback after it). The ETA
+    is the mean epoch time times the epochs left, capped by what ``max_time`` leaves
+    (the run stops there); ``audio s/s`` counts the ``speech_lengths`` of the trained
+    batches at ``sample_rate`` (host values: the lengths never leave the CPU).
+    """
+
+    STATS = ("loss", "acc", "loss_ctc", "loss_att")
+
+    def __init__(self, history: EpochHistory, *, max_time_s: float | None = None,
+                 sample_rate: int | None = 16000) -> None:
+        self.history = history
+        self.max_time_s = max_time_s
+        self.sample_rate = sample_rate
+        self._fit_start: float | None = None
+        self._epoch_start: float | None = None
+        self._train_end: float | None = None
+        self._samples = 0
+        self._padded = False
+        self._epoch_seconds: list[float] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+        self._train_end = None
+        self._samples = 0
+        self._padded = False
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        if isinstance(batch, dict):
+            lengths, speech = batch.get("speech_lengths"), batch.get("speech")
+            if isinstance(lengths, torch.Tensor) and lengths.device.type == "cpu":
+                self._samples += int(lengths.sum())
+            elif isinstance(speech, torch.Tensor) and speech.dim() >= 2:  # on the device: its shape only
+                self._samples += speech.shape[0] * speech.shape[1]
+                self._padded = True
+        self._train_end = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self._epoch_start is None:
+            return
+        now = time.perf_counter()
+        seconds = now - self._epoch_start
+        self._epoch_seconds.append(seconds)
+        if trainer.is_global_zero:
+            log.info("%s", self.line(trainer, seconds, now))
+
+    def line(self, trainer: L.Trainer, seconds: float, now: float) -> str:
+        """The epoch's line (``seconds``: the epoch so far, validation included)."""
+        row = self.history.history[-1] if self.history.history else {}
+        epoch = int(row.get("epoch", trainer.current_epoch + 1))
+        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        head = f"epoch {epoch}/{max_epochs}" if max_epochs else f"epoch {epoch}"
+        sections = []
+        for split in ("train", "valid"):
+            figures = [f"{k} {_fmt(row[f'{split}/{k}'])}" for k in self.STATS if f"{split}/{k}" in row]
+            if figures:
+                sections.append(f"{split} " + " ".join(figures))
+        timing = f"{seconds:.1f} s"
+        if self._train_end is not None and self._epoch_start is not None:
+            train_s = self._train_end - self._epoch_start
+            timing += f" (train {train_s:.1f} s"
+            if self._samples and self.sample_rate and train_s > 0:
+                rate = self._samples / self.sample_rate / train_s
+                timing += f", {rate:,.0f} {'padded ' if self._padded else ''}audio s/s"
+            timing += ")"
+        return f"{head}: " + " | ".join([*sections, timing, f"ETA {self.eta(epoch, max_epochs, now)}"])
+
+    def eta(self, epoch: int, max_epochs: int | None, now: float) -> str:
+        mean = sum(self._epoch_seconds) / len(self._epoch_seconds) if self._epoch_seconds else 0.0
+        left = (max_epochs - epoch) * mean if max_epochs else math.inf
+        if self.max_time_s is not None and self._fit_start is not None:
+            left = min(left, max(0.0, self.max_time_s - (now - self._fit_start)))
+        return "unknown" if math.isinf(left) else _hms(left)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.1f}"
+
+
+class StepTimer(Timer):
+    """``Timer`` that checks the clock every ``every`` training batches instead of every one.
+
+    Lightning's check broadcasts the decision from rank 0 (under NCCL a host-device
+    synchronisation); the batch index is the same on every rank (each rank trains the
+    same number of batches), so every rank checks at the same batches.
+    """
+
+    def __init__(self, *args: Any, every: int = 20, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.every = max(1, every)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        if (batch_idx + 1) % self.every == 0:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+class HostStatsProgressBar(TQDMProgressBar):
+    """The progress bar, with the training loss the module last read back (no read of its own)."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        stats = getattr(pl_module, "host_stats", {})
+        if "loss" in stats:
+            items["loss"] = f"{stats['loss']:.3g}"
+        return items

@@ -22,7 +22,8 @@ class DataConfig:
         max_seconds: padded seconds of audio per batch (dynamic batching).
         max_batch_size: hard cap on utterances per batch.
         buffer_size: samples sorted together by length before cutting batches.
-        num_workers: DataLoader worker processes (0 reads in the training process).
+        num_workers: DataLoader worker processes (0 reads in the training process);
+            ``auto``: from the cores per device (:mod:`espnet_train.devices`).
         speed_perturb: speed factors drawn per training utterance, e.g. ``[0.9, 1.0, 1.1]``
             (``espnet_data.augment.SpeedPerturb``); null: off.
         noise: a list file of noise audio paths (one per line) mixed into training
@@ -38,7 +39,7 @@ class DataConfig:
     max_seconds: float = 120.0
     max_batch_size: int = 128
     buffer_size: int = 2000
-    num_workers: int = 1
+    num_workers: int | Literal["auto"] = 1
     speed_perturb: list[float] | None = None
     noise: str | None = None
     noise_snr_db: tuple[float, float] = (10.0, 20.0)
@@ -90,7 +91,8 @@ class TrainerConfig:
 
     ``devices``/``num_nodes``/``strategy`` select DDP on several GPUs or nodes
     (``strategy: ddp``; on CPU ``accelerator: cpu, devices: 2`` runs 2 gloo processes).
-    ``precision``: ``32-true``, ``bf16-mixed`` (GPU, or CPUs with AVX-512 bf16 or AMX;
+    ``precision``: ``auto`` (``bf16-mixed`` on CUDA devices with bf16, else ``32-true``),
+    ``32-true``, ``bf16-mixed`` (GPU, or CPUs with AVX-512 bf16 or AMX;
     other CPUs train in fp32 with a warning) or
     ``16-mixed`` (GPU only, with a gradient scaler). ``gradient_clip_val`` clips the
     global gradient norm (0 or None: no clipping); ``accumulate_grad_batches`` sums the
@@ -106,7 +108,7 @@ class TrainerConfig:
     devices: int | str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: Literal["32-true", "bf16-mixed", "16-mixed", "32", "bf16", "16"] = "32-true"
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "32", "bf16", "16"] = "auto"
     gradient_clip_val: float | None = 5.0
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 20

@@ -26,15 +26,30 @@ from .config import DataConfig
 log = logging.getLogger(__name__)
 
 
+_HOST_GROUPS: dict[int, Any] = {}  # a gloo group per default NCCL group (a cache, not configuration)
+
+
+def _host_group() -> Any:
+    """A gloo group over the ranks of the default group when that one is NCCL, else None.
+
+    A host-side flag all-reduced through NCCL would travel through the device and be read
+    back with a copy that waits for the device; through gloo it stays on the CPU. Made on
+    first use, which every rank reaches together (the first batch of a stream).
+    """
+    if dist.get_backend() != "nccl":
+        return None
+    key = id(dist.group.WORLD)
+    if key not in _HOST_GROUPS:
+        _HOST_GROUPS[key] = dist.new_group(backend="gloo")
+    return _HOST_GROUPS[key]
+
+
 def all_ranks_true(flag: bool) -> bool:
-    """``flag`` AND-ed over all DDP ranks (a collective: every rank must call it)."""
+    """``flag`` AND-ed over all DDP ranks (a collective: every rank must call it), on the CPU."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() <= 1:
         return flag
-    device = torch.device("cpu")
-    if dist.get_backend() == "nccl":
-        device = torch.device("cuda", torch.cuda.current_device())
-    value = torch.tensor(1 if flag else 0, dtype=torch.int32, device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    value = torch.tensor(1 if flag else 0, dtype=torch.int32)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN, group=_host_group())
     return bool(value.item())
 
 
@@ -93,8 +108,12 @@ class BatchStream:
             self.dataset.set_epoch(self.epoch)
 
 
-def batch_loader(dataset: Any, num_workers: int, seed: int) -> DataLoader:
-    """A DataLoader over a dataset that yields whole batches (``batch_size=None``)."""
+def batch_loader(dataset: Any, num_workers: int, seed: int, *, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over a dataset that yields whole batches (``batch_size=None``).
+
+    ``pin_memory``: page-locked batches (for a GPU), whose copies to the device run
+    asynchronously; from pageable memory each copy waits for the device.
+    """
     return DataLoader(
         dataset,
         batch_size=None,
@@ -102,6 +121,7 @@ def batch_loader(dataset: Any, num_workers: int, seed: int) -> DataLoader:
         persistent_workers=False,
         prefetch_factor=4 if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),
+        pin_memory=pin_memory and torch.cuda.is_available(),
     )
 
 
@@ -112,6 +132,7 @@ def make_loader(
     *,
     train: bool,
     seed: int = 0,
+    pin_memory: bool = False,
 ) -> tuple[DataLoader, ShardDataset]:
     """A DataLoader of ready batches (``batch_size=None``: the batcher makes them).
 
@@ -143,13 +164,13 @@ def make_loader(
         batches_per_rank="auto" if train else None,
         index=read_index(split_dir) if train else None,
     )
-    loader = batch_loader(dataset, data.num_workers, seed)
+    loader = batch_loader(dataset, int(data.num_workers), seed, pin_memory=pin_memory)
     return loader, dataset
 
 
 def make_stream(
-    split_dir: str, data: DataConfig, tokenize: Any, *, train: bool, seed: int = 0
+    split_dir: str, data: DataConfig, tokenize: Any, *, train: bool, seed: int = 0, pin_memory: bool = False
 ) -> BatchStream:
     """:func:`make_loader` wrapped in a :class:`BatchStream`."""
-    loader, dataset = make_loader(split_dir, data, tokenize, train=train, seed=seed)
+    loader, dataset = make_loader(split_dir, data, tokenize, train=train, seed=seed, pin_memory=pin_memory)
     return BatchStream(loader, dataset, name="train" if train else "valid")

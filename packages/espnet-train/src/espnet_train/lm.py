@@ -51,7 +51,7 @@ def make_text_stream(split_dir: str, data: DataConfig, tokenize: Any, *, train: 
     dataset = text_batches(split_dir, tokenize, max_tokens=data.max_tokens,
                            max_batch_size=data.max_batch_size, buffer_size=data.buffer_size,
                            shuffle=train, seed=seed)
-    loader = batch_loader(dataset, data.num_workers, seed)
+    loader = batch_loader(dataset, int(data.num_workers), seed)
     return BatchStream(loader, dataset, name="train" if train else "valid")
 
 

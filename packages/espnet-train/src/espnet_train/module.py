@@ -10,6 +10,18 @@ rank at once (one all-reduced flag) without stepping the optimizer or the LR sch
 gradient accumulation counts only good batches; each loss of a multi-optimizer model
 goes to its named optimizer, with that optimizer's clipping; ``bad_batch_limit``
 bad batches in a row stop training with an error.
+
+The step does not wait for the device. With one optimizer that can skip a step on a
+device-side flag (torch's fused Adam/AdamW/SGD, ``found_inf``, as ``GradScaler`` uses
+them) and no gradient accumulation, whether a batch is bad stays a tensor: the loss
+flag is all-reduced on the device (no host barrier), the backward always runs (on every
+rank, so DDP never hangs), and the fused step skips itself when the loss or the
+gradient norm is not finite. The host reads the flags of the last
+``trainer.log_every_n_steps`` batches at once (:meth:`LitESPnetModel.settle`: one
+device-to-host copy), counts, logs and raises then, and rewinds the LR schedule by the
+batches it skipped; it also settles at every epoch end and before every checkpoint.
+Other set-ups (several optimizers, accumulation, ``16-mixed``'s scaler, an optimizer
+without ``found_inf``) check each batch on the host as before.
 """
 
 from __future__ import annotations
@@ -91,6 +103,12 @@ class LitESPnetModel(L.LightningModule):
         self._sums: dict[str, torch.Tensor] = {}
         self._weights: dict[str, torch.Tensor] = {}
         self._rng_to_restore: dict[str, Any] | None = None
+        # deferred checks: per batch since the last settle, the (loss bad, grad bad) flags on
+        # the device and the first keys; the window's stat sums for the progress bar
+        self._window: list[tuple[torch.Tensor, list[str]]] = []
+        self._wsums: dict[str, torch.Tensor] = {}
+        self._wweights: dict[str, torch.Tensor | float] = {}
+        self.host_stats: dict[str, float] = {}  # the last settled window's mean stats (good batches)
 
     # ---------------------------------------------------------------- forward
 
@@ -128,6 +146,30 @@ class LitESPnetModel(L.LightningModule):
         value = torch.tensor(float(flag), device=self.device)
         return bool(self.trainer.strategy.reduce(value, reduce_op="sum").item() > 0)
 
+    def _any_rank_on_device(self, flag: torch.Tensor) -> torch.Tensor:
+        """``flag`` (a bool tensor) OR-ed over the ranks, staying on the device.
+
+        ``dist.all_reduce`` itself, not ``strategy.reduce``: Lightning's reduce puts a
+        barrier first, which under NCCL blocks the host until the device is idle.
+        """
+        if self.trainer.world_size <= 1:
+            return flag
+        value = flag.to(torch.float32)
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.SUM)
+        return value > 0
+
+    def _deferred(self, steps: list[OptimizationStep], optimizers: dict[str, Any]) -> bool:
+        """Whether this batch can be checked without waiting for the device (see the module doc)."""
+        if len(steps) != 1 or len(optimizers) != 1 or self.accumulate_grad_batches != 1:
+            return False
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return False
+        opt = next(iter(optimizers.values()))
+        inner = getattr(opt, "optimizer", opt)  # LightningOptimizer wraps the torch one
+        return bool(getattr(inner, "_step_supports_amp_scaling", False)) and all(
+            g.get("fused") for g in inner.param_groups
+        )
+
     # ---------------------------------------------------------------- training
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -137,14 +179,48 @@ class LitESPnetModel(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         steps, stats, weight = self._forward(batch)
-        bad = not all(bool(torch.isfinite(s.loss)) for s in steps)
         optimizers = self._optimizers_by_name()
+        if self._deferred(steps, optimizers):
+            self._deferred_step(batch, steps[0], optimizers[steps[0].name], stats, weight)
+        else:
+            self._checked_step(batch, steps, optimizers, stats, weight)
+        if len(self._window) >= max(1, self.trainer.log_every_n_steps or 1):
+            self.settle()
+            if self.skipped_batches:
+                self.log("train/skipped_batches", torch.tensor(float(self.skipped_batches)), batch_size=1)
+
+    def _deferred_step(self, batch: dict[str, Any], step: OptimizationStep, opt: Any,
+                       stats: dict[str, Any], weight: int) -> None:
+        """One batch without a host-device synchronisation: the fused step skips itself."""
+        bad_loss = self._any_rank_on_device(~torch.isfinite(step.loss.detach()))
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(step.loss)  # on every rank, good or bad: DDP never waits
+        norm = self._grad_norm(step.name, opt)
+        bad_grad = ~torch.isfinite(norm)  # identical on every rank: DDP averaged the grads
+        inner = getattr(opt, "optimizer", opt)
+        inner.found_inf = (bad_loss | bad_grad).to(torch.float32)
+        try:
+            opt.step()
+        finally:
+            del inner.found_inf
+        scheduler = self._schedulers_by_name().get(step.name)
+        if scheduler is not None and not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step()  # rewound by settle() for every batch it finds skipped
+        opt.zero_grad(set_to_none=True)
+        self._window.append((torch.stack([bad_loss, bad_grad]), [str(k) for k in list(batch.get("keys", []))[:3]]))
+        self._record(stats, weight, good=~(bad_loss | bad_grad))
+        self._log_lr(opt, weight)
+
+    def _checked_step(self, batch: dict[str, Any], steps: list[OptimizationStep], optimizers: dict[str, Any],
+                      stats: dict[str, Any], weight: int) -> None:
+        """One batch checked on the host (one synchronisation or more)."""
+        bad = not all(bool(torch.isfinite(s.loss)) for s in steps)
         if self._any_rank(bad):
             if self._pending and self.trainer.is_last_batch:  # gradients of earlier good batches
                 for name, opt in optimizers.items():
                     self._clip_and_step(name, opt)
                 self._pending = 0
-            self._bad_batch(batch, "loss", [float(s.loss.detach()) for s in steps])
+            self._bad_batch(_keys(batch), "loss", [float(s.loss.detach()) for s in steps])
             return
         accum = self.accumulate_grad_batches
         self._pending += 1
@@ -161,16 +237,87 @@ class LitESPnetModel(L.LightningModule):
         if due:
             self._pending = 0
         if bad_grad:
-            self._bad_batch(batch, "gradient", None)
+            self._bad_batch(_keys(batch), "gradient", None)
             return
         self.consecutive_bad = 0
         self.trained_batches += 1
         self._record(stats, weight)
         if len(optimizers) == 1:
-            self.log("train/lr", next(iter(optimizers.values())).param_groups[0]["lr"], batch_size=weight)
+            self._log_lr(next(iter(optimizers.values())), weight)
         else:
             for name, opt in optimizers.items():
-                self.log(f"train/lr_{name}", opt.param_groups[0]["lr"], batch_size=weight)
+                self._log_lr(opt, weight, f"train/lr_{name}")
+
+    def _log_lr(self, opt: Any, weight: int, name: str = "train/lr") -> None:
+        # a CPU tensor: a Python float would become a tensor on the device (a host-to-device
+        # copy that waits for the device) at every step
+        self.log(name, torch.tensor(float(opt.param_groups[0]["lr"])), batch_size=weight)
+
+    def _grad_norm(self, name: str, opt: Any) -> torch.Tensor:
+        """Clip ``name``'s gradients (its ``grad_clip`` or ``gradient_clip_val``); the norm, on the device."""
+        clip = self.optim_confs[name].grad_clip
+        clip = self.gradient_clip_val if clip is None else clip
+        params = [p for g in opt.param_groups for p in g["params"]]
+        if clip:
+            return torch.nn.utils.clip_grad_norm_(params, clip)
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return torch.zeros((), device=self.device)
+        return torch.nn.utils.get_total_norm(grads)
+
+    def settle(self) -> None:
+        """Read the deferred flags (one device-to-host copy): count, log, raise, rewind the schedule.
+
+        Idempotent; called every ``log_every_n_steps`` batches, at epoch ends, before
+        checkpoints and at the end of training.
+        """
+        window, self._window = self._window, []
+        names = sorted(self._wsums)
+        wsums, wweights = self._wsums, self._wweights
+        self._wsums, self._wweights = {}, {}
+        if not window and not names:
+            return
+        parts = [f.reshape(-1).to(self.device, torch.float32) for f, _ in window]
+        parts += [wsums[n].reshape(-1).to(self.device, torch.float32) for n in names]
+        parts += [torch.as_tensor(wweights[n]).reshape(-1).to(self.device, torch.float32) for n in names]
+        host = torch.cat(parts).tolist()  # the one synchronisation of the window
+        flags, host = host[: 2 * len(window)], host[2 * len(window):]
+        skipped = 0
+        for i, (_, keys) in enumerate(window):
+            bad_loss, bad_grad = flags[2 * i] > 0, flags[2 * i + 1] > 0
+            if bad_loss or bad_grad:
+                skipped += 1
+                self._bad_batch(keys, "loss" if bad_loss else "gradient", None)
+            else:
+                self.consecutive_bad = 0
+                self.trained_batches += 1
+                self.optimizer_steps += 1
+        n = len(names)
+        self.host_stats = {k: host[i] / host[n + i] for i, k in enumerate(names) if host[n + i] > 0}
+        if skipped:
+            self._rewind_schedules(skipped)
+
+    def _rewind_schedules(self, batches: int) -> None:
+        """Take ``batches`` steps back from every step-based schedule (their batches were skipped)."""
+        for scheduler in self._schedulers_by_name().values():
+            if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+                continue
+            scheduler.last_epoch -= batches
+            opt = scheduler.optimizer
+            for group, base, f in zip(opt.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+                group["lr"] = base * f(scheduler.last_epoch)
+            scheduler._last_lr = [g["lr"] for g in opt.param_groups]
+
+    def on_train_epoch_end(self) -> None:
+        self.settle()
+        if self.skipped_batches:
+            self.log("train/skipped_batches", torch.tensor(float(self.skipped_batches)), batch_size=1)
+
+    def on_validation_start(self) -> None:
+        self.settle()
+
+    def on_train_end(self) -> None:
+        self.settle()
 
     def _clip_and_step(self, name: str, opt: Any) -> bool:
         """Clip, step the optimizer and its step-based schedule; False on a non-finite gradient."""
@@ -194,8 +341,7 @@ class LitESPnetModel(L.LightningModule):
         opt.zero_grad(set_to_none=True)
         return finite
 
-    def _bad_batch(self, batch: dict[str, Any], what: str, losses: list[float] | None) -> None:
-        keys = list(batch.get("keys", []))[:3]
+    def _bad_batch(self, keys: list[str], what: str, losses: list[float] | None) -> None:
         if self.nan_policy == "raise":
             raise FloatingPointError(
                 f"non-finite {what} {losses if losses is not None else ''} on batch {keys}...; "
@@ -204,7 +350,6 @@ class LitESPnetModel(L.LightningModule):
         self.skipped_batches += 1
         self.consecutive_bad += 1
         log.warning("skipping a batch with non-finite %s on some rank (keys here %s...)", what, keys)
-        self.log("train/skipped_batches", float(self.skipped_batches), batch_size=1)
         if self.consecutive_bad >= self.bad_batch_limit:
             raise RuntimeError(
                 f"{self.consecutive_bad} consecutive batches had a non-finite loss or gradient "
@@ -212,18 +357,30 @@ class LitESPnetModel(L.LightningModule):
                 "optim.lr, raise warmup_steps, check the data, or use precision: 32-true"
             )
 
-    def _record(self, stats: dict[str, Any], weight: int) -> None:
+    def _record(self, stats: dict[str, Any], weight: int, good: torch.Tensor | None = None) -> None:
+        """Log the batch's stats and add them to the epoch's and the window's sums.
+
+        ``good``: a device flag (deferred check): a bad batch adds nothing. No value is
+        read back here: logged tensors stay on the device until Lightning's logging step
+        (``prog_bar`` would read every step; the progress bar shows :attr:`host_stats`).
+        """
         for name, value in stats.items():
             if value is None:
                 continue
             value = value.detach().float() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
-            self.log(f"train/{name}", value, batch_size=weight, prog_bar=name == "loss")
-            w = torch.tensor(float(weight), device=value.device)
-            self._sums[name] = torch.as_tensor(self._sums.get(name, 0.0)).to(value.device) + value * w
-            self._weights[name] = torch.as_tensor(self._weights.get(name, 0.0)).to(value.device) + w
+            self.log(f"train/{name}", value, batch_size=weight)
+            contrib = value * float(weight)
+            w: torch.Tensor | float = float(weight)
+            if good is not None:
+                contrib = torch.where(good, contrib, 0.0)
+                w = good.to(torch.float32) * float(weight)
+            for sums, weights in ((self._sums, self._weights), (self._wsums, self._wweights)):
+                sums[name] = sums[name] + contrib if name in sums else contrib
+                weights[name] = weights[name] + w if name in weights else w
 
     def epoch_train_means(self) -> dict[str, float]:
         """The batch-size-weighted means of this epoch's training stats on all ranks; resets them."""
+        self.settle()
         keys = sorted(self._sums)
         if not keys:
             return {}
@@ -296,6 +453,7 @@ class LitESPnetModel(L.LightningModule):
     # ---------------------------------------------------------------- checkpoints
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.settle()  # the counters must be whole (AtomicCheckpoint settles before saving)
         checkpoint["espnet_train"] = {
             "skipped_batches": self.skipped_batches,
             "consecutive_bad": self.consecutive_bad,
@@ -319,6 +477,11 @@ class LitESPnetModel(L.LightningModule):
         # a mid-epoch restart does not call on_train_epoch_start: the sums continue as saved
         self._sums = dict(state.get("epoch_sums", {}))
         self._weights = dict(state.get("epoch_weights", {}))
+
+
+def _keys(batch: dict[str, Any]) -> list[str]:
+    """The first keys of ``batch``, for messages."""
+    return [str(k) for k in list(batch.get("keys", []))[:3]]
 
 
 def _get_rng_state() -> dict[str, Any]:

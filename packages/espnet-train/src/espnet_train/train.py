@@ -36,10 +36,19 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from .average import MODEL_PREFIX, average_checkpoints
-from .callbacks import AtomicCheckpoint, DataPosition, EpochHistory, RunConfig
+from .callbacks import (
+    AtomicCheckpoint,
+    DataPosition,
+    EpochHistory,
+    EpochLog,
+    HostStatsProgressBar,
+    RunConfig,
+    StepTimer,
+)
 from .checkpoints import LAST, best_checkpoints, load_checkpoint, ranked_checkpoints
 from .config import TrainerConfig, TrainingConfig
 from .data import make_stream
+from .devices import cpu_has_native_bf16, on_gpu, resolve, resolve_precision, trainer_settings  # noqa: F401 (re-exported)
 from .export import export_model_folder
 from .lm import build_lm_model, lm_steps_per_epoch, make_text_stream
 from .module import LitESPnetModel
@@ -106,27 +115,9 @@ def _steps_per_epoch(config: TrainingConfig) -> int:
     return max(1, int(seconds * 1.15 / config.data.max_seconds) + 1)
 
 
-def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """True when the CPU computes bf16 natively (AVX-512 bf16 or AMX); unknown counts as yes.
-
-    Without it oneDNN emulates bf16, and bf16 autocast makes a CPU step slower than fp32.
-    """
-    try:
-        flags = Path(cpuinfo).read_text()
-    except OSError:
-        return True
-    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
-
-
 def _precision(tc: TrainerConfig) -> str:
-    """``tc.precision``, except bf16 on a CPU without native bf16, which trains in fp32."""
-    on_cpu = tc.accelerator == "cpu" or (tc.accelerator == "auto" and not torch.cuda.is_available())
-    if tc.precision.startswith("bf16") and on_cpu and not cpu_has_native_bf16():
-        log.warning("precision %s: this CPU has no native bf16 (no avx512_bf16/amx_bf16 flag), "
-                    "where bf16 is emulated and slower than fp32; training in fp32 (32-true)",
-                    tc.precision)
-        return "32-true"
-    return tc.precision
+    """``tc.precision`` as training uses it (:func:`espnet_train.devices.resolve_precision`)."""
+    return resolve_precision(tc)
 
 
 def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) -> Path:
@@ -135,6 +126,7 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
     ``callbacks``: further Lightning callbacks (progress reporting, tests that stop
     training on purpose).
     """
+    config = resolve(config)  # precision: auto, num_workers: auto (recorded resolved)
     exp_dir = Path(config.exp_dir)
     ckpt_dir = exp_dir / "checkpoints"
     last = ckpt_dir / LAST
@@ -155,10 +147,15 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
     log.info("model: %.2fM parameters", count_parameters(model) / 1e6)
     if config.init_from and not resume:
         init_weights(model, config.init_from)
-    streams = make_text_stream if config.task == "lm" else make_stream
-    train_stream = streams(config.data.train, config.data, tokenizer.encode, train=True, seed=config.seed)
-    valid_stream = streams(config.data.valid, config.data, tokenizer.encode, train=False)
     tc = config.trainer
+    if config.task == "lm":
+        train_stream = make_text_stream(config.data.train, config.data, tokenizer.encode, train=True, seed=config.seed)
+        valid_stream = make_text_stream(config.data.valid, config.data, tokenizer.encode, train=False)
+    else:  # page-locked batches on a GPU: their copies to the device do not wait for it
+        pin = on_gpu(tc)
+        train_stream = make_stream(config.data.train, config.data, tokenizer.encode, train=True, seed=config.seed,
+                                   pin_memory=pin)
+        valid_stream = make_stream(config.data.valid, config.data, tokenizer.encode, train=False, pin_memory=pin)
     per_epoch = (lm_steps_per_epoch(config, tokenizer.encode) if config.task == "lm"
                  else _steps_per_epoch(config))
     total_steps = per_epoch * tc.max_epochs // max(1, tc.accumulate_grad_batches)
@@ -195,21 +192,22 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
             enable_version_counter=False,
         ))
     progress = tc.enable_progress_bar if tc.enable_progress_bar is not None else sys.stderr.isatty()
+    history = EpochHistory(exp_dir / "images")
+    timer = [StepTimer(duration=tc.max_time, every=tc.log_every_n_steps)] if tc.max_time else []
     trainer = L.Trainer(
         default_root_dir=exp_dir,
         max_epochs=tc.max_epochs,
-        max_time=tc.max_time,
-        accelerator=tc.accelerator,
-        devices=tc.devices,
-        num_nodes=tc.num_nodes,
-        strategy=tc.strategy,
-        precision=_precision(tc),
+        **trainer_settings(tc),
         log_every_n_steps=tc.log_every_n_steps,
         callbacks=[
             RunConfig(plain_config(config)),
             DataPosition(train_stream),
-            EpochHistory(exp_dir / "images"),
+            history,
+            EpochLog(history, max_time_s=_seconds(tc.max_time),
+                     sample_rate=None if config.task == "lm" else _sample_rate(config.data.train)),
             LearningRateMonitor(),
+            *timer,
+            *([HostStatsProgressBar()] if progress else []),
             *(callbacks or []),
             *checkpoints,
         ],
@@ -258,6 +256,14 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
     write_json(exp_dir / "train_summary.json",
                {**summary, "train_seconds": round(time.perf_counter() - start, 1)})
     return out
+
+
+def _seconds(max_time: str | None) -> float | None:
+    """``DD:HH:MM:SS`` in seconds."""
+    if not max_time:
+        return None
+    days, hours, minutes, seconds = (int(x) for x in max_time.split(":"))
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def _sample_rate(split_dir: str) -> int:
