@@ -1,8 +1,24 @@
-"""Corpus readers: each turns a corpus on disk (or made on the fly) into entries."""
+"""Corpus readers: each turns a corpus on disk (or made on the fly) into entries.
+
+The data adapters (``JsonlManifestCorpus``, ``HFDatasetCorpus``, ``LhotseCorpus``) read
+other toolkits' formats; only ``HFDatasetCorpus`` needs an extra (``espnet-data[hf]``),
+and it imports ``datasets`` when it first reads a dataset, not here.
+"""
 
 from .an4 import AN4Corpus
+from .hf import HFDatasetCorpus
+from .jsonl import JsonlManifestCorpus
 from .kaldi import KaldiDirCorpus
+from .lhotse import LhotseCorpus
 from .librispeech import LibriSpeechCorpus
 from .mini import MiniCorpus
 
-__all__ = ["AN4Corpus", "KaldiDirCorpus", "LibriSpeechCorpus", "MiniCorpus"]
+__all__ = [
+    "AN4Corpus",
+    "HFDatasetCorpus",
+    "JsonlManifestCorpus",
+    "KaldiDirCorpus",
+    "LhotseCorpus",
+    "LibriSpeechCorpus",
+    "MiniCorpus",
+]
