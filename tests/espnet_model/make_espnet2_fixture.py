@@ -51,6 +51,11 @@ _ENCODER_CONF: dict[str, dict[str, Any]] = {
         "num_blocks": 2, "use_ffn": True, "macaron_ffn": True, "linear_units": 32,
         "input_layer": "conv2d6",
     },
+    "contextual_block_conformer": {  # blocks of 6 frames every 2: the 11 frames make 4
+        "output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 2,
+        "macaron_style": True, "cnn_module_kernel": 5, "block_size": 6, "hop_size": 2,
+        "look_ahead": 2,
+    },
 }  # fmt: skip
 
 LIBRISPEECH100 = {
@@ -149,6 +154,7 @@ def make_fixture(out: Path, encoder: str) -> None:
         ys_in = torch.tensor([[9, 2, 3, 4, 5], [9, 6, 7, 8, 9]])
         dec_logits, _ = model.decoder(enc, enc_lengths, ys_in, text_lengths + 1)
         loss, stats, _ = model(speech, speech_lengths, text, text_lengths)
+        streaming = _streaming_outputs(model, feats[:1].clone()) if "contextual" in encoder else {}
     torch.save(
         {
             "speech": speech, "speech_lengths": speech_lengths, "text": text,
@@ -157,9 +163,25 @@ def make_fixture(out: Path, encoder: str) -> None:
             "ctc_logp": ctc_logp, "dec_logits": dec_logits, "loss": loss,
             "loss_ctc": stats["loss_ctc"], "loss_att": stats["loss_att"],
             "num_params": torch.tensor(sum(p.numel() for p in model.parameters())),
+            **streaming,
         },
         folder / "expected.pt",
     )  # fmt: skip
+
+
+def _streaming_outputs(model: Any, feats: torch.Tensor) -> dict[str, Any]:
+    """ESPnet2's streaming encoder (``forward_infer``) on the first utterance's normalised
+    features: at once (``enc_infer``) and fed 9 + 9 + ... frames (``enc_stream``)."""
+    feats, _ = model.normalize(feats, torch.tensor([feats.size(1)]))
+    encoder = model.encoder
+    enc_infer, _, _ = encoder(feats, torch.tensor([feats.size(1)]), None, True, True)
+    states, pieces = None, []
+    for start in range(0, feats.size(1), 9):
+        chunk = feats[:, start : start + 9]
+        final = start + 9 >= feats.size(1)
+        out, _, states = encoder(chunk, torch.tensor([chunk.size(1)]), states, final, True)
+        pieces.append(out)
+    return {"stream_feats": feats, "enc_infer": enc_infer, "enc_stream": torch.cat(pieces, 1)}
 
 
 def count_librispeech100() -> dict[str, int]:

@@ -37,7 +37,12 @@ from torch import nn
 
 from espnet_model.asr import ASRModel
 from espnet_model.decoder import TransformerDecoder
-from espnet_model.encoders import ConformerEncoder, EBranchformerEncoder, TransformerEncoder
+from espnet_model.encoders import (
+    ConformerEncoder,
+    ContextualBlockConformerEncoder,
+    EBranchformerEncoder,
+    TransformerEncoder,
+)
 from espnet_model.frontend import Fbank, StftFrontend, parse_fs
 from espnet_model.normalize import GlobalMVN, UtteranceMVN
 from espnet_model.specaug import SpecAug
@@ -51,6 +56,7 @@ CHOICES: dict[str, dict[str, Callable[..., nn.Module]]] = {
         "conformer": ConformerEncoder,
         "transformer": TransformerEncoder,
         "e_branchformer": EBranchformerEncoder,
+        "contextual_block_conformer": ContextualBlockConformerEncoder,
     },
     "decoder": {"transformer": TransformerDecoder},
 }

@@ -66,6 +66,14 @@ _DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.0,
             "input_layer": "conv2d", "normalize_before": True,
         },
+        "contextual_block_conformer": {
+            "output_size": 256, "attention_heads": 4, "linear_units": 2048, "num_blocks": 6,
+            "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.0,
+            "input_layer": "conv2d", "normalize_before": True, "macaron_style": False,
+            "selfattention_layer_type": "rel_selfattn", "activation_type": "swish",
+            "use_cnn_module": True, "cnn_module_kernel": 31, "block_size": 40, "hop_size": 16,
+            "look_ahead": 16, "init_average": True, "ctx_pos_enc": True,
+        },
         "e_branchformer": {
             "output_size": 256, "attention_heads": 4, "attention_layer_type": "rel_selfattn",
             "pos_enc_layer_type": "rel_pos", "rel_pos_type": "latest", "cgmlp_linear_units": 2048,
