@@ -149,3 +149,37 @@ def test_sentencepiece_retrained_into_the_same_folder_is_byte_identical(tmp_path
     train_sentencepiece(texts, tmp_path, vocab_size=40)
     assert (tmp_path / "bpe.model").read_bytes() == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bpe.model", "bpe.vocab"]
+
+
+def test_token_list_tokenizer_follows_the_list_not_the_model(sentencepiece) -> None:
+    """ESPnet2's token lists order pieces by frequency: ids index the list, and pieces
+    are joined by the SentencePiece model, as ESPnet2's Speech2Text does."""
+    from espnet_data.tokenizer import TokenListTokenizer
+
+    pieces = sentencepiece.token_list[2:-1]
+    tokens = ["<blank>", "<unk>", *reversed(pieces), "<sos/eos>"]
+    tok = TokenListTokenizer(tokens, "bpe", sentencepiece.model_path)
+    text = " ".join(TEXTS[0].split())
+    ids = tok.encode(text)
+    assert ids != sentencepiece.encode(text)
+    assert [tok.token_list[i] for i in ids] == [sentencepiece.token_list[i]
+                                                for i in sentencepiece.encode(text)]
+    assert tok.decode([0, *ids, len(tokens) - 1]) == sentencepiece.decode(sentencepiece.encode(text))
+    assert tok.decode([1]).strip() == "⁇"  # <unk> stays, as SentencePiece writes it
+
+
+def test_token_list_tokenizer_char_word_and_errors(tmp_path: Path) -> None:
+    from espnet_data.tokenizer import TokenListTokenizer
+
+    char = TokenListTokenizer(["<blank>", "<unk>", "a", "<space>", "b", "<sos/eos>"], "char")
+    assert char.encode("ab a") == [2, 4, 3, 2] and char.encode("c") == [1]
+    assert char.decode([0, 2, 4, 3, 2, 5]) == "ab a"
+    word = TokenListTokenizer(["<blank>", "<unk>", "hello", "world", "<sos/eos>"], "word")
+    assert word.encode("hello there world") == [2, 1, 3]
+    assert word.decode([2, 1, 3]) == "hello <unk> world"
+    with pytest.raises(ValueError, match="must start with <blank>, <unk>"):
+        TokenListTokenizer(["a", "<unk>", "<sos/eos>"], "char")
+    with pytest.raises(ValueError, match="token_type 'phn' unknown"):
+        TokenListTokenizer(["<blank>", "<unk>", "<sos/eos>"], "phn")  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError, match="missing.model not found"):
+        TokenListTokenizer(["<blank>", "<unk>", "<sos/eos>"], "bpe", tmp_path / "missing.model")

@@ -113,6 +113,75 @@ class CharTokenizer:
         return {"type": "char", "token_list": "tokens.txt"}
 
 
+class TokenListTokenizer:
+    """ESPnet2's text side: ids index a token list; tokens become text by ``token_type``.
+
+    ``bpe``: the list holds SentencePiece pieces in any order (ESPnet2 recipes sort them
+    by frequency, so the ids are not the model's); ``decode`` looks every id up in the
+    list and joins the pieces with ``bpemodel``'s ``decode_pieces``. ``char``: tokens
+    are characters, ``space_symbol`` a space. ``word``: tokens are joined by spaces.
+    This is what ``espnet2.bin.asr_inference.Speech2Text`` does with ``TokenIDConverter``
+    and ``build_tokenizer``, so the same ids give ESPnet2's text: ``<blank>`` (id 0) and
+    ``<sos/eos>`` (the last id) are dropped, ``<unk>`` stays (SentencePiece writes it
+    `` ⁇ ``). ``encode`` maps tokens missing from the list to ``<unk>``.
+    """
+
+    def __init__(
+        self,
+        token_list: list[str],
+        token_type: Literal["bpe", "char", "word"] = "bpe",
+        bpemodel: str | os.PathLike[str] | None = None,
+        *,
+        space_symbol: str = SPACE,
+    ) -> None:
+        if token_list[:2] != [BLANK, UNK] or token_list[-1] != SOS_EOS:
+            raise ValueError(
+                f"a token list must start with {BLANK}, {UNK} and end with {SOS_EOS} "
+                f"(ESPnet's ids), got {token_list[:2]} ... {token_list[-1:]}"
+            )
+        if token_type not in ("bpe", "char", "word"):
+            raise ValueError(f"token_type {token_type!r} unknown: use 'bpe', 'char' or 'word'")
+        self.token_list = [str(t) for t in token_list]
+        self.token_type = token_type
+        self.space_symbol = space_symbol
+        self.model_path = None if bpemodel is None else Path(bpemodel)
+        self._ids = {t: i for i, t in enumerate(self.token_list)}
+        self._sp: spm.SentencePieceProcessor | None = None
+        if token_type == "bpe":
+            if self.model_path is None or not self.model_path.is_file():
+                raise FileNotFoundError(
+                    f"token_type bpe needs its sentencepiece model (bpemodel), "
+                    f"{'not given' if bpemodel is None else f'{bpemodel} not found'}"
+                )
+            self._sp = spm.SentencePieceProcessor(model_file=str(self.model_path))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.token_list)
+
+    def tokens(self, ids: Iterable[int]) -> list[str]:
+        """The tokens of ``ids``, blank and sos/eos left out."""
+        last = len(self.token_list) - 1
+        return [self.token_list[int(i)] for i in ids if 0 < int(i) < last]
+
+    def encode(self, text: str) -> list[int]:
+        if self._sp is not None:
+            tokens = self._sp.encode(text, out_type=str)
+        elif self.token_type == "char":
+            tokens = [self.space_symbol if c == " " else c for c in text]
+        else:
+            tokens = text.split()
+        return [self._ids.get(t, 1) for t in tokens]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        tokens = self.tokens(ids)
+        if self._sp is not None:
+            return str(self._sp.decode_pieces(tokens))
+        if self.token_type == "char":
+            return "".join(" " if t == self.space_symbol else t for t in tokens)
+        return " ".join(tokens)
+
+
 def train_sentencepiece(
     texts: Iterable[str],
     out_dir: str | os.PathLike[str],

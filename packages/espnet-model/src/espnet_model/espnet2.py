@@ -283,8 +283,9 @@ def find_espnet2_files(path: Pathlike) -> tuple[Path, Path]:
                       exp_glob="exp/*", what="ASR")
 
 
-def _token_list(config: Mapping[str, Any], config_file: Path) -> list[str]:
-    tokens = read_token_list(dict(config), config_file)
+def _token_list(config: Mapping[str, Any], config_file: Path, tokens: Any = None) -> list[str]:
+    if tokens is None:
+        tokens = read_token_list(dict(config), config_file)
     if not isinstance(tokens, list) or len(tokens) < 3:
         raise ValueError(f"{config_file}: token_list must be a list of >= 3 tokens or a file")
     sos = (config.get("model_conf") or {}).get("sym_sos", "<sos/eos>")
@@ -314,6 +315,8 @@ def load_espnet2(
     path: Pathlike,
     model_file: Pathlike | None = None,
     map_location: str | torch.device = "cpu",
+    *,
+    token_list: list[str] | None = None,
 ) -> ESPnet2ASR:
     """Build the model an ESPnet2 ASR experiment describes and load its weights.
 
@@ -322,6 +325,8 @@ def load_espnet2(
             :func:`find_espnet2_files`).
         model_file: checkpoint to load instead of the one found next to the config.
         map_location: where the weights go.
+        token_list: the tokens, when the caller has read ``token_list`` itself (a
+            loader that resolves a pack's files inside the pack); checked as read ones.
 
     The model is returned in eval mode. Raises ``ValueError`` for a configuration
     espnet-model cannot rebuild and ``RuntimeError`` naming the keys when the
@@ -335,7 +340,7 @@ def load_espnet2(
         config_file, found = find_espnet2_files(root)
         checkpoint = Path(model_file) if model_file is not None else found
     config = read_yaml(config_file)
-    tokens = _token_list(config, config_file)
+    tokens = _token_list(config, config_file, token_list)
     model_config = translate_espnet2_config(config)
     model = build_asr_model(model_config, vocab_size=len(tokens))
     assert isinstance(model, ASRModel)
