@@ -42,10 +42,15 @@ _WEIGHTS = ("model.safetensors", "model.pt")
 
 @dataclass
 class LoadedModel:
+    """A model ready to decode. ``files``: what it was built from, when that is not
+    ``config.yaml`` and the weights in ``path`` (an ESPnet2 pack's configs, checkpoint,
+    tokenizer files); results decoded with it depend on their contents."""
+
     model: ASRModel
     tokenizer: Any
     config: dict[str, Any]
     path: Path
+    files: tuple[Path, ...] = ()
 
     @property
     def sample_rate(self) -> int:
@@ -169,6 +174,9 @@ def load_model_folder(
 ) -> LoadedModel:
     """Build the model from ``config.yaml``, load its weights, put it in eval mode.
 
+    An ESPnet2 model-zoo pack, Hub snapshot or ASR experiment folder loads too
+    (:mod:`espnet_infer.espnet2_pack`; it has no digests to verify and no ``class_path``).
+
     Args:
         path: the model folder on disk (``hf://`` references are resolved by
             :meth:`Speech2Text.from_pretrained <espnet_infer.Speech2Text.from_pretrained>`).
@@ -192,10 +200,16 @@ def load_model_folder(
             f"model folder {folder} does not exist (train one with espnet-train, unpack a "
             "packed model there, or fetch one with Speech2Text.from_pretrained('hf://owner/name'))"
         )
+    from .espnet2_pack import find_espnet2, load_espnet2_model
+
+    espnet2 = find_espnet2(folder)
+    if espnet2 is not None:  # an ESPnet2 zoo pack / Hub repo / experiment (no digests)
+        return load_espnet2_model(espnet2, device)
     if not config_file.is_file():
         raise FileNotFoundError(
             f"{config_file} not found: {folder} is not a model folder "
-            "(train one with espnet-train, or unpack a packed model there)"
+            "(train one with espnet-train, or unpack a packed model there; an ESPnet2 "
+            "model-zoo pack has meta.yaml naming yaml_files.asr_train_config)"
         )
     digests = _manifest_digests(folder) if verify else None
     if digests is not None:

@@ -387,6 +387,8 @@ def _settings(
     for name in ("config.yaml", "model.safetensors", "model.pt"):
         if (folder / name).is_file():
             files[name] = file_digest(folder / name)
+    for path in model.files:  # an ESPnet2 pack: its configs, checkpoint, tokenizer files
+        files[Path(os.path.relpath(path, folder)).as_posix()] = file_digest(path)
     decode = asdict(config.decode)
     settings: dict[str, Any] = {"model_dir": str(folder.resolve()), "model_files": files,
                                 "decode": decode}

@@ -11,6 +11,7 @@ Usage::
         print(t.score, t.scores, t.text)                       # scores: att, ctc, lm
     s2t = Speech2Text.from_pretrained("exp/train/model", lm="exp/lm/model", lm_weight=0.6)
     s2t = Speech2Text.from_pretrained("packed", lm=False)      # a pack's own LM left out
+    s2t = Speech2Text.from_pretrained("hf://espnet/<an ESPnet2 model>")  # ESPnet2 zoo layout
 
 A plain string is a path on disk, never a Hub repository: ``hf://owner/repo`` (or
 ``hf://owner/repo@revision``) fetches. A packed folder is checked against its
@@ -47,6 +48,7 @@ from .config import DecodeConfig
 from .decode.beam_search import BeamSearch
 from .decode.greedy import ctc_greedy_search
 from .decode.protocol import LMLike
+from .espnet2_pack import ESPNET2_DECODE, find_espnet2, load_espnet2_model
 from .hub import HUB_PREFIX, resolve_model_dir
 from .lm import LoadedLM, check_lm_tokenizer, load_lm_folder
 from .loading import LoadedModel, _manifest_digests, _read_yaml, _verify, load_model_folder
@@ -247,9 +249,16 @@ class Speech2Text:
         the pack's ``lm_weight`` unless ``lm_weight`` (or ``decode``) is given;
         ``lm=False`` (or ``lm_weight=0``) leaves it out, ``lm=<folder>`` uses another
         one. Greedy CTC (``method="ctc_greedy"``) never loads it.
+
+        An ESPnet2 model-zoo pack, ESPnet2 Hub repository or ESPnet2 ASR experiment
+        folder (:mod:`espnet_infer.espnet2_pack`) decodes with ESPnet2 ``Speech2Text``'s
+        defaults (:data:`~espnet_infer.espnet2_pack.ESPNET2_DECODE`: beam 20,
+        ``ctc_weight`` 0.5 and, when its ``meta.yaml`` names an LM, that LM at
+        ``lm_weight`` 1.0) unless ``decode`` or ``decode_options`` say otherwise.
         """
         folder = resolve_model_dir(name_or_path, revision=revision, cache_dir=cache_dir)
-        config = decode or DecodeConfig()
+        espnet2 = find_espnet2(folder)
+        config = decode or (DecodeConfig() if espnet2 is None else ESPNET2_DECODE)
         if decode_options:
             unknown = sorted(set(decode_options) - set(DecodeConfig.__dataclass_fields__))
             if unknown:
@@ -258,6 +267,12 @@ class Speech2Text:
                     f"{sorted(DecodeConfig.__dataclass_fields__)}"
                 )
             config = replace(config, **decode_options)
+        if espnet2 is not None:  # its LM (meta.yaml: lm_train_config) at ESPnet2's lm_weight
+            if (lm is None and config.lm is None and espnet2.lm_config is not None
+                    and config.method == "beam_search"):
+                config = replace(config, lm=str(folder))
+            return cls(load_espnet2_model(espnet2, device), decode=config, device=device,
+                       trust_remote_code=trust_remote_code, verify=verify, lm=lm)
         if lm is None and config.lm is None and config.method == "beam_search":
             packed_lm, packed_weight = packed_lm_settings(folder, verify=verify)
             if packed_lm is not None:
