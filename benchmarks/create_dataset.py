@@ -15,9 +15,10 @@ Four workloads, each run with every worker count of ``BENCH_WORKERS`` (default
   ``create_dataset``;
 * ``generate``: ``espnet_data.synth.librispeech.make_librispeech``: the LibriSpeech-shaped
   synthetic corpus (utterances of 2-24.5 s) written as FLAC files and transcripts;
-* ``flac_copy``: shards written from existing 16 kHz FLAC files (that corpus, read the
-  way ``LibriSpeechCorpus`` reads it), ``keep_original``: each file decoded to check it
-  and stored as it is;
+* ``flac_copy``: shards written from existing 16 kHz FLAC files (a 2 h corpus of
+  ``make_librispeech``, read the way ``LibriSpeechCorpus`` reads it, its files listed again
+  under new keys where a run needs more), ``keep_original``: each file decoded to check
+  it and stored as it is;
 * ``flac_reencode``: the same with ``keep_original: false``: decoded, checked, re-encoded.
 
 The two ``flac_`` workloads are ``shard_write``'s ``copy`` and ``reencode`` modes (its
@@ -50,8 +51,8 @@ from shard_write import MODES, write_once
 SEED = 0
 UTTERANCES_PER_SHARD = 100
 # work per worker slot (a run with W workers does max(W, 2) slots)
-FULL = {"synth_utts": 400, "generate_h": 0.25, "flac_h": 1.0}
-QUICK = {"synth_utts": 40, "generate_h": 0.02, "flac_h": 0.04}
+FULL = {"synth_utts": 400, "generate_h": 0.25, "flac_utts": 1000, "flac_source_h": 2.0}
+QUICK = {"synth_utts": 40, "generate_h": 0.02, "flac_utts": 20, "flac_source_h": 0.04}
 WORKLOADS = ("synth", "generate", "flac_copy", "flac_reencode")
 
 
@@ -102,6 +103,18 @@ def _run_generate(work: Path, workers: int, slots: int, sizes: dict[str, float])
     return {"wall_s": wall, "utterances": part["utterances"], "hours": part["hours"]}
 
 
+def _listed(entries: list[Any], n: int) -> list[Any]:
+    """``n`` entries: the corpus's files in order, listed again under new keys
+    (``<key>-r1``...) when there are fewer (the files are read each time)."""
+    from dataclasses import replace
+
+    return [
+        replace(entries[i % len(entries)], key=f"{entries[i % len(entries)].key}-r{i // len(entries)}")
+        if i >= len(entries) else entries[i]
+        for i in range(n)
+    ]
+
+
 def _run_flac(
     work: Path, workers: int, slots: int, entries: list[Any], per_slot: int, mode: str
 ) -> dict[str, Any]:
@@ -109,7 +122,7 @@ def _run_flac(
     FLAC files, read as ``LibriSpeechCorpus`` reads them."""
     from espnet_data.testing import ListCorpus
 
-    corpus = ListCorpus({"train": entries[: per_slot * slots]})
+    corpus = ListCorpus({"train": _listed(entries, per_slot * slots)})
     res = write_once(corpus, work, workers, {**MODES[mode], "max_duration": 36.0})
     return {"wall_s": res["wall_s"], "utterances": res["utterances"],
             "hours": res["audio_hours_per_s"] * res["wall_s"], "stored_original": res["stored_original"]}
@@ -134,11 +147,11 @@ def run(quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-create-dataset-") as tmp:
         work = Path(tmp)
         start = time.perf_counter()
-        make_librispeech(work / "source", hours=sizes["flac_h"] * max(top, 2), parts=["train-clean-100"],
+        make_librispeech(work / "source", hours=sizes["flac_source_h"], parts=["train-clean-100"],
                          seed=SEED + 1, num_workers=top, progress=False)
         source_s = time.perf_counter() - start
         entries = LibriSpeechCorpus(root=str(work / "source")).entries("train")
-        per_slot = max(1, len(entries) // max(top, 2))
+        per_slot = int(sizes["flac_utts"])
         # warm-up: imports, espeak's library copy, the page cache of the FLAC files
         _run_synth(work / "warm", 1, 1, {"synth_utts": 8})
         _run_flac(work / "warm-flac", 1, 1, entries, per_slot, "copy")
