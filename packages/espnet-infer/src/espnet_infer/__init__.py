@@ -8,6 +8,7 @@ from .loading import LoadedModel, load_model_folder
 from .provider import InferenceProvider, WorkerEnv
 from .runner import decode_shard, run_inference
 from .speech2text import Speech2Text, Transcript
+from .streaming import Speech2TextStreaming
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ __all__ = [
     "LoadedModel",
     "ParallelConfig",
     "Speech2Text",
+    "Speech2TextStreaming",
     "Transcript",
     "WorkerEnv",
     "ctc_greedy_search",

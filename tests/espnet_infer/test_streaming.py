@@ -1,0 +1,177 @@
+"""Speech2TextStreaming: chunking invariance, whole-utterance equality, stream isolation,
+and the bad inputs of issue 16."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from espnet_infer.decode.greedy import ctc_greedy_search
+from espnet_infer.streaming import Speech2TextStreaming
+from espnet_model import build_asr_model
+
+VOCAB = 12
+
+
+def tiny_model(normalize: str | None = None, encoder: str = "contextual_block_conformer"):
+    """A random streaming model: fbank (20 mels), blocks of 8 frames every 3 (look-ahead
+    2), one decoder layer; CTC and decoder logits sharpened so that decisions are clear."""
+    torch.manual_seed(0)
+    encoder_conf: dict[str, object] = {
+        "output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 2,
+        "cnn_module_kernel": 5,
+    }  # fmt: skip
+    if encoder == "contextual_block_conformer":
+        encoder_conf.update(block_size=8, hop_size=3, look_ahead=2, macaron_style=True)
+    config: dict[str, object] = {
+        "frontend": "default",
+        "frontend_conf": {"n_mels": 20},
+        "encoder": encoder,
+        "encoder_conf": encoder_conf,
+        "decoder": "transformer",
+        "decoder_conf": {"attention_heads": 2, "linear_units": 32, "num_blocks": 1},
+        "model_conf": {"ctc_weight": 0.3},
+    }
+    if normalize:
+        config["normalize"] = normalize
+        if normalize == "global_mvn":
+            config["normalize_conf"] = {}
+    model = build_asr_model(config, vocab_size=VOCAB)
+    with torch.no_grad():
+        model.ctc.ctc_lo.weight.mul_(8.0)
+        model.decoder.output_layer.weight.mul_(4.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+def _speech(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 16000)
+    t = np.arange(n) / 16000
+    tone = np.sin(2 * np.pi * (200 + 300 * rng.random()) * t) * (0.3 + 0.3 * np.sin(3 * t))
+    return (tone + 0.05 * rng.standard_normal(n)).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", ["joint", "ctc_prefix", "ctc_greedy"])
+def test_result_does_not_depend_on_chunk_size(model, mode: str) -> None:
+    s2t = Speech2TextStreaming(model, mode=mode, beam_size=4)
+    wave = _speech(2.3, 0)
+    whole = s2t.transcribe(wave, chunk_ms=1e6)
+    assert whole.final and whole.samples == wave.size
+    for chunk_ms in (100, 250, 640):
+        result = s2t.transcribe(wave, chunk_ms=chunk_ms)
+        assert result.tokens == whole.tokens, (mode, chunk_ms)
+        assert result.frames == whole.frames
+    if mode != "joint":
+        assert whole.tokens, "the sharpened random model should emit something"
+
+
+def test_streamed_encoder_and_greedy_equal_the_offline_model(model) -> None:
+    """Chunked features + blocks equal the whole-utterance encoder: the same greedy CTC."""
+    s2t = Speech2TextStreaming(model, mode="ctc_greedy")
+    waves = [_speech(1.7, 1), _speech(2.9, 2)]
+    streamed = s2t.transcribe_batch(waves, chunk_ms=160)
+    with torch.no_grad():
+        for wave, result in zip(waves, streamed, strict=True):
+            x = torch.from_numpy(wave)[None]
+            enc, lengths = model.encode(x, torch.tensor([wave.size]))
+            offline = ctc_greedy_search(model.ctc.log_softmax(enc), lengths, blank_id=0)[0]
+            assert result.tokens == offline
+            assert result.frames == int(lengths[0])
+
+
+def test_partial_results_grow_and_lag_by_blocks(model) -> None:
+    s2t = Speech2TextStreaming(model, mode="ctc_greedy")
+    stream = s2t.start()
+    wave = _speech(2.0, 3)
+    frames = []
+    for start in range(0, wave.size, 1600):
+        result = s2t.feed(stream, wave[start : start + 1600])
+        assert not result.final
+        frames.append(result.frames)
+    assert frames == sorted(frames) and frames[-1] > 0
+    final = s2t.feed(stream, np.zeros(0, np.float32), final=True)
+    assert final.final and final.frames > frames[-1]
+    assert final.tokens[: len(result.tokens)] == result.tokens  # greedy never revises
+
+
+@pytest.mark.parametrize("mode", ["joint", "ctc_prefix"])
+def test_streams_batched_together_are_isolated(model, mode: str) -> None:
+    """Three streams fed together, with different chunk sizes and ends, each get what
+    they get alone."""
+    s2t = Speech2TextStreaming(model, mode=mode, beam_size=3)
+    waves = [_speech(1.5, 4), _speech(2.6, 5), _speech(0.7, 6)]
+    alone = [s2t.transcribe(w, chunk_ms=1e6).tokens for w in waves]
+    streams = [s2t.start() for _ in waves]
+    sizes = [1000, 2560, 4000]
+    pos = [0, 0, 0]
+    final_tokens: dict[int, list[int]] = {}
+    while len(final_tokens) < 3:
+        live = [i for i in range(3) if i not in final_tokens]
+        chunks = [waves[i][pos[i] : pos[i] + sizes[i]] for i in live]
+        finals = [pos[i] + sizes[i] >= waves[i].size for i in live]
+        for i, res in zip(
+            live, s2t.feed([streams[i] for i in live], chunks, final=finals), strict=True
+        ):
+            pos[i] += sizes[i]
+            if res.final:
+                final_tokens[i] = res.tokens
+    assert [final_tokens[i] for i in range(3)] == alone
+
+
+def test_bad_input_is_refused_and_loses_no_audio(model) -> None:
+    s2t = Speech2TextStreaming(model, mode="ctc_greedy")
+    wave = _speech(1.2, 7)
+    ref = s2t.transcribe(wave, chunk_ms=1e6)
+    stream = s2t.start()
+    s2t.feed(stream, wave[:5000])
+    samples = stream.features.samples
+    bad = wave[5000:6000].copy()
+    bad[10] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        s2t.feed(stream, bad)
+    with pytest.raises(ValueError, match="8000 Hz but the model takes 16000"):
+        s2t.feed(stream, wave[5000:6000], sample_rate=8000)
+    with pytest.raises(ValueError, match="integer samples"):
+        s2t.feed(stream, (wave[5000:6000] * 32767).astype(np.int16))
+    with pytest.raises(ValueError, match="1-D mono"):
+        s2t.feed(stream, np.stack([wave[5000:6000]] * 2))
+    with pytest.raises(ValueError, match="appears twice"):
+        s2t.feed([stream, stream], [wave[5000:6000], wave[6000:7000]])
+    assert stream.features.samples == samples  # nothing consumed by the refused calls
+    empty = s2t.feed(stream, np.zeros(0, np.float32))  # a zero-length chunk: no change
+    assert not empty.final and stream.features.samples == samples
+    result = s2t.feed(stream, wave[5000:], final=True, sample_rate=16000)
+    assert result.tokens == ref.tokens and result.samples == wave.size
+    with pytest.raises(ValueError, match="was finished"):
+        s2t.feed(stream, wave[:100])
+
+
+def test_a_batch_with_one_bad_chunk_changes_no_stream(model) -> None:
+    s2t = Speech2TextStreaming(model, mode="ctc_greedy")
+    a, b = s2t.start(), s2t.start()
+    bad = np.full(800, np.inf, np.float32)
+    with pytest.raises(ValueError, match="chunk 1"):
+        s2t.feed([a, b], [_speech(0.1, 8), bad])
+    assert a.features.samples == b.features.samples == 0
+
+
+def test_empty_and_tiny_streams_end_cleanly(model) -> None:
+    s2t = Speech2TextStreaming(model, mode="joint")
+    empty = s2t.feed(s2t.start(), [], final=True)
+    assert empty.final and empty.tokens == [] and empty.frames == 0
+    tiny = s2t.feed(s2t.start(), _speech(0.02, 9), final=True)
+    assert tiny.final and tiny.frames == 0
+
+
+def test_models_that_cannot_stream_are_refused() -> None:
+    with pytest.raises(ValueError, match="contextual_block_conformer"):
+        Speech2TextStreaming(tiny_model(encoder="conformer"))
+    with pytest.raises(ValueError, match="utterance_mvn"):
+        Speech2TextStreaming(tiny_model(normalize="utterance_mvn"))
+    with pytest.raises(ValueError, match="mode='beam'"):
+        Speech2TextStreaming(tiny_model(), mode="beam")  # type: ignore[arg-type]
