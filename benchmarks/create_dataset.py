@@ -6,6 +6,7 @@ Usage::
     uv run --locked python benchmarks/run.py create_dataset --quick   # smoke run
     BENCH_WORKERS=1,4,8,16 uv run --locked python benchmarks/run.py create_dataset   # 16 cores
     BENCH_REPEATS=5 just bench create_dataset                         # more rounds
+    BENCH_WORKLOADS=synth,flac_copy just bench create_dataset         # some workloads only
 
 Four workloads, each run with every worker count of ``BENCH_WORKERS`` (default
 ``1,2``), into a fresh folder each time:
@@ -31,7 +32,8 @@ process on one thread (torch and BLAS), as each pool worker does, so 1 and N dif
 in the number of processes. The rounds alternate the order of the worker counts; each
 round's ratio is kept, and the median over ``BENCH_REPEATS`` rounds (default 3) is the
 figure, with its spread (min, max). ``scaling_N`` at the top is the ``synth`` workload's
-(the mini recipe's create_dataset); ``scaling_N_by_workload`` gives every workload's.
+(the mini recipe's create_dataset; the first of ``BENCH_WORKLOADS`` when it leaves synth
+out, named by ``scaling_workload``); ``scaling_N_by_workload`` gives every workload's.
 There is no peer in this benchmark.
 """
 
@@ -66,6 +68,16 @@ def worker_counts() -> list[int]:
     if counts[0] < 1:
         raise ValueError(f"BENCH_WORKERS={raw!r}: worker counts must be >= 1")
     return counts
+
+
+def workloads() -> tuple[str, ...]:
+    """``BENCH_WORKLOADS`` (comma-separated, default all of :data:`WORKLOADS`)."""
+    raw = os.environ.get("BENCH_WORKLOADS", ",".join(WORKLOADS))
+    chosen = tuple(w.strip() for w in raw.split(",") if w.strip())
+    unknown = [w for w in chosen if w not in WORKLOADS]
+    if unknown or not chosen:
+        raise ValueError(f"BENCH_WORKLOADS={raw!r}: choose from {','.join(WORKLOADS)}")
+    return tuple(w for w in WORKLOADS if w in chosen)
 
 
 def repeats(quick: bool) -> int:
@@ -142,8 +154,9 @@ def run(quick: bool) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
     counts = worker_counts()
     rounds = repeats(quick)
+    chosen = workloads()
     top = max(counts)
-    results: dict[str, dict[int, list[dict[str, Any]]]] = {w: {n: [] for n in counts} for w in WORKLOADS}
+    results: dict[str, dict[int, list[dict[str, Any]]]] = {w: {n: [] for n in counts} for w in chosen}
     with tempfile.TemporaryDirectory(prefix="bench-create-dataset-") as tmp:
         work = Path(tmp)
         start = time.perf_counter()
@@ -157,7 +170,7 @@ def run(quick: bool) -> dict[str, Any]:
         _run_flac(work / "warm-flac", 1, 1, entries, per_slot, "copy")
         for r in range(rounds):
             order = counts if r % 2 == 0 else counts[::-1]
-            for workload in WORKLOADS:
+            for workload in chosen:
                 for n in order:
                     slots = max(n, 2)
                     out = work / f"{workload}-{r}-{n}"
@@ -188,11 +201,13 @@ def run(quick: bool) -> dict[str, Any]:
         "description": "create_dataset: utterances and audio hours per second with 1..N worker processes",
     }
     metrics = []
+    head = chosen[0]  # synth unless BENCH_WORKLOADS leaves it out
+    record["scaling_workload"] = head
     for n in counts[1:]:
-        record[f"scaling_{n}"] = figures["synth"]["scaling"][n]["median"]
-        record[f"scaling_{n}_spread"] = [figures["synth"]["scaling"][n]["min"], figures["synth"]["scaling"][n]["max"]]
-        record[f"scaling_{n}_by_workload"] = {w: figures[w]["scaling"][n]["median"] for w in WORKLOADS}
-    for workload in WORKLOADS:
+        record[f"scaling_{n}"] = figures[head]["scaling"][n]["median"]
+        record[f"scaling_{n}_spread"] = [figures[head]["scaling"][n]["min"], figures[head]["scaling"][n]["max"]]
+        record[f"scaling_{n}_by_workload"] = {w: figures[w]["scaling"][n]["median"] for w in chosen}
+    for workload in chosen:
         for n in counts:
             metrics.append(metric(f"{workload}: utterances / s, {n} worker(s)", "utt/s",
                                   figures[workload]["utts_per_s"][n]["median"], None, True))
@@ -204,7 +219,7 @@ def run(quick: bool) -> dict[str, Any]:
     record.update(
         figures=figures,
         settings={
-            "workers": counts, "rounds": rounds, "sizes_per_worker_slot": sizes,
+            "workers": counts, "rounds": rounds, "workloads": list(chosen), "sizes_per_worker_slot": sizes,
             "utterances_per_shard": UTTERANCES_PER_SHARD, "source_corpus_utterances": len(entries),
             "source_corpus_s": round(source_s, 2), "cpu_count": os.cpu_count(), "quick": quick,
         },
