@@ -3,6 +3,9 @@ and the bad inputs of issue 16."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -175,3 +178,74 @@ def test_models_that_cannot_stream_are_refused() -> None:
         Speech2TextStreaming(tiny_model(normalize="utterance_mvn"))
     with pytest.raises(ValueError, match="mode='beam'"):
         Speech2TextStreaming(tiny_model(), mode="beam")  # type: ignore[arg-type]
+
+
+# -- espnet-infer: decode.streaming ------------------------------------------------------
+
+
+def _streaming_model_folder(pipeline, out):
+    """The pipeline's model folder with its encoder swapped for a random streaming one."""
+    import shutil
+
+    import yaml
+
+    folder = Path(shutil.copytree(pipeline.model_dir, out))
+    for name in ("meta.yaml", "model.safetensors", "model.pt"):
+        (folder / name).unlink(missing_ok=True)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    block = config["model"]
+    block["encoder"] = "contextual_block_conformer"
+    block["encoder_conf"] = {
+        "output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 1,
+        "cnn_module_kernel": 7, "block_size": 8, "hop_size": 3, "look_ahead": 2,
+    }  # fmt: skip
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    torch.manual_seed(0)
+    build = dict(block)
+    build["normalize_conf"] = {**block.get("normalize_conf", {}), "stats_file": None}
+    model = build_asr_model(build, vocab_size=int(config["vocab_size"]))
+    with torch.no_grad():
+        model.ctc.ctc_lo.weight.mul_(8.0)
+    torch.save(model.state_dict(), folder / "model.pt")
+    return folder
+
+
+def test_espnet_infer_streaming_mode(pipeline, tmp_path) -> None:
+    """``decode.streaming`` decodes a test set chunk by chunk: greedy CTC gives the
+    offline hypotheses, settings.json records it, and a config file parses into it."""
+    from espnet_infer import DecodeConfig, InferenceConfig, run_inference
+    from espnet_infer.cli import parse_inference_config
+    from espnet_infer.config import StreamingConfig
+
+    folder = _streaming_model_folder(pipeline, tmp_path / "model")
+
+    def config(out: str, decode: DecodeConfig) -> InferenceConfig:
+        return InferenceConfig(
+            model_dir=str(folder), test_sets={"test": str(pipeline.data / "test")},
+            output_dir=str(tmp_path / out), decode=decode, max_seconds=6.0,
+        )  # fmt: skip
+
+    run_inference(config("offline", DecodeConfig(method="ctc_greedy")))
+    streaming = DecodeConfig(streaming=StreamingConfig(mode="ctc_greedy", chunk_ms=160))
+    result = run_inference(config("streaming", streaming))
+    assert result["decoded_shards"] >= 1
+    offline = (tmp_path / "offline" / "test" / "hyp.txt").read_text()
+    assert (tmp_path / "streaming" / "test" / "hyp.txt").read_text() == offline
+    rows = (tmp_path / "streaming" / "test" / "hyp.jsonl").read_text().splitlines()
+    assert any(json.loads(row)["hyp"] for row in rows), "the sharpened CTC emits tokens"
+    settings = json.loads((tmp_path / "streaming" / "test" / "settings.json").read_text())
+    assert settings["decode"]["streaming"]["chunk_ms"] == 160
+    offline_settings = json.loads((tmp_path / "offline" / "test" / "settings.json").read_text())
+    assert "streaming" not in offline_settings["decode"]
+    joint = run_inference(config("joint", DecodeConfig(beam_size=2, streaming=StreamingConfig())))
+    assert joint["decoded_shards"] >= 1
+    assert len((tmp_path / "joint" / "test" / "hyp.txt").read_text().splitlines()) == 6
+
+    yaml_file = tmp_path / "inference.yaml"
+    yaml_file.write_text(
+        f"model_dir: {folder}\ntest_sets: {{test: {pipeline.data / 'test'}}}\n"
+        f"output_dir: {tmp_path / 'cli'}\n"
+        "decode: {beam_size: 3, streaming: {mode: ctc_prefix, chunk_ms: 320}}\n"
+    )
+    parsed = parse_inference_config(["--config", str(yaml_file)])
+    assert parsed.decode.streaming == StreamingConfig(mode="ctc_prefix", chunk_ms=320.0)

@@ -11,6 +11,29 @@ NO_LM_DIR = "no_lm"
 
 
 @dataclass
+class StreamingConfig:
+    """Decode each utterance as a stream (:class:`~espnet_infer.Speech2TextStreaming`):
+    its audio fed ``chunk_ms`` at a time, as a live recogniser would receive it. Needs a
+    streaming model (``encoder: contextual_block_conformer``). ``decode.beam_size``,
+    ``ctc_weight``, ``penalty`` and ``maxlenratio`` apply; ``method``, ``minlenratio``,
+    ``nbest > 1`` and an LM do not.
+
+    Args:
+        mode: ``joint`` (blockwise synchronous joint CTC/attention beam search, as
+            ESPnet2's ``Speech2TextStreaming``), ``ctc_prefix`` (frame-synchronous CTC
+            prefix beam search) or ``ctc_greedy``.
+        chunk_ms: milliseconds of audio per chunk. The transcript does not depend on it
+            (only when partial results appear does).
+        disable_repetition_detection: ``joint``: do not stop a block's search at a token
+            its hypothesis already holds.
+    """
+
+    mode: Literal["joint", "ctc_prefix", "ctc_greedy"] = "joint"
+    chunk_ms: float = 640.0
+    disable_repetition_detection: bool = False
+
+
+@dataclass
 class DecodeConfig:
     """How token sequences are searched.
 
@@ -43,6 +66,9 @@ class DecodeConfig:
 
     ``ctc_weight: 0`` is attention-only decoding, ``ctc_weight: 1`` a CTC prefix beam
     search that never calls the attention decoder; both take an LM.
+
+    ``streaming`` (:class:`StreamingConfig`, e.g. ``streaming: {mode: joint, chunk_ms:
+    320}``) decodes every utterance chunk by chunk with a streaming model instead.
     """
 
     method: Literal["ctc_greedy", "beam_search"] = "beam_search"
@@ -55,11 +81,17 @@ class DecodeConfig:
     fuse_encoder: bool = True
     lm: str | None = None
     lm_weight: float = 0.3
+    streaming: StreamingConfig | None = None
 
     @property
     def uses_lm(self) -> bool:
         """Whether decoding fuses an LM: ``lm`` set, ``lm_weight > 0`` and beam search."""
-        return self.lm is not None and self.lm_weight > 0 and self.method == "beam_search"
+        return (
+            self.lm is not None
+            and self.lm_weight > 0
+            and self.method == "beam_search"
+            and self.streaming is None
+        )
 
 
 @dataclass

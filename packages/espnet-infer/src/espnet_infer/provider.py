@@ -18,6 +18,7 @@ from .config import InferenceConfig
 from .lm import LoadedLM, load_lm_folder
 from .loading import LoadedModel, load_model_folder
 from .speech2text import Speech2Text
+from .streaming import StreamingDecoder
 
 __all__ = ["InferenceProvider", "WorkerEnv"]
 
@@ -81,6 +82,11 @@ class InferenceProvider:
         decode = self.config.decode
         if decode.lm is None or decode.lm_weight == 0:
             return None
+        if decode.streaming is not None:
+            raise ValueError(
+                f"decode.lm ({decode.lm}) cannot be fused by streaming decoding "
+                "(decode.streaming); set lm: null, or decode offline"
+            )
         if decode.method != "beam_search":
             raise ValueError(
                 f"decode.lm ({decode.lm}) needs decode.method: beam_search (greedy CTC cannot "
@@ -118,4 +124,6 @@ class InferenceProvider:
             lm.model.to(device)  # type: ignore[attr-defined]
         s2t = Speech2Text(loaded, decode=self.config.decode, device=device, lm=lm,
                           trust_remote_code=self.config.trust_remote_code)
+        if self.config.decode.streaming is not None:
+            return WorkerEnv(s2t=StreamingDecoder(s2t), config=self.config, rank=rank)  # type: ignore[arg-type]
         return WorkerEnv(s2t=s2t, config=self.config, rank=rank)

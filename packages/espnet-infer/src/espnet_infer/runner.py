@@ -390,6 +390,8 @@ def _settings(
     for path in model.files:  # an ESPnet2 pack: its configs, checkpoint, tokenizer files
         files[Path(os.path.relpath(path, folder)).as_posix()] = file_digest(path)
     decode = asdict(config.decode)
+    if decode.get("streaming") is None:  # offline results of earlier versions stay valid
+        decode.pop("streaming", None)
     settings: dict[str, Any] = {"model_dir": str(folder.resolve()), "model_files": files,
                                 "decode": decode}
     if lm is None:

@@ -51,7 +51,7 @@ from espnet_model.frontend_stream import FeatureStreamState, StreamingFeatures
 from .decode.blockwise import BlockwiseBeamSearch, BlockwiseState
 from .decode.ctc_stream import CTCGreedyStream, CTCPrefixStream
 
-__all__ = ["Stream", "StreamMode", "StreamResult", "Speech2TextStreaming"]
+__all__ = ["Speech2TextStreaming", "Stream", "StreamMode", "StreamResult", "StreamingDecoder"]
 
 StreamMode = Literal["joint", "ctc_prefix", "ctc_greedy"]
 _MODES = ("joint", "ctc_prefix", "ctc_greedy")
@@ -67,6 +67,8 @@ class StreamResult:
         final: the stream has ended and this is its result.
         samples: samples received so far.
         frames: encoder frames decoded so far.
+        score: the hypothesis's score (joint: the weighted total; ctc_prefix: its CTC
+            log-probability; ctc_greedy: the best path's log-probability).
     """
 
     text: str | None
@@ -74,6 +76,7 @@ class StreamResult:
     final: bool
     samples: int
     frames: int
+    score: float = 0.0
 
 
 @dataclass(eq=False)
@@ -300,10 +303,11 @@ class Speech2TextStreaming:
         for stream, enc, logp, is_final in zip(streams, encoded, logps, finals, strict=True):
             stream.frames += enc.size(0)
             if self.search is not None:
-                tokens = self.search.extend(stream.search, enc, logp, is_final)
+                self.search.extend(stream.search, enc, logp, is_final)
+                tokens, score = self.search.best(stream.search)
             else:
-                assert logp is not None or enc.size(0) == 0
-                tokens = stream.search.extend(logp if logp is not None else torch.zeros(0, 1))
+                stream.search.extend(logp if logp is not None else torch.zeros(0, 1))
+                tokens, score = stream.search.best()
             stream.finished = is_final
             text = self.tokenizer.decode(tokens) if self.tokenizer is not None else None
             stream.result = StreamResult(
@@ -312,6 +316,7 @@ class Speech2TextStreaming:
                 final=is_final,
                 samples=stream.features.samples,
                 frames=stream.frames,
+                score=score,
             )
             results.append(stream.result)
         return results
@@ -343,3 +348,44 @@ class Speech2TextStreaming:
                     results[i] = res
             position += step
         return [r for r in results if r is not None]
+
+
+class StreamingDecoder:
+    """What ``espnet-infer`` decodes with under ``decode.streaming``: a loaded
+    :class:`~espnet_infer.Speech2Text`'s model fed utterance by utterance in chunks.
+
+    It answers :meth:`nbest_padded` like ``Speech2Text`` (one hypothesis per utterance),
+    so the runner's batches, resume and scoring are unchanged; the utterances of a batch
+    are streamed together.
+    """
+
+    def __init__(self, s2t: Any) -> None:
+        from .config import DecodeConfig
+
+        decode: DecodeConfig = s2t.decode
+        streaming = decode.streaming
+        if streaming is None:
+            raise ValueError("decode.streaming is not set")
+        if decode.nbest != 1:
+            raise ValueError(
+                f"decode.nbest={decode.nbest}: streaming decoding returns one hypothesis per "
+                "utterance; set nbest: 1"
+            )
+        self.decode = decode
+        self.chunk_ms = float(streaming.chunk_ms)
+        self.sample_rate = int(s2t.sample_rate)
+        self.streaming = Speech2TextStreaming.from_speech2text(
+            s2t,
+            mode=streaming.mode,
+            disable_repetition_detection=streaming.disable_repetition_detection,
+        )
+
+    def nbest_padded(self, speech: torch.Tensor, lengths: torch.Tensor) -> list[list[Any]]:
+        from .speech2text import Transcript
+
+        waves = [speech[i, :n].cpu() for i, n in enumerate(lengths.tolist())]
+        results = self.streaming.transcribe_batch(waves, chunk_ms=self.chunk_ms)
+        return [
+            [Transcript(r.text or "", r.tokens, r.score, {"frames": float(r.frames)})]
+            for r in results
+        ]
