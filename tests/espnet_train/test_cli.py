@@ -69,7 +69,7 @@ def test_print_config_lists_every_key(capsys: pytest.CaptureFixture[str]) -> Non
     assert printed["optim"]["name"] == "adamw" and printed["optim"]["scheduler"] == "warmuplr"
     assert printed["checkpoint_every_n_steps"] == 1000
     assert printed["max_consecutive_bad_batches"] == 100
-    assert printed["trainer"]["precision"] == "32-true"
+    assert printed["trainer"]["precision"] == "auto"  # bf16-mixed on a bf16 GPU, else 32-true
 
 
 def test_dotted_overrides(tmp_path: Path) -> None:

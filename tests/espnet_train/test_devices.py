@@ -46,6 +46,13 @@ def test_resolve_records_concrete_values(tmp_path) -> None:  # noqa: ANN001
 
 
 def _clear_launcher_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # building a Trainer sets the process-wide rank Lightning's rank_zero_only reads (to 3
+    # or 2 below): put it back afterwards, or later tests in this process log nothing
+    from lightning.fabric.utilities.rank_zero import rank_zero_only as fabric_rank_zero_only
+    from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
+
+    for fn in (fabric_rank_zero_only, utils_rank_zero_only):
+        monkeypatch.setattr(fn, "rank", getattr(fn, "rank", 0))
     for name in ("SLURM_NTASKS", "SLURM_JOB_NAME", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID",
                  "SLURM_NNODES", "SLURM_NTASKS_PER_NODE", "SLURM_JOB_ID", "TORCHELASTIC_RUN_ID",
                  "RANK", "LOCAL_RANK", "WORLD_SIZE", "GROUP_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",

@@ -14,6 +14,7 @@ import yaml
 from espnet_train import train
 from espnet_train.average import model_state
 from espnet_train.checkpoints import load_checkpoint
+from espnet_train.devices import resolve
 from espnet_train.rerun import SAFE_CHANGES, ConfigChangedError, config_changes, plain_config
 from espnet_train.train import build_model, init_weights
 
@@ -100,7 +101,9 @@ def test_safe_changes_resume(pipeline: Pipeline, moved: Path, caplog: pytest.Log
     assert json.loads((moved / "train_summary.json").read_text())["epochs"] == 3
     assert yaml.safe_load((moved / "config.yaml").read_text())["trainer"]["max_epochs"] == 3
     assert (moved / "config.1.yaml").is_file()  # the previous one, kept
-    assert load_checkpoint(moved / "checkpoints" / "last.ckpt")["espnet_train_config"] == plain_config(cfg)
+    # what the checkpoint stores is the config as resolved for this machine (precision: auto -> 32-true)
+    stored = load_checkpoint(moved / "checkpoints" / "last.ckpt")["espnet_train_config"]
+    assert stored == plain_config(resolve(cfg)) and stored["trainer"]["precision"] == "32-true"
 
 
 def test_a_fork_starts_from_the_weights_with_new_values(pipeline: Pipeline, tmp_path: Path) -> None:
