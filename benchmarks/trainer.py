@@ -281,7 +281,10 @@ def _trainer_run(model: torch.nn.Module, batch: dict[str, Any], steps: int, warm
 
             class _Arm(L.Callback):
                 def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-                    counter.enabled = batch_idx >= warmup
+                    # whole steps only, hooks and logging included: from the start of batch
+                    # `warmup` to the start of the last batch (steps - 1 steps; the epoch's
+                    # end, its checkpoint and validation are not per-step work)
+                    counter.enabled = warmup <= batch_idx < warmup + steps - 1
 
             trainer.callbacks.append(_Arm())
         trainer.fit(lit, stream)
@@ -321,7 +324,7 @@ def run_cpu(quick: bool) -> dict[str, Any]:
         trainer_counter = SyncCounter(m, batch)
         _trainer_run(m, batch, steps, WARMUP, Path(tmp) / "count", counter=trainer_counter)
     model_syncs = bare_counter.count / steps
-    trainer_syncs = trainer_counter.count / steps
+    trainer_syncs = trainer_counter.count / (steps - 1)
     syncs = trainer_syncs - model_syncs
     overhead = statistics.median(overhead_ms)
     return {

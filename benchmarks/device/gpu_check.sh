@@ -4,7 +4,7 @@
 # Usage (the device tool runs it in the repository root; everything lands in $OUT):
 #
 #   bash benchmarks/device/gpu_check.sh                # the full run, ~5-7 min on an H200 with 16 cores
-#   TINY=1 OUT=/tmp/out bash benchmarks/device/gpu_check.sh   # the same script on a CPU, in minutes
+#   TINY=1 OUT=/tmp/out PY="uv run --locked python" bash benchmarks/device/gpu_check.sh   # on a CPU, minutes
 #
 # Needs, on the device machine: python3 with torch 2.11 (CUDA), lightning, numpy, pyyaml,
 # sentencepiece, tensorboard, matplotlib (the image has them), and the wheels it lacks in
@@ -19,13 +19,14 @@ OUT=${OUT:?set OUT to the folder for the results}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_check.log") 2>&1
 start=$(date +%s)
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+PY=${PY:-python3}   # here, for the CPU check: PY="uv run --locked python"
+if ! $PY -c "import soundfile, webdataset" 2>/dev/null && [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site
 fi
 for p in packages/*/src; do PYTHONPATH="$PWD/$p${PYTHONPATH:+:$PYTHONPATH}"; done
 export PYTHONPATH PYTHONUNBUFFERED=1
-{ nvidia-smi || true; python3 -c "import torch, lightning; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'lightning', lightning.__version__)"; nproc; } > "$OUT/env.txt" 2>&1
+{ nvidia-smi || true; $PY -c "import torch, lightning; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'lightning', lightning.__version__)"; nproc; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 work=${WORK:-/tmp/bench-trainer}
 if [ "${TINY:-0}" = 1 ]; then
@@ -34,7 +35,7 @@ else
   args=(--device cuda --steps "${STEPS:-200}" --warmup 20 --profile-steps 20)
 fi
 [ -n "${SHARDS:-}" ] && args+=(--shards "$SHARDS")
-timeout "${LIMIT_S:-480}" python3 benchmarks/trainer.py recipe "${args[@]}" --work "$work" --out "$OUT/trainer.cuda.json"
+timeout "${LIMIT_S:-480}" $PY benchmarks/trainer.py recipe "${args[@]}" --work "$work" --out "$OUT/trainer.cuda.json"
 rc=$?
 cp "$work/exp/logs/train.log" "$OUT/train.log" 2>/dev/null || grep -h "epoch " "$OUT/gpu_check.log" > "$OUT/train.log" || true
 echo "gpu_check: exit $rc after $(( $(date +%s) - start )) s"
