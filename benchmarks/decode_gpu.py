@@ -35,8 +35,8 @@ import torch
 from _harness import model_block, token_list
 from decode import CTC_WEIGHT, MAXLENRATIO, synth_audio, write_model_folder
 
-GPU_BATCH_SECONDS = (10.0, 100.0, 400.0, 1600.0)
-CPU_BATCH_SECONDS = (10.0, 100.0)
+GPU_BATCH_SECONDS = (10.0, 60.0, 240.0)
+CPU_BATCH_SECONDS = (10.0, 60.0)
 MAX_BATCH = 256
 METHODS = ("ctc_greedy", "beam_search")
 

@@ -33,7 +33,7 @@ if [ "${TINY:-0}" = 1 ]; then
   workers_list=1,2 decode_args=(--device cpu --seconds 10 --passes 1)
 else
   hours=${HOURS:-40} eval_hours=0.02 device=cuda train_args=(--steps 200 --warmup 10 --profile-steps 10 --max-seconds 600)
-  workers_list=1,4,8,16 decode_args=(--device cuda --seconds 300 --passes 2)
+  workers_list=1,4,8,16 decode_args=(--device cuda --seconds 240 --passes 2)
 fi
 
 stamp "corpus: $hours h of train-clean-100"
