@@ -249,3 +249,23 @@ def test_espnet_infer_streaming_mode(pipeline, tmp_path) -> None:
     )
     parsed = parse_inference_config(["--config", str(yaml_file)])
     assert parsed.decode.streaming == StreamingConfig(mode="ctc_prefix", chunk_ms=320.0)
+
+
+def test_endpoint_after_a_run_of_blank_frames() -> None:
+    model = tiny_model()
+    wave = _speech(2.0, 12)
+    with torch.no_grad():
+        model.ctc.ctc_lo.bias[0] += 1000.0  # every frame decodes to blank
+    s2t = Speech2TextStreaming(model, mode="ctc_greedy", endpoint_ms=480)
+    assert s2t.endpoint_frames == 12  # 40 ms frames (hop 10 ms, x4 subsampling)
+    stream = s2t.start()
+    seen = []
+    for start in range(0, wave.size, 1600):
+        result = s2t.feed(stream, wave[start : start + 1600])
+        seen.append((result.frames, result.endpoint))
+    assert all(end == (frames >= 12) for frames, end in seen) and seen[-1][1]
+    with torch.no_grad():
+        model.ctc.ctc_lo.bias[0] -= 2000.0  # never blank
+    s2t = Speech2TextStreaming(model, mode="ctc_greedy", endpoint_ms=480)
+    assert not s2t.transcribe(wave).endpoint
+    assert not Speech2TextStreaming(model, mode="ctc_greedy").transcribe(wave).endpoint

@@ -37,6 +37,7 @@ finished stream raises.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ import torch
 from espnet_model.encoders.block_stream import BlockStreamState, stream_step
 from espnet_model.encoders.contextual_block_conformer import ContextualBlockConformerEncoder
 from espnet_model.frontend_stream import FeatureStreamState, StreamingFeatures
+from espnet_model.subsampling import _STAGES
 
 from .decode.blockwise import BlockwiseBeamSearch, BlockwiseState
 from .decode.ctc_stream import CTCGreedyStream, CTCPrefixStream
@@ -69,6 +71,9 @@ class StreamResult:
         frames: encoder frames decoded so far.
         score: the hypothesis's score (joint: the weighted total; ctc_prefix: its CTC
             log-probability; ctc_greedy: the best path's log-probability).
+        endpoint: with ``endpoint_ms``, the last ``endpoint_ms`` of encoder frames are all
+            CTC blank (best path): the speaker seems to have stopped. The stream goes on
+            until fed ``final=True``; ending it there is the caller's choice.
     """
 
     text: str | None
@@ -77,6 +82,7 @@ class StreamResult:
     samples: int
     frames: int
     score: float = 0.0
+    endpoint: bool = False
 
 
 @dataclass(eq=False)
@@ -88,6 +94,7 @@ class Stream:
     encoder: BlockStreamState = field(default_factory=BlockStreamState)
     search: Any = None
     frames: int = 0
+    blank_run: int = 0
     finished: bool = False
     result: StreamResult | None = None
 
@@ -107,6 +114,8 @@ class Speech2TextStreaming:
         maxlenratio: joint: ``0`` = up to one token per encoder frame with end detection.
         pre_beam_ratio: joint: tokens CTC-scored per hypothesis, times ``beam_size``.
         disable_repetition_detection: joint: do not stop a block at a repeated token.
+        endpoint_ms: mark a result as an endpoint when this much trailing audio (in
+            encoder frames) decodes to CTC blank; ``0`` turns endpointing off.
     """
 
     def __init__(
@@ -122,6 +131,7 @@ class Speech2TextStreaming:
         maxlenratio: float = 0.0,
         pre_beam_ratio: float = 1.5,
         disable_repetition_detection: bool = False,
+        endpoint_ms: float = 0.0,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode={mode!r} is unknown; choose one of {', '.join(_MODES)}")
@@ -140,6 +150,15 @@ class Speech2TextStreaming:
         self.sample_rate = int(sample_rate)
         self.mode: StreamMode = mode
         self.beam_size = beam_size
+        if endpoint_ms < 0 or (endpoint_ms > 0 and model.ctc is None):
+            raise ValueError(
+                f"endpoint_ms={endpoint_ms} must be >= 0, and endpointing needs a CTC head"
+            )
+        stride = 1
+        for _, step in _STAGES[encoder.embed.input_layer]:
+            stride *= step
+        frame_ms = 1000.0 * model.frontend.hop_length * stride / self.sample_rate
+        self.endpoint_frames = math.ceil(endpoint_ms / frame_ms) if endpoint_ms > 0 else 0
         self.features = StreamingFeatures(model.frontend, model.normalize)
         self.search: BlockwiseBeamSearch | None = None
         if mode == "joint":
@@ -302,6 +321,10 @@ class Speech2TextStreaming:
         results = []
         for stream, enc, logp, is_final in zip(streams, encoded, logps, finals, strict=True):
             stream.frames += enc.size(0)
+            if self.endpoint_frames and logp is not None and logp.size(0):
+                speech = (logp.argmax(-1) != self.model.blank_id).nonzero().view(-1)
+                run = logp.size(0) - 1 - int(speech[-1]) if speech.numel() else logp.size(0)
+                stream.blank_run = run if speech.numel() else stream.blank_run + run
             if self.search is not None:
                 self.search.extend(stream.search, enc, logp, is_final)
                 tokens, score = self.search.best(stream.search)
@@ -317,6 +340,7 @@ class Speech2TextStreaming:
                 samples=stream.features.samples,
                 frames=stream.frames,
                 score=score,
+                endpoint=bool(self.endpoint_frames) and stream.blank_run >= self.endpoint_frames,
             )
             results.append(stream.result)
         return results
