@@ -310,7 +310,7 @@ class Speech2TextStreaming:
     ) -> list[StreamResult]:
         device = next(self.model.parameters()).device
         feats = [
-            self.features.step(s.features, c, f).to(device)
+            self.features.step(s.features, c.to(device), f).to(device)
             for s, c, f in zip(streams, chunks, finals, strict=True)
         ]
         encoded = stream_step(self.model.encoder, [s.encoder for s in streams], feats, finals)

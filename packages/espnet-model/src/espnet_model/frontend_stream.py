@@ -100,7 +100,7 @@ class StreamingFeatures:
     def _normalised(self, feats: torch.Tensor) -> torch.Tensor:
         if self.normalize is None or feats.size(0) == 0:
             return feats
-        out, _ = self.normalize(feats[None], torch.tensor([feats.size(0)]))
+        out, _ = self.normalize(feats[None], torch.tensor([feats.size(0)], device=feats.device))
         return out[0]
 
     def step(self, state: FeatureStreamState, chunk: torch.Tensor, final: bool) -> torch.Tensor:

@@ -316,17 +316,19 @@ class BlockwiseBeamSearch:
         if scorer is not None:
             width = min(int(self.pre_beam_ratio * self.beam_size), self.vocab)
             top = full.topk(width, dim=1).indices
-            cand = torch.cat([top, torch.full((rows, 1), self.eos, dtype=torch.long)], dim=1)
+            cand = torch.cat(
+                [top, torch.full((rows, 1), self.eos, dtype=torch.long, device=top.device)], dim=1
+            )
             cand_scores = full.gather(1, cand)
             cand_scores[:, -1].masked_fill_((top == self.eos).any(dim=1), _NEG_INF)
             state = CTCPrefixState(
                 r=run.r, log_psi=run.log_psi, last=self._last(run),
-                utt=torch.zeros(rows, dtype=torch.long), num_tokens=run.ys.size(1) - 1,
+                utt=run.ys.new_zeros(rows), num_tokens=run.ys.size(1) - 1,
             )  # fmt: skip
             psi_all = scorer.score(state, cand)
             cand_scores = cand_scores + self.ctc_weight * (psi_all - run.log_psi[:, None])
         else:
-            cand = torch.arange(self.vocab)[None].expand(rows, -1)
+            cand = torch.arange(self.vocab, device=full.device)[None].expand(rows, -1)
             cand_scores = full
         cand_scores = cand_scores.masked_fill(cand == self.blank, _NEG_INF)
         total = (run.score[:, None] + cand_scores + self.penalty).view(-1)
@@ -342,7 +344,7 @@ class BlockwiseBeamSearch:
 
     def _last(self, run: _Running) -> torch.Tensor:
         if run.ys.size(1) == 1:
-            return torch.full((run.ys.size(0),), -1, dtype=torch.long)
+            return run.ys.new_full((run.ys.size(0),), -1)
         return run.ys[:, -1]
 
     def _advance(
@@ -361,7 +363,7 @@ class BlockwiseBeamSearch:
         if scorer is not None and psi is not None and parent.numel():
             state = CTCPrefixState(
                 r=run.r, log_psi=run.log_psi, last=self._last(run),
-                utt=torch.zeros(run.ys.size(0), dtype=torch.long), num_tokens=run.ys.size(1) - 1,
+                utt=run.ys.new_zeros(run.ys.size(0)), num_tokens=run.ys.size(1) - 1,
             )  # fmt: skip
             new = scorer.extend(state, rows=parent, tokens=token, log_psi=psi)
             r = new.r
