@@ -13,10 +13,16 @@ def test_select_reorders_and_repeats_rows_along_the_batch_dim() -> None:
     assert len(state) == 3
     picked = state.select(torch.tensor([2, 0, 0, 1]))
     assert len(picked) == 4 and picked.length == 5 and picked.batch_dim == 1
-    torch.testing.assert_close(picked.tensors[0], h[:, [2, 0, 0, 1]])
-    torch.testing.assert_close(picked.tensors[1], h[:, [2, 0, 0, 1]] + 100)
+    gathered = picked.gathered()
+    torch.testing.assert_close(gathered[0], h[:, [2, 0, 0, 1]])
+    torch.testing.assert_close(gathered[1], h[:, [2, 0, 0, 1]] + 100)
+    # Selections compose; nothing is copied until gathered.
+    again = picked.select(torch.tensor([3, 0]))
+    assert len(again) == 2 and again.tensors[0] is h
+    torch.testing.assert_close(again.gathered()[0], h[:, [1, 2]])
     # The original is untouched (states are never written in place).
     torch.testing.assert_close(state.tensors[0], h)
+    assert state.gathered()[0] is h
 
 
 def test_batch_score_rejects_a_state_that_does_not_fit_ys() -> None:

@@ -6,6 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet_model._step import affine as _affine
+from espnet_model._step import affine_params as _affine_params
+from espnet_model._step import norm_params as _norm_params
+from espnet_model._step import stacked_affine_params
 from espnet_model.attention import MultiHeadedAttention, PositionalEncoding
 from espnet_model.dropout import Dropout
 from espnet_model.feedforward import PositionwiseFeedForward, layer_norm
@@ -216,11 +220,7 @@ class _StepLayer:
         self.heads, self.d_k = attn.h, attn.d_k
         self.pre_norm = layer.normalize_before
         self.norm1, self.norm2, self.norm3 = map(_norm_params, (layer.norm1, layer.norm2, layer.norm3))
-        projections = (attn.linear_q, attn.linear_k, attn.linear_v)
-        self.qkv = (
-            torch.cat([p.bias for p in projections]),
-            torch.cat([p.weight for p in projections]).t().contiguous(),
-        )
+        self.qkv = stacked_affine_params(attn.linear_q, attn.linear_k, attn.linear_v)
         self.self_out, self.src_q, self.src_out, self.w_1, self.w_2 = map(
             _affine_params, (attn.linear_out, src.linear_q, src.linear_out, ff.w_1, ff.w_2)
         )
@@ -253,22 +253,6 @@ class _StepLayer:
         # Feed-forward.
         hidden = self.activation(_affine(self.w_1, self._pre(x, self.norm3)))
         return self._post(x + _affine(self.w_2, hidden), self.norm3), kv
-
-
-def _norm_params(norm: nn.LayerNorm) -> tuple:
-    """The arguments after the input of ``torch.layer_norm`` for ``norm``."""
-    return norm.normalized_shape, norm.weight, norm.bias, norm.eps
-
-
-def _affine_params(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(bias, weight transposed)`` of ``linear``, for :func:`_affine`."""
-    return linear.bias, linear.weight.t().contiguous()
-
-
-def _affine(params: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """``bias + x @ weight`` for ``params = (bias, weight)``, the weight already transposed."""
-    bias, weight = params
-    return torch.addmm(bias, x, weight)
 
 
 class IncrementalDecoder:

@@ -14,14 +14,16 @@ that lets the next call feed only the new token::
         state = state.select(parent)
 
 ESPnet2's ``BatchScorerInterface.batch_score(ys, states, xs)`` passes a list of
-per-hypothesis states; here the state of all rows is one object of stacked tensors, so
-reordering after pruning is one ``index_select`` per tensor.
+per-hypothesis states; here the state of all rows is one object of stacked tensors, and
+reordering after pruning only records the rows: the network gathers them in its next
+call, where it copies its cache anyway (a transformer LM's cache grows by one position
+per call), so a step copies the cache once.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -33,16 +35,21 @@ PADDING_ID = 0  # ESPnet2's LM text padding id (a transformer LM masks keys hold
 class LMState:
     """The cache of ``n`` prefixes of ``length`` tokens, stacked along ``batch_dim``.
 
-    ``tensors`` are the network's (a transformer's per-layer keys and values, an LSTM's
-    ``(h, c)``); callers only :meth:`select` rows. States are never written in place, so
-    one state may be scored twice (two calls give two independent new states).
+    ``tensors`` are the network's (a transformer's keys and values, an LSTM's ``(h, c)``)
+    and ``rows`` says which of their rows, in which order, are this state's prefixes
+    (None: all of them, in order); :meth:`gathered` applies it. Callers only
+    :meth:`select` rows. States are never written in place, so one state may be scored
+    twice (two calls give two independent new states).
     """
 
     tensors: tuple[torch.Tensor, ...]
     batch_dim: int
     length: int
+    rows: torch.Tensor | None = None
 
     def __len__(self) -> int:
+        if self.rows is not None:
+            return self.rows.numel()
         return self.tensors[0].size(self.batch_dim)
 
     def select(self, indices: torch.Tensor) -> LMState:
@@ -50,13 +57,17 @@ class LMState:
 
         After beam pruning pass each kept hypothesis's parent row; to start ``beam``
         hypotheses per utterance from one row each, pass ``arange(B).repeat_interleave(beam)``.
+        Nothing is copied: the new state records its rows of the same ``tensors``.
         """
         index = indices.to(self.tensors[0].device)
-        return LMState(
-            tuple(t.index_select(self.batch_dim, index) for t in self.tensors),
-            self.batch_dim,
-            self.length,
-        )
+        rows = index if self.rows is None else self.rows.index_select(0, index)
+        return replace(self, rows=rows)
+
+    def gathered(self) -> tuple[torch.Tensor, ...]:
+        """``tensors`` with only this state's rows, in its order (``index_select`` copies)."""
+        if self.rows is None:
+            return self.tensors
+        return tuple(t.index_select(self.batch_dim, self.rows) for t in self.tensors)
 
 
 class BaseLM(nn.Module):

@@ -96,7 +96,8 @@ class SequentialRNNLM(BaseLM):
         start = 0 if state is None else state.length
         hidden: torch.Tensor | tuple[torch.Tensor, ...] | None = None
         if state is not None:
-            hidden = state.tensors if self.rnn_type == "lstm" else state.tensors[0]
+            tensors = state.gathered()
+            hidden = tensors if self.rnn_type == "lstm" else tensors[0]
         logits, hidden = self._run(ys[:, start:], hidden)
         tensors = tuple(hidden) if isinstance(hidden, tuple) else (hidden,)
         return logits[:, -1], LMState(tensors, batch_dim=1, length=ys.size(1))

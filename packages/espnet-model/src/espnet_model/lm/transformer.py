@@ -13,17 +13,29 @@ Keys whose token is 0 (ESPnet2's padding id, ``<blank>``) are masked, as in ESPn
 
 Scoring caches each layer's self-attention keys and values (ESPnet2 caches each
 layer's output and projects the whole prefix again at every step); a step computes
-only the new token, and the result equals the full forward's.
+only the new token, and the result equals the full forward's (to float rounding).
+
+The cache is a prefix tree, not one copy per row: every token fed is a node whose keys
+and values are appended to a store shared by the states of one search
+(:class:`_NodeStore`), and a state holds, per row, which nodes are on its prefix
+(``paths``, ``(n, nodes)`` bool). Reordering rows after beam pruning reorders only
+``paths``; the hypotheses of a beam share most of their prefix, so a step attends over
+roughly one node per position (plus the recent branches) with the other rows' nodes
+masked, instead of copying ``n`` caches of the whole prefix. Nodes no row descends from
+are dropped when the store fills up. A one-token step in eval mode runs on weights laid
+out once per search (:class:`_StepWeights`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
 from espnet_model._checks import check_choice, check_divisible
+from espnet_model._step import affine, affine_params, norm_params, stacked_affine_params
 from espnet_model.attention import PositionalEncoding
 from espnet_model.dropout import Dropout
 from espnet_model.encoders.transformer import TransformerEncoderLayer
@@ -142,25 +154,172 @@ class TransformerLM(BaseLM):
         return self.decoder(self.encoder.after_norm(x))
 
     def _extend(self, ys: torch.Tensor, state: LMState | None) -> tuple[torch.Tensor, LMState]:
-        """The state tensor is ``(n, layers, 2, heads, L, d_k)``: keys and values per layer."""
+        """One new token in eval mode: :meth:`_StepWeights.step`; else the whole of ``ys``
+        again (training mode, or several new tokens: not a search's path)."""
         start = 0 if state is None else state.length
+        weights = state.weights if isinstance(state, TransformerLMState) else None
+        if ys.size(1) - start == 1 and not self.training:
+            if weights is None:
+                weights = _StepWeights(self)
+            return weights.step(ys, state if isinstance(state, TransformerLMState) else None)
+        return self._prefix(ys, weights)
+
+    def _prefix(
+        self, ys: torch.Tensor, weights: _StepWeights | None
+    ) -> tuple[torch.Tensor, TransformerLMState]:
+        """Logits after all of ``ys`` ``(n, L)`` and a state of ``n * L`` nodes (no sharing)."""
         rows, length = ys.shape
-        new = length - start
-        x = self.encoder.embed(self.embed(ys[:, start:]), offset=start)  # (n, new, D)
-        # Query i (position start + i) sees the non-padding keys at positions <= start + i.
-        positions = torch.arange(length, device=ys.device)
-        causal = positions <= positions[start:].unsqueeze(1)  # (new, L)
-        keep = (ys != PADDING_ID).unsqueeze(1) & causal  # (n, new, L)
-        cache = x.new_empty(rows, len(self.encoder.encoders), 2, self._heads, length, self._d_k)
-        if state is not None:
-            cache[..., :start, :] = state.tensors[0]
+        keep = ys != PADDING_ID
+        x = self.encoder.embed(self.embed(ys))  # (n, L, D)
+        mask = keep.unsqueeze(1) & subsequent_mask(length, ys.device)  # (n, L, L)
+        nodes = rows * length
+        store = _NodeStore.empty(
+            len(self.encoder.encoders), self._heads, self._d_k, nodes + _spare(rows), x
+        )
         for i, layer in enumerate(self.encoder.encoders):
             h = layer.norm1(x)
-            k, v = layer.self_attn.project_kv(h, h)  # (n, H, new, d_k)
-            cache[:, i, 0, :, start:] = k
-            cache[:, i, 1, :, start:] = v
-            attended = layer.self_attn.attend(h, cache[:, i, 0], cache[:, i, 1], keep)
-            x = x + layer.dropout(attended)
+            k, v = layer.self_attn.project_kv(h, h)  # (n, H, L, d_k)
+            # Node j * n + r is position j of row r.
+            store.kv[i, 0, :, :nodes] = k.permute(1, 2, 0, 3).reshape(self._heads, nodes, self._d_k)
+            store.kv[i, 1, :, :nodes] = v.permute(1, 2, 0, 3).reshape(self._heads, nodes, self._d_k)
+            x = x + layer.dropout(layer.self_attn.attend(h, k, v, mask))
             x = x + layer.dropout(layer.feed_forward(layer.norm2(x)))
-        last = self.encoder.after_norm(x[:, new - 1])
-        return self.decoder(last), LMState((cache,), batch_dim=0, length=length)
+        store.keep[:nodes] = keep.t().reshape(-1)
+        store.size = nodes
+        paths = torch.eye(rows, dtype=torch.bool, device=ys.device).repeat(1, length)
+        logits = self.decoder(self.encoder.after_norm(x[:, -1]))
+        return logits, TransformerLMState(
+            (paths,), batch_dim=0, length=length, store=store, weights=weights
+        )
+
+
+def _spare(rows: int) -> int:
+    """Free nodes a new store gets beyond the live ones: room for a few dozen steps."""
+    return 32 * rows + 256
+
+
+class _NodeStore:
+    """Keys and values of prefix-tree nodes, ``kv`` ``(layers, 2, heads, capacity, d_k)``,
+    and ``keep`` ``(capacity,)`` (False: the node's token is the padding id, masked).
+
+    Nodes ``[0, size)`` are written. A step appends its rows' nodes at ``size`` only if
+    ``size`` is still the width of its state's ``paths`` (no other step appended since);
+    otherwise, or when full, it copies the nodes its rows use into a new store. So
+    written nodes never change, and every state stays valid.
+    """
+
+    def __init__(self, kv: torch.Tensor, keep: torch.Tensor) -> None:
+        self.kv, self.keep, self.size = kv, keep, 0
+
+    @classmethod
+    def empty(cls, layers: int, heads: int, d_k: int, capacity: int, like: torch.Tensor):
+        kv = like.new_empty(layers, 2, heads, capacity, d_k)
+        return cls(kv, torch.empty(capacity, dtype=torch.bool, device=like.device))
+
+    @property
+    def capacity(self) -> int:
+        return self.kv.size(3)
+
+    def compacted(self, paths: torch.Tensor, room: int) -> tuple[_NodeStore, torch.Tensor]:
+        """A new store with only the nodes on ``paths`` ``(n, size)`` (in order) and space
+        for ``room`` more; and ``paths`` over it."""
+        used = paths.any(0).nonzero().view(-1)
+        count = used.numel()
+        layers, _, heads, _, d_k = self.kv.shape
+        new = _NodeStore.empty(layers, heads, d_k, count + room + _spare(paths.size(0)), self.kv)
+        new.kv[:, :, :, :count] = self.kv.index_select(3, used)
+        new.keep[:count] = self.keep.index_select(0, used)
+        new.size = count
+        return new, paths.index_select(1, used)
+
+
+@dataclass(frozen=True)
+class TransformerLMState(LMState):
+    """:class:`LMState` of a :class:`TransformerLM`: ``tensors`` is ``(paths,)``, bool
+    ``(n, nodes)`` (``batch_dim`` 0): which nodes of ``store`` are on each row's prefix
+    (one per position). ``weights`` are the step weights, laid out at the first one-token
+    step of a search and passed from state to state.
+    """
+
+    store: _NodeStore | None = None
+    weights: _StepWeights | None = None
+
+
+class _StepWeights:
+    """A :class:`TransformerLM`'s weights laid out for one-token steps (eval mode).
+
+    As :class:`~espnet_model.IncrementalDecoder`: query/key/value projections stacked,
+    every matrix transposed for ``addmm``, torch's functions called directly. Built from
+    the weights at the first step of a search; the states of that search carry it.
+    """
+
+    def __init__(self, lm: TransformerLM) -> None:
+        linear, norm, _, _, positions = lm.encoder.embed
+        with torch.no_grad():
+            self.embedding = lm.embed.weight
+            self.input, self.input_norm = affine_params(linear), norm_params(norm)
+            self.layers = [
+                (
+                    norm_params(layer.norm1),
+                    stacked_affine_params(
+                        layer.self_attn.linear_q, layer.self_attn.linear_k, layer.self_attn.linear_v
+                    ),
+                    affine_params(layer.self_attn.linear_out),
+                    norm_params(layer.norm2),
+                    affine_params(layer.feed_forward.w_1),
+                    affine_params(layer.feed_forward.w_2),
+                )
+                for layer in lm.encoder.encoders
+            ]
+            self.after_norm = norm_params(lm.encoder.after_norm)
+            self.output = affine_params(lm.decoder)
+        self.activations = [
+            torch.relu_ if isinstance(activation, nn.ReLU) else activation
+            for activation in (layer.feed_forward.activation for layer in lm.encoder.encoders)
+        ]
+        self.positions = positions if isinstance(positions, PositionalEncoding) else None
+        self.heads, self.d_k = lm._heads, lm._d_k
+        self.scale = self.d_k**-0.5
+
+    def step(
+        self, ys: torch.Tensor, state: TransformerLMState | None
+    ) -> tuple[torch.Tensor, TransformerLMState]:
+        """Logits after the last token of ``ys`` ``(n, L + 1)``; ``state`` holds ``L`` tokens."""
+        rows, length = ys.shape
+        heads, d_k = self.heads, self.d_k
+        token = ys[:, -1]
+        if state is None or state.store is None:
+            store = _NodeStore.empty(len(self.layers), heads, d_k, _spare(rows), self.embedding)
+            old = ys.new_empty((rows, 0), dtype=torch.bool)
+        else:
+            store, old = state.store, state.gathered()[0]
+            if store.size != old.size(1) or old.size(1) + rows > store.capacity:
+                store, old = store.compacted(old, rows)
+        size = store.size
+        end = size + rows
+        store.size = end  # this step's nodes: [size, end), one per row
+        store.keep[size:end] = token != PADDING_ID
+        paths = torch.cat([old, torch.eye(rows, dtype=torch.bool, device=ys.device)], dim=1)
+        # Scores of the nodes off a row's prefix (and of padding tokens) get -inf.
+        bias = torch.zeros(paths.shape, dtype=self.embedding.dtype, device=ys.device)
+        bias.masked_fill_(~(paths & store.keep[:end]), float("-inf"))
+        x = torch.embedding(self.embedding, token)
+        x = torch.relu_(torch.layer_norm(affine(self.input, x), *self.input_norm))
+        if self.positions is not None:
+            x = x * self.positions.xscale + self.positions.encoding(length - 1, x)
+        for i, (norm1, qkv_params, out, norm2, w_1, w_2) in enumerate(self.layers):
+            qkv = affine(qkv_params, torch.layer_norm(x, *norm1)).view(rows, 3, heads, d_k)
+            store.kv[i, :, :, size:end] = qkv[:, 1:].permute(1, 2, 0, 3)
+            # All rows' queries against every node, heads as the batch: (H, n, nodes).
+            keys, values = store.kv[i, :, :, :end]
+            scores = torch.baddbmm(
+                bias, qkv[:, 0].transpose(0, 1), keys.transpose(1, 2), alpha=self.scale
+            )
+            attended = torch.bmm(torch.softmax(scores, dim=-1), values)  # (H, n, d_k)
+            x = x + affine(out, attended.transpose(0, 1).reshape(rows, heads * d_k))
+            hidden = self.activations[i](affine(w_1, torch.layer_norm(x, *norm2)))
+            x = x + affine(w_2, hidden)
+        logits = affine(self.output, torch.layer_norm(x, *self.after_norm))
+        return logits, TransformerLMState(
+            (paths,), batch_dim=0, length=length, store=store, weights=self
+        )
