@@ -269,3 +269,22 @@ def test_endpoint_after_a_run_of_blank_frames() -> None:
     s2t = Speech2TextStreaming(model, mode="ctc_greedy", endpoint_ms=480)
     assert not s2t.transcribe(wave).endpoint
     assert not Speech2TextStreaming(model, mode="ctc_greedy").transcribe(wave).endpoint
+
+
+def test_blocks_chosen_at_inference_stream_exactly() -> None:
+    """Another block shape at inference: chunked greedy equals the whole-utterance
+    encoder with those blocks."""
+    model = tiny_model()
+    s2t = Speech2TextStreaming(model, mode="ctc_greedy", block_size=12, hop_size=4, look_ahead=4)
+    assert s2t.encoder.block_size == 12 and model.encoder.block_size == 8
+    wave = _speech(2.2, 13)
+    result = s2t.transcribe(wave, chunk_ms=100)
+    with torch.no_grad():
+        feats, lengths = model.features(torch.from_numpy(wave)[None], torch.tensor([wave.size]))
+        enc, enc_lengths = s2t.encoder(feats, lengths)
+        offline = ctc_greedy_search(model.ctc.log_softmax(enc), enc_lengths, blank_id=0)[0]
+    assert result.tokens == offline and result.frames == int(enc_lengths[0])
+    joint = Speech2TextStreaming(
+        model, mode="joint", beam_size=3, block_size=12, hop_size=4, look_ahead=4
+    )
+    assert joint.search is not None and (joint.search.first, joint.search.hop) == (8, 4)

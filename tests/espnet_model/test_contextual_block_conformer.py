@@ -10,6 +10,7 @@ make 5 blocks. Besides the offline outputs it holds ESPnet2's streaming encoder
 
 from __future__ import annotations
 
+import copy
 import subprocess
 from pathlib import Path
 
@@ -152,3 +153,51 @@ def test_peer_regenerates_the_fixture(tmp_path: Path) -> None:
         assert (folder / file).read_bytes() == (FIXTURE / file).read_bytes(), (
             f"regenerate tests/data/espnet2_tiny/contextual_block_conformer ({file} differs)"
         )
+
+
+def test_with_blocks_shares_parameters_and_leaves_the_encoder_alone() -> None:
+    encoder = tiny_encoder()
+    other = encoder.with_blocks(12, 4, 4)
+    assert (other.block_size, other.hop_size, other.look_ahead) == (12, 4, 4)
+    assert (encoder.block_size, encoder.block_mask.shape) == (8, (10, 10))
+    assert other.block_mask.shape == (14, 14)
+    assert (
+        other.encoders[0].self_attn.linear_q.weight is encoder.encoders[0].self_attn.linear_q.weight
+    )
+    x = torch.randn(1, 90, 20)
+    with torch.no_grad():
+        a, _ = encoder(x, torch.tensor([90]))
+        b, _ = other(x, torch.tensor([90]))
+        c, _ = tiny_encoder(block_size=12, hop_size=4, look_ahead=4)(x, torch.tensor([90]))
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(b, c)  # the same as a model built with those blocks
+
+
+def test_dynamic_blocks_draw_a_shape_per_training_batch() -> None:
+    shapes = [[6, 2, 2], [12, 4, 4], [20, 8, 8]]
+    encoder = tiny_encoder(dynamic_blocks=shapes).train()
+    x = torch.randn(1, 90, 20)
+    for module in encoder.modules():  # no dropout: compare outputs exactly
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    torch.manual_seed(3)
+    drawn = set()
+    with torch.no_grad():
+        for _ in range(12):
+            state = torch.random.get_rng_state()
+            pick = int(torch.randint(3, ()))
+            drawn.add(pick)
+            torch.random.set_rng_state(state)
+            out, _ = encoder(x, torch.tensor([90]))
+            ref, _ = encoder.with_blocks(*shapes[pick]).train()(x, torch.tensor([90]))
+            torch.testing.assert_close(out, ref)
+    assert drawn == {0, 1, 2}
+    encoder.eval()  # evaluation uses the configured block shape
+    plain = copy.deepcopy(encoder)
+    plain.dynamic_blocks = []
+    with torch.no_grad():
+        out, _ = encoder(x, torch.tensor([90]))
+        ref, _ = plain(x, torch.tensor([90]))
+    torch.testing.assert_close(out, ref)
+    with pytest.raises(ValueError, match="hop_size=8 \\+ look_ahead=8 exceeds block_size=12"):
+        tiny_encoder(dynamic_blocks=[[12, 8, 8]])

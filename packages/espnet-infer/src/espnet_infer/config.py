@@ -26,11 +26,17 @@ class StreamingConfig:
             (only when partial results appear does).
         disable_repetition_detection: ``joint``: do not stop a block's search at a token
             its hypothesis already holds.
+        block_size / hop_size / look_ahead: the encoder's blocks at inference; None keeps
+            the model's (``encoder_conf``). For a model trained with
+            ``encoder_conf.dynamic_blocks``.
     """
 
     mode: Literal["joint", "ctc_prefix", "ctc_greedy"] = "joint"
     chunk_ms: float = 640.0
     disable_repetition_detection: bool = False
+    block_size: int | None = None
+    hop_size: int | None = None
+    look_ahead: int | None = None
 
 
 @dataclass

@@ -114,6 +114,9 @@ class Speech2TextStreaming:
         maxlenratio: joint: ``0`` = up to one token per encoder frame with end detection.
         pre_beam_ratio: joint: tokens CTC-scored per hypothesis, times ``beam_size``.
         disable_repetition_detection: joint: do not stop a block at a repeated token.
+        block_size / hop_size / look_ahead: decode with these encoder blocks instead of
+            the model's (each one not given keeps the model's); meant for a model trained
+            with ``encoder_conf.dynamic_blocks``.
         endpoint_ms: mark a result as an endpoint when this much trailing audio (in
             encoder frames) decodes to CTC blank; ``0`` turns endpointing off.
     """
@@ -132,6 +135,9 @@ class Speech2TextStreaming:
         pre_beam_ratio: float = 1.5,
         disable_repetition_detection: bool = False,
         endpoint_ms: float = 0.0,
+        block_size: int | None = None,
+        hop_size: int | None = None,
+        look_ahead: int | None = None,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode={mode!r} is unknown; choose one of {', '.join(_MODES)}")
@@ -142,6 +148,15 @@ class Speech2TextStreaming:
                 f"but the model's encoder is {type(encoder).__name__}; decode it offline "
                 "with Speech2Text"
             )
+        if (block_size, hop_size, look_ahead) != (None, None, None):
+            encoder = encoder.with_blocks(
+                encoder.block_size if block_size is None else block_size,
+                encoder.hop_size if hop_size is None else hop_size,
+                encoder.look_ahead if look_ahead is None else look_ahead,
+            )
+            if encoder.block_size <= 0:
+                raise ValueError("block_size must be > 0 for streaming")
+        self.encoder = encoder
         if mode != "joint" and model.ctc is None:
             raise ValueError(f"mode={mode!r} needs a CTC head; the model has none (use joint)")
         model.eval()
@@ -313,7 +328,7 @@ class Speech2TextStreaming:
             self.features.step(s.features, c.to(device), f).to(device)
             for s, c, f in zip(streams, chunks, finals, strict=True)
         ]
-        encoded = stream_step(self.model.encoder, [s.encoder for s in streams], feats, finals)
+        encoded = stream_step(self.encoder, [s.encoder for s in streams], feats, finals)
         logps: list[torch.Tensor | None] = [None] * len(streams)
         if self.model.ctc is not None and any(e.size(0) for e in encoded):
             joined = self.model.ctc.log_softmax(torch.cat(encoded)[None])[0]
@@ -402,6 +417,9 @@ class StreamingDecoder:
             s2t,
             mode=streaming.mode,
             disable_repetition_detection=streaming.disable_repetition_detection,
+            block_size=streaming.block_size,
+            hop_size=streaming.hop_size,
+            look_ahead=streaming.look_ahead,
         )
 
     def nbest_padded(self, speech: torch.Tensor, lengths: torch.Tensor) -> list[list[Any]]:

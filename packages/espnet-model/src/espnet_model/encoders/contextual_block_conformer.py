@@ -29,8 +29,10 @@ ESPnet2's for a batch of one or of equal lengths, and to ESPnet2's streaming
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
+from typing import Self
 
 import torch
 from torch import nn
@@ -163,6 +165,10 @@ class ContextualBlockConformerEncoder(nn.Module):
         ctx_pos_enc: add the positional encoding of the block index to the context.
         selfattention_layer_type: accepted for ESPnet2 configs; ESPnet2's encoder always
             uses absolute-position attention whatever it says.
+        dynamic_blocks: not in ESPnet2: ``[[block_size, hop_size, look_ahead], ...]``; in
+            training each batch is encoded with one of them, drawn at random, so that the
+            model can be decoded with any of them (:meth:`with_blocks`, chosen at
+            inference). The parameters do not depend on the block shape.
     """
 
     def __init__(
@@ -187,20 +193,20 @@ class ContextualBlockConformerEncoder(nn.Module):
         init_average: bool = True,
         ctx_pos_enc: bool = True,
         selfattention_layer_type: str = "rel_selfattn",
+        dynamic_blocks: list[list[int]] | None = None,
     ) -> None:
         super().__init__()
         check_choice("encoder_conf.normalize_before", normalize_before, (True,))
         check_positive("encoder_conf.num_blocks", num_blocks)
-        check_positive("encoder_conf.block_size", block_size, allow_zero=True)
-        if block_size > 0:
-            check_positive("encoder_conf.hop_size", hop_size)
-            check_positive("encoder_conf.look_ahead", look_ahead, allow_zero=True)
-            if hop_size + look_ahead > block_size:
+        _check_blocks(block_size, hop_size, look_ahead)
+        self.dynamic_blocks = [tuple(int(v) for v in shape) for shape in dynamic_blocks or []]
+        for shape in self.dynamic_blocks:
+            if len(shape) != 3 or shape[0] <= 0:
                 raise ValueError(
-                    f"encoder_conf: hop_size={hop_size} + look_ahead={look_ahead} exceeds "
-                    f"block_size={block_size}; a block must hold the frames it emits and "
-                    f"its look-ahead (e.g. block_size={hop_size + look_ahead})"
+                    f"encoder_conf.dynamic_blocks: {list(shape)} must be [block_size, "
+                    "hop_size, look_ahead] with block_size > 0"
                 )
+            _check_blocks(*shape)
         self._output_size = output_size
         self.embed = Conv2dSubsampling(input_size, output_size, input_layer)
         self.pos_enc = PositionalEncoding(output_size, positional_dropout_rate)
@@ -224,12 +230,20 @@ class ContextualBlockConformerEncoder(nn.Module):
         self.look_ahead = look_ahead
         self.init_average = init_average
         self.ctx_pos_enc = ctx_pos_enc
-        # rows 1..block_size+1 see positions 0..block_size (not the block's own context)
-        size = block_size + 2
-        mask = torch.zeros(size, size, dtype=torch.bool)
-        mask[1:, : block_size + 1] = True
-        mask[0] = True  # row 0 is blind (blind_first); any row without NaN will do
-        self.register_buffer("block_mask", mask, persistent=False)
+        self.register_buffer("block_mask", _block_mask(block_size), persistent=False)
+
+    def with_blocks(self, block_size: int, hop_size: int, look_ahead: int) -> Self:
+        """This encoder (same parameters, shared) cutting ``block_size``-frame blocks every
+        ``hop_size`` frames with ``look_ahead``; ``self`` is unchanged. Meant for a model
+        trained with ``dynamic_blocks``; another block shape than the trained one works,
+        with an accuracy only a test set can tell."""
+        _check_blocks(block_size, hop_size, look_ahead)
+        other = copy.copy(self)
+        other._buffers = dict(self._buffers)
+        other.block_size, other.hop_size, other.look_ahead = block_size, hop_size, look_ahead
+        other.block_mask = _block_mask(block_size).to(self.block_mask.device)
+        other.dynamic_blocks = []
+        return other
 
     def output_size(self) -> int:
         return self._output_size
@@ -284,6 +298,9 @@ class ContextualBlockConformerEncoder(nn.Module):
 
     def forward(self, xs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths."""
+        if self.training and self.dynamic_blocks:
+            pick = int(torch.randint(len(self.dynamic_blocks), ()))
+            return self.with_blocks(*self.dynamic_blocks[pick]).forward(xs, lengths)
         x, out_lengths = self.embed(xs, lengths)
         frames = [x[i, :n] for i, n in enumerate(out_lengths.tolist())]
         out = x.new_zeros(x.shape)
@@ -338,6 +355,29 @@ class ContextualBlockConformerEncoder(nn.Module):
             source=rows,
         )
         return batch, emits
+
+
+def _check_blocks(block_size: int, hop_size: int, look_ahead: int) -> None:
+    check_positive("encoder_conf.block_size", block_size, allow_zero=True)
+    if block_size > 0:
+        check_positive("encoder_conf.hop_size", hop_size)
+        check_positive("encoder_conf.look_ahead", look_ahead, allow_zero=True)
+        if hop_size + look_ahead > block_size:
+            raise ValueError(
+                f"encoder_conf: hop_size={hop_size} + look_ahead={look_ahead} exceeds "
+                f"block_size={block_size}; a block must hold the frames it emits and "
+                f"its look-ahead (e.g. block_size={hop_size + look_ahead})"
+            )
+
+
+def _block_mask(block_size: int) -> torch.Tensor:
+    """Rows 1..block_size+1 see positions 0..block_size (not the block's own context);
+    row 0 is blind (``blind_first``), any row without NaN will do."""
+    size = block_size + 2
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    mask[1:, : block_size + 1] = True
+    mask[0] = True
+    return mask
 
 
 def _pad_blocks(chunks: list[torch.Tensor], size: int) -> torch.Tensor:
