@@ -57,7 +57,7 @@ json.dump({"wall_s": wall, **{k: {x: v[x] for x in ("num_utterances", "hours", "
 print("shards:", round(wall, 1), "s", {k: v["hours"] for k, v in s.items()})
 EOF
 stamp "trainer"
-timeout 240 $PY benchmarks/trainer.py recipe --device "$device" "${train_args[@]}" --shards "$work/data/train" \
+timeout 360 $PY benchmarks/trainer.py recipe --device "$device" "${train_args[@]}" --shards "$work/data/train" \
   --valid "$work/data/dev-clean" --work "$work/train" --out "$OUT/trainer.cuda.json" || echo "trainer: exit $?"
 cp "$work/train/exp/logs/train.log" "$OUT/train.log" 2>/dev/null
 stamp "create_dataset scaling"
