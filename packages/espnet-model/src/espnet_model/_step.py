@@ -1,5 +1,6 @@
 """Weights laid out for one-token steps (:class:`~espnet_model.IncrementalDecoder`, the
-transformer LM's cached scoring): arguments for torch's functions, called directly.
+transformer LM's cached scoring): arguments for torch's functions, called directly; and
+:class:`NodeStore`, the prefix-tree key/value cache both steps share between rows.
 
 At a handful of rows a step is bound by per-call overhead and by reading the weights,
 not by arithmetic: module calls and ``F`` wrappers cost more than the matrix products.
@@ -33,3 +34,55 @@ def affine(params: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.
     """``bias + x @ weight`` for ``params = (bias, weight)``, the weight already transposed."""
     bias, weight = params
     return torch.addmm(bias, x, weight)
+
+
+def spare_nodes(rows: int) -> int:
+    """Free nodes a new :class:`NodeStore` gets beyond the live ones: room for a few dozen
+    steps of ``rows`` rows."""
+    return 32 * rows + 256
+
+
+class NodeStore:
+    """Keys and values of prefix-tree nodes, ``kv`` ``(layers, 2, heads, capacity, d_k)``,
+    and ``keep`` ``(capacity,)`` (a transformer LM's mask of padding tokens).
+
+    Every token a step feeds is a node; a step's state says per row which nodes are on
+    its prefix (``paths``, bool ``(n, nodes)``), so reordering rows reorders ``paths``,
+    never the keys and values. Nodes ``[0, size)`` are written. A step appends its rows'
+    nodes at ``size`` only if ``size`` is still the width of its state's ``paths`` (no
+    other step appended since); otherwise, or when full, it copies the nodes its rows use
+    into a new store (:meth:`for_step`). So written nodes never change, and every state
+    stays valid.
+    """
+
+    def __init__(self, kv: torch.Tensor, keep: torch.Tensor) -> None:
+        self.kv, self.keep, self.size = kv, keep, 0
+
+    @classmethod
+    def empty(cls, layers: int, heads: int, d_k: int, capacity: int, like: torch.Tensor):
+        kv = like.new_empty(layers, 2, heads, capacity, d_k)
+        return cls(kv, torch.empty(capacity, dtype=torch.bool, device=like.device))
+
+    @property
+    def capacity(self) -> int:
+        return self.kv.size(3)
+
+    def compacted(self, paths: torch.Tensor, room: int) -> tuple[NodeStore, torch.Tensor]:
+        """A new store with only the nodes on ``paths`` ``(n, size)`` (in order) and space
+        for ``room`` more; and ``paths`` over it."""
+        used = paths.any(0).nonzero().view(-1)
+        count = used.numel()
+        layers, _, heads, _, d_k = self.kv.shape
+        new = NodeStore.empty(layers, heads, d_k, count + room + spare_nodes(paths.size(0)), self.kv)
+        new.kv[:, :, :, :count] = self.kv.index_select(3, used)
+        new.keep[:count] = self.keep.index_select(0, used)
+        new.size = count
+        return new, paths.index_select(1, used)
+
+    def for_step(self, paths: torch.Tensor) -> tuple[NodeStore, torch.Tensor]:
+        """The store a step of ``paths.size(0)`` rows over ``paths`` ``(n, nodes)`` appends
+        to (this one, or a compacted copy), and ``paths`` over it."""
+        rows = paths.size(0)
+        if self.size != paths.size(1) or self.size + rows > self.capacity:
+            return self.compacted(paths, rows)
+        return self, paths

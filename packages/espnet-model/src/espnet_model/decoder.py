@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet_model._step import NodeStore, spare_nodes, stacked_affine_params
 from espnet_model._step import affine as _affine
 from espnet_model._step import affine_params as _affine_params
 from espnet_model._step import norm_params as _norm_params
-from espnet_model._step import stacked_affine_params
 from espnet_model.attention import MultiHeadedAttention, PositionalEncoding
 from espnet_model.dropout import Dropout
 from espnet_model.feedforward import PositionwiseFeedForward, layer_norm
@@ -208,6 +210,35 @@ class TransformerDecoder(nn.Module):
         return IncrementalDecoder(self)
 
 
+@dataclass(frozen=True)
+class StepCache:
+    """The self-attention keys and values of ``n`` prefixes, for :class:`IncrementalDecoder`.
+
+    A prefix tree, as the transformer LM's cache: each token a step feeds is a node whose
+    keys and values (every layer) are appended once to ``store``, which the caches of one
+    search share; ``paths`` (bool ``(m, nodes)``) says which nodes are on each prefix, and
+    ``rows`` which of its rows, in which order, are this cache's prefixes (None: all, in
+    order). :meth:`select` only records rows: reordering after beam pruning copies no keys
+    or values. Never written in place, so a cache may be stepped from twice.
+    """
+
+    store: NodeStore
+    paths: torch.Tensor
+    rows: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.paths.size(0) if self.rows is None else self.rows.numel()
+
+    def select(self, indices: torch.Tensor) -> StepCache:
+        """The cache of rows ``indices`` (``(m,)`` long, repeats allowed), in that order."""
+        index = indices.to(self.paths.device)
+        return replace(self, rows=index if self.rows is None else self.rows.index_select(0, index))
+
+    def gathered_paths(self) -> torch.Tensor:
+        """``paths`` of this cache's rows, in its order ``(len(self), nodes)``."""
+        return self.paths if self.rows is None else self.paths.index_select(0, self.rows)
+
+
 class _StepLayer:
     """One decoder layer's weights for :class:`IncrementalDecoder`, matrices transposed.
 
@@ -218,6 +249,7 @@ class _StepLayer:
     def __init__(self, layer: DecoderLayer) -> None:
         attn, src, ff = layer.self_attn, layer.src_attn, layer.feed_forward
         self.heads, self.d_k = attn.h, attn.d_k
+        self.scale = self.d_k**-0.5
         self.pre_norm = layer.normalize_before
         self.norm1, self.norm2, self.norm3 = map(_norm_params, (layer.norm1, layer.norm2, layer.norm3))
         self.qkv = stacked_affine_params(attn.linear_q, attn.linear_k, attn.linear_v)
@@ -235,34 +267,51 @@ class _StepLayer:
     def step(
         self,
         x: torch.Tensor,
-        kv: torch.Tensor | None,
+        kv: torch.Tensor,
+        start: int,
+        bias: torch.Tensor,
         memory_kv: tuple[torch.Tensor, torch.Tensor],
         memory_mask: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor:
+        """``x`` ``(n, D)`` through the layer; this layer's node keys/values ``kv``
+        ``(2, H, capacity, d_k)`` get the rows' new nodes at ``[start, start + n)``, and
+        ``bias`` ``(n, start + n)`` is 0 on each row's path and -inf off it."""
         rows, heads, d_k = x.shape[0], self.heads, self.d_k
-        attention = F.scaled_dot_product_attention
-        # Self-attention over the cached prefix plus this position.
-        qkv = _affine(self.qkv, self._pre(x, self.norm1)).view(rows, 3, heads, 1, d_k)
-        kv = qkv[:, 1:] if kv is None else torch.cat([kv, qkv[:, 1:]], dim=3)
-        attended = attention(qkv[:, 0], kv[:, 0], kv[:, 1]).view(rows, -1)
+        end = start + rows
+        # Self-attention over every node, heads as the batch, off-path nodes at -inf.
+        qkv = _affine(self.qkv, self._pre(x, self.norm1)).view(rows, 3, heads, d_k)
+        kv[:, :, start:end] = qkv[:, 1:].permute(1, 2, 0, 3)
+        keys, values = kv[:, :, :end]
+        scores = torch.baddbmm(
+            bias, qkv[:, 0].transpose(0, 1), keys.transpose(1, 2), alpha=self.scale
+        )
+        attended = torch.bmm(torch.softmax(scores, dim=-1), values)  # (H, n, d_k)
+        attended = attended.transpose(0, 1).reshape(rows, heads * d_k)
         x = self._post(x + _affine(self.self_out, attended), self.norm1)
-        # Source attention over the encoder memory.
-        q = _affine(self.src_q, self._pre(x, self.norm2)).view(rows, heads, 1, d_k)
-        attended = attention(q, *memory_kv, attn_mask=memory_mask).view(rows, -1)
+        # Source attention over the encoder memory: the rows of one memory row (an
+        # utterance's beam) are that memory's queries, (M, H, rows / M, d_k).
+        groups = memory_kv[0].shape[0]
+        q = _affine(self.src_q, self._pre(x, self.norm2)).view(groups, -1, heads, d_k)
+        attended = F.scaled_dot_product_attention(
+            q.transpose(1, 2), *memory_kv, attn_mask=memory_mask
+        )
+        attended = attended.transpose(1, 2).reshape(rows, heads * d_k)
         x = self._post(x + _affine(self.src_out, attended), self.norm2)
         # Feed-forward.
         hidden = self.activation(_affine(self.w_1, self._pre(x, self.norm3)))
-        return self._post(x + _affine(self.w_2, hidden), self.norm3), kv
+        return self._post(x + _affine(self.w_2, hidden), self.norm3)
 
 
 class IncrementalDecoder:
     """A :class:`TransformerDecoder` that scores one new token per prefix and step.
 
-    Each layer caches the self-attention keys and values of the prefix, so a step
-    costs the same whatever the prefix length. The weights are copied once into the
-    layout a step needs (query/key/value projections stacked into one matrix, every
-    matrix transposed for ``addmm``): a step of 4 rows is ~25 small operators per
-    layer. Inference only: no dropout. Build a new one after the weights change.
+    The self-attention keys and values of the prefixes are a prefix tree
+    (:class:`StepCache`): a step appends one node per row and attends over the nodes on
+    each row's path, so it neither copies the prefix's keys and values into a longer
+    cache nor gathers them after pruning. The weights are copied once into the layout a
+    step needs (query/key/value projections stacked into one matrix, every matrix
+    transposed for ``addmm``). Inference only: no dropout. Build a new one after the
+    weights change.
     """
 
     def __init__(self, decoder: TransformerDecoder) -> None:
@@ -279,25 +328,39 @@ class IncrementalDecoder:
         position: int,
         memory_kv: list[tuple[torch.Tensor, torch.Tensor]],
         memory_mask: torch.Tensor | None,
-        cache: list[torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        cache: StepCache | None = None,
+    ) -> tuple[torch.Tensor, StepCache]:
         """Log-probabilities ``(N, V)`` of the next token, feeding only the last one.
 
         ``tokens`` ``(N,)`` are the last tokens of each prefix (``sos`` first), at
-        ``position`` (0 for ``sos``). ``cache`` holds each layer's self-attention keys
-        and values ``(N, 2, H, position, d_k)`` from the previous step (None at
-        position 0); reorder it like the rows (``[c[idx] for c in cache]``).
-        ``memory_kv`` comes from :meth:`TransformerDecoder.memory_kv` and
-        ``memory_mask`` is a bool keep-mask ``(N, 1, T)`` or None. Gives what
+        ``position`` (0 for ``sos``). ``cache`` is what the previous step returned (None
+        at position 0), its rows reordered like the prefixes with
+        :meth:`StepCache.select`. ``memory_kv`` comes from
+        :meth:`TransformerDecoder.memory_kv` for ``M`` memories and ``memory_mask`` is
+        their bool keep-mask ``(M, 1, T)`` or None: one memory per prefix (``M = N``),
+        or one per group of ``N / M`` consecutive prefixes (an utterance's beam, whose
+        queries then attend to its memory together). Gives what
         :meth:`TransformerDecoder.forward_one_step` gives for the whole prefix.
         """
+        rows = tokens.shape[0]
+        if cache is None:
+            first = self.layers[0]
+            store = NodeStore.empty(
+                len(self.layers), first.heads, first.d_k, spare_nodes(rows), self.embedding
+            )
+            old = tokens.new_zeros((rows, 0), dtype=torch.bool)
+        else:
+            store, old = cache.store.for_step(cache.gathered_paths())
+        start = store.size
+        store.size = start + rows  # this step's nodes, one per row
+        paths = torch.cat([old, torch.eye(rows, dtype=torch.bool, device=tokens.device)], dim=1)
+        bias = paths.to(self.embedding.dtype).log_()  # 0 on a row's path, -inf off it
         x = torch.embedding(self.embedding, tokens.clamp(min=0))
         x = x * self.positions.xscale + self.positions.encoding(position, x)
         mask = None if memory_mask is None else memory_mask.unsqueeze(1)
-        new_cache: list[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
-            x, kv = layer.step(x, None if cache is None else cache[i], memory_kv[i], mask)
-            new_cache.append(kv)
+            x = layer.step(x, store.kv[i], start, bias, memory_kv[i], mask)
         if self.after_norm is not None:
             x = torch.layer_norm(x, *self.after_norm)
-        return torch.log_softmax(_affine(self.output, x), dim=-1), new_cache
+        logp = torch.log_softmax(_affine(self.output, x), dim=-1)
+        return logp, StepCache(store, paths)

@@ -37,7 +37,13 @@ from dataclasses import dataclass, field
 import torch
 
 from espnet_infer.decode.ctc_prefix_score import CTCPrefixScorer, CTCPrefixState
-from espnet_infer.decode.protocol import ASRModelLike, IncrementalStepper, LMLike, LMStateLike
+from espnet_infer.decode.protocol import (
+    ASRModelLike,
+    IncrementalStepper,
+    LMLike,
+    LMStateLike,
+    StepCacheLike,
+)
 
 __all__ = ["BeamSearch", "Hypothesis"]
 
@@ -86,6 +92,17 @@ def _chosen(values: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
     ``flat`` indexes each utterance's ``beam * K`` candidates; returns ``(U * beam,)``.
     """
     return values.reshape(flat.shape[0], -1).gather(1, flat).view(-1)
+
+
+DecoderCache = list[torch.Tensor] | StepCacheLike
+
+
+def _select_rows(cache: DecoderCache, rows: torch.Tensor) -> DecoderCache:
+    """The decoder cache of ``rows``: a per-layer list is gathered, a stepper's cache
+    records them (``select``, nothing copied)."""
+    if isinstance(cache, list):
+        return [c.index_select(0, rows) for c in cache]
+    return cache.select(rows)
 
 
 class BeamSearch:
@@ -254,19 +271,22 @@ class BeamSearch:
         lm_sum = torch.zeros(batch * beam, device=device)
         lm_state: LMStateLike | None = None
         ys = torch.full((batch * beam, 1), eos, dtype=torch.long, device=device)
-        cache: list[torch.Tensor] | None = None
+        cache: DecoderCache | None = None
         ctc_state = scorer.init_state(utt_rows) if scorer is not None else None
         # Source-attention keys/values, projected once per utterance (not per step).
         memory_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         if self.uses_attention and hasattr(model.decoder, "memory_kv"):
-            memory_kv = [
-                (k.index_select(0, utt_rows), v.index_select(0, utt_rows))
-                for k, v in model.decoder.memory_kv(enc)
-            ]
-        # A decoder that can feed one token per step gets its step weights laid out once.
+            memory_kv = model.decoder.memory_kv(enc)
+        # A decoder that can feed one token per step gets its step weights laid out once;
+        # it takes one row of memory_kv per utterance (the beam's queries together),
+        # forward_one_step one per hypothesis.
         stepper = None
         if memory_kv is not None and hasattr(model.decoder, "incremental"):
             stepper = model.decoder.incremental()
+        elif memory_kv is not None:
+            memory_kv = [
+                (k.index_select(0, utt_rows), v.index_select(0, utt_rows)) for k, v in memory_kv
+            ]
 
         num_tokens = 0
         base = torch.empty(0)
@@ -319,7 +339,7 @@ class BeamSearch:
             safe_token = token.masked_fill(~running, filler)
             ys = torch.cat([ys, safe_token[:, None]], dim=1)
             if new_cache is not None:
-                cache = [c.index_select(0, parent) for c in new_cache]
+                cache = _select_rows(new_cache, parent)
             if new_lm_state is not None:
                 lm_state = new_lm_state.select(parent)
             if scorer is not None and ctc_state is not None and new_psi is not None:
@@ -334,21 +354,20 @@ class BeamSearch:
             if self.maxlenratio == 0.0:
                 keep = [p for p in keep if not _end_detected(ended[active[p]], num_tokens - 1)]
             if len(keep) < num_active:
-                rows = (
-                    torch.tensor(keep, dtype=torch.long, device=device)[:, None] * beam
-                    + torch.arange(beam, device=device)[None, :]
-                ).view(-1)
+                kept = torch.tensor(keep, dtype=torch.long, device=device)
+                rows = (kept[:, None] * beam + torch.arange(beam, device=device)[None, :]).view(-1)
                 active = [active[i] for i in keep]
                 score, att_sum, lm_sum, ys = score[rows], att_sum[rows], lm_sum[rows], ys[rows]
                 memory = memory[rows]
                 if memory_mask is not None:
                     memory_mask = memory_mask[rows]
                 if cache is not None:
-                    cache = [c.index_select(0, rows) for c in cache]
+                    cache = _select_rows(cache, rows)
                 if lm_state is not None:
                     lm_state = lm_state.select(rows)
                 if memory_kv is not None:
-                    memory_kv = [(k[rows], v[rows]) for k, v in memory_kv]
+                    index = rows if stepper is None else kept
+                    memory_kv = [(k[index], v[index]) for k, v in memory_kv]
                 if ctc_state is not None:
                     ctc_state = ctc_state.index_select(rows)
 
@@ -359,7 +378,7 @@ class BeamSearch:
         ys: torch.Tensor,
         memory: torch.Tensor,
         memory_mask: torch.Tensor | None,
-        cache: list[torch.Tensor] | None,
+        cache: DecoderCache | None,
         memory_kv: list[tuple[torch.Tensor, torch.Tensor]] | None,
         stepper: IncrementalStepper | None,
         scorer: CTCPrefixScorer | None,
@@ -372,7 +391,7 @@ class BeamSearch:
         torch.Tensor,
         torch.Tensor,
         torch.Tensor | None,
-        list[torch.Tensor] | None,
+        DecoderCache | None,
         torch.Tensor | None,
         torch.Tensor | None,
         LMStateLike | None,
@@ -386,20 +405,24 @@ class BeamSearch:
         num_rows = ys.shape[0]
         device = ys.device
         att_logp: torch.Tensor | None = None
-        new_cache: list[torch.Tensor] | None = None
+        new_cache: DecoderCache | None = None
         if self.uses_attention:
             decoder = self.model.decoder
             assert decoder is not None  # guaranteed by uses_attention
             if stepper is not None and memory_kv is not None:
                 # Feeds only the last token; the cache holds self-attention keys/values.
+                # One memory (and mask row) per utterance, shared by its beam.
+                utt_mask = None if memory_mask is None else memory_mask[:: self.beam_size]
                 att_logp, new_cache = stepper.step(
-                    ys[:, -1], ys.shape[1] - 1, memory_kv, memory_mask, cache
+                    ys[:, -1], ys.shape[1] - 1, memory_kv, utt_mask, cache  # type: ignore[arg-type]
                 )
             elif memory_kv is None:
-                att_logp, new_cache = decoder.forward_one_step(ys, memory, memory_mask, cache)
+                att_logp, new_cache = decoder.forward_one_step(
+                    ys, memory, memory_mask, cache  # type: ignore[arg-type]
+                )
             else:
                 att_logp, new_cache = decoder.forward_one_step(  # type: ignore[call-arg]
-                    ys, memory, memory_mask, cache, memory_kv=memory_kv
+                    ys, memory, memory_mask, cache, memory_kv=memory_kv  # type: ignore[arg-type]
                 )
             att_logp = att_logp.float()
         lm_logp: torch.Tensor | None = None

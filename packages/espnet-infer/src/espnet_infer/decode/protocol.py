@@ -11,7 +11,15 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["ASRModelLike", "CTCLike", "DecoderLike", "IncrementalStepper", "LMLike", "LMStateLike"]
+__all__ = [
+    "ASRModelLike",
+    "CTCLike",
+    "DecoderLike",
+    "IncrementalStepper",
+    "LMLike",
+    "LMStateLike",
+    "StepCacheLike",
+]
 
 
 @runtime_checkable
@@ -56,6 +64,15 @@ class DecoderLike(Protocol):
 
 
 @runtime_checkable
+class StepCacheLike(Protocol):
+    """An :class:`IncrementalStepper`'s cache of ``n`` prefixes (``espnet_model.StepCache``)."""
+
+    def select(self, indices: torch.Tensor) -> Any:
+        """The cache of rows ``indices`` (``(m,)`` long, repeats allowed), in that order."""
+        ...
+
+
+@runtime_checkable
 class IncrementalStepper(Protocol):
     """One-token decoder steps (``espnet_model.IncrementalDecoder``), built once per search."""
 
@@ -65,12 +82,14 @@ class IncrementalStepper(Protocol):
         position: int,
         memory_kv: list[tuple[torch.Tensor, torch.Tensor]],
         memory_mask: torch.Tensor | None,
-        cache: list[torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        cache: StepCacheLike | None = None,
+    ) -> tuple[torch.Tensor, StepCacheLike]:
         """``(N, V)`` log-probabilities after the last tokens ``(N,)`` at ``position``.
 
-        ``cache`` (None at position 0) is the list this call returned at the previous
-        position, reordered like the rows; the new one is returned.
+        ``cache`` (None at position 0) is what this call returned at the previous
+        position, its rows reordered with ``cache.select(rows)``; the new one is returned.
+        ``memory_kv`` and ``memory_mask`` ``(M, 1, T)`` hold one memory per group of
+        ``N / M`` consecutive rows (the search passes one per utterance, for its beam).
         """
         ...
 

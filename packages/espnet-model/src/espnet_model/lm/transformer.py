@@ -17,7 +17,7 @@ only the new token, and the result equals the full forward's (to float rounding)
 
 The cache is a prefix tree, not one copy per row: every token fed is a node whose keys
 and values are appended to a store shared by the states of one search
-(:class:`_NodeStore`), and a state holds, per row, which nodes are on its prefix
+(:class:`NodeStore`), and a state holds, per row, which nodes are on its prefix
 (``paths``, ``(n, nodes)`` bool). Reordering rows after beam pruning reorders only
 ``paths``; the hypotheses of a beam share most of their prefix, so a step attends over
 roughly one node per position (plus the recent branches) with the other rows' nodes
@@ -35,7 +35,14 @@ import torch
 from torch import nn
 
 from espnet_model._checks import check_choice, check_divisible
-from espnet_model._step import affine, affine_params, norm_params, stacked_affine_params
+from espnet_model._step import (
+    NodeStore,
+    affine,
+    affine_params,
+    norm_params,
+    spare_nodes,
+    stacked_affine_params,
+)
 from espnet_model.attention import PositionalEncoding
 from espnet_model.dropout import Dropout
 from espnet_model.encoders.transformer import TransformerEncoderLayer
@@ -173,8 +180,8 @@ class TransformerLM(BaseLM):
         x = self.encoder.embed(self.embed(ys))  # (n, L, D)
         mask = keep.unsqueeze(1) & subsequent_mask(length, ys.device)  # (n, L, L)
         nodes = rows * length
-        store = _NodeStore.empty(
-            len(self.encoder.encoders), self._heads, self._d_k, nodes + _spare(rows), x
+        store = NodeStore.empty(
+            len(self.encoder.encoders), self._heads, self._d_k, nodes + spare_nodes(rows), x
         )
         for i, layer in enumerate(self.encoder.encoders):
             h = layer.norm1(x)
@@ -193,46 +200,6 @@ class TransformerLM(BaseLM):
         )
 
 
-def _spare(rows: int) -> int:
-    """Free nodes a new store gets beyond the live ones: room for a few dozen steps."""
-    return 32 * rows + 256
-
-
-class _NodeStore:
-    """Keys and values of prefix-tree nodes, ``kv`` ``(layers, 2, heads, capacity, d_k)``,
-    and ``keep`` ``(capacity,)`` (False: the node's token is the padding id, masked).
-
-    Nodes ``[0, size)`` are written. A step appends its rows' nodes at ``size`` only if
-    ``size`` is still the width of its state's ``paths`` (no other step appended since);
-    otherwise, or when full, it copies the nodes its rows use into a new store. So
-    written nodes never change, and every state stays valid.
-    """
-
-    def __init__(self, kv: torch.Tensor, keep: torch.Tensor) -> None:
-        self.kv, self.keep, self.size = kv, keep, 0
-
-    @classmethod
-    def empty(cls, layers: int, heads: int, d_k: int, capacity: int, like: torch.Tensor):
-        kv = like.new_empty(layers, 2, heads, capacity, d_k)
-        return cls(kv, torch.empty(capacity, dtype=torch.bool, device=like.device))
-
-    @property
-    def capacity(self) -> int:
-        return self.kv.size(3)
-
-    def compacted(self, paths: torch.Tensor, room: int) -> tuple[_NodeStore, torch.Tensor]:
-        """A new store with only the nodes on ``paths`` ``(n, size)`` (in order) and space
-        for ``room`` more; and ``paths`` over it."""
-        used = paths.any(0).nonzero().view(-1)
-        count = used.numel()
-        layers, _, heads, _, d_k = self.kv.shape
-        new = _NodeStore.empty(layers, heads, d_k, count + room + _spare(paths.size(0)), self.kv)
-        new.kv[:, :, :, :count] = self.kv.index_select(3, used)
-        new.keep[:count] = self.keep.index_select(0, used)
-        new.size = count
-        return new, paths.index_select(1, used)
-
-
 @dataclass(frozen=True)
 class TransformerLMState(LMState):
     """:class:`LMState` of a :class:`TransformerLM`: ``tensors`` is ``(paths,)``, bool
@@ -241,7 +208,7 @@ class TransformerLMState(LMState):
     step of a search and passed from state to state.
     """
 
-    store: _NodeStore | None = None
+    store: NodeStore | None = None
     weights: _StepWeights | None = None
 
 
@@ -289,12 +256,10 @@ class _StepWeights:
         heads, d_k = self.heads, self.d_k
         token = ys[:, -1]
         if state is None or state.store is None:
-            store = _NodeStore.empty(len(self.layers), heads, d_k, _spare(rows), self.embedding)
+            store = NodeStore.empty(len(self.layers), heads, d_k, spare_nodes(rows), self.embedding)
             old = ys.new_empty((rows, 0), dtype=torch.bool)
         else:
-            store, old = state.store, state.gathered()[0]
-            if store.size != old.size(1) or old.size(1) + rows > store.capacity:
-                store, old = store.compacted(old, rows)
+            store, old = state.store.for_step(state.gathered()[0])
         size = store.size
         end = size + rows
         store.size = end  # this step's nodes: [size, end), one per row
