@@ -121,28 +121,37 @@ def write_model_folder(folder: Path, block: dict[str, Any], tokens: list[str]) -
     return weights
 
 
-def decode_batched(s2t: Any, utterances: list[np.ndarray]) -> dict[str, Any]:
-    """Decode in the batches espnet-infer's runner cuts: length-sorted, ``BATCH_SECONDS`` padded."""
+def decode_in_batches(
+    s2t: Any, utterances: list[np.ndarray], max_seconds: float = BATCH_SECONDS, max_batch_size: int = 64
+) -> tuple[list[list[int]], list[int]]:
+    """One pass in the batches espnet-infer's runner cuts (length-sorted, ``max_seconds``
+    padded): the hypotheses in utterance order and the batch sizes."""
     from espnet_data.batching import DynamicBatcher, pad_sequences
 
-    batcher = DynamicBatcher(max_seconds=BATCH_SECONDS, max_batch_size=64, shuffle=False)
+    batcher = DynamicBatcher(max_seconds=max_seconds, max_batch_size=max_batch_size, shuffle=False)
     samples = [{"index": i, "duration": len(u) / SAMPLE_RATE} for i, u in enumerate(utterances)]
     hyps: dict[int, list[int]] = {}
     sizes: list[int] = []
+    for group in batcher(samples):
+        index = [s["index"] for s in group]
+        speech = pad_sequences([utterances[i] for i in index], 0.0)
+        lengths = torch.tensor([len(utterances[i]) for i in index])
+        hyps.update(zip(index, s2t.token_ids(speech, lengths), strict=True))
+        sizes.append(len(index))
+    return [hyps[i] for i in range(len(utterances))], sizes
+
+
+def decode_batched(s2t: Any, utterances: list[np.ndarray]) -> dict[str, Any]:
+    """Decode in the batches espnet-infer's runner cuts: length-sorted, ``BATCH_SECONDS`` padded."""
+    last: dict[str, Any] = {}
 
     def one_pass() -> None:
-        sizes.clear()
-        for group in batcher(samples):
-            index = [s["index"] for s in group]
-            speech = pad_sequences([utterances[i] for i in index], 0.0)
-            lengths = torch.tensor([len(utterances[i]) for i in index])
-            hyps.update(zip(index, s2t.token_ids(speech, lengths), strict=True))
-            sizes.append(len(index))
+        last["hyps"], last["sizes"] = decode_in_batches(s2t, utterances)
 
     timing = median_time(one_pass, warmup=1, iterations=PASSES)
-    ordered = [hyps[i] for i in range(len(utterances))]
+    ordered = last["hyps"]
     return {"decode_s": timing["median_s"], "pass_s": timing["times_s"],
-            "tokens": sum(len(h) for h in ordered), "hyps": ordered, "batch_sizes": sizes}
+            "tokens": sum(len(h) for h in ordered), "hyps": ordered, "batch_sizes": last["sizes"]}
 
 
 def measure_ours(

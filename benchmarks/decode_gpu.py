@@ -33,28 +33,12 @@ from typing import Any
 
 import torch
 from _harness import model_block, token_list
-from decode import CTC_WEIGHT, MAXLENRATIO, synth_audio, write_model_folder
+from decode import CTC_WEIGHT, MAXLENRATIO, decode_in_batches, synth_audio, write_model_folder
 
 GPU_BATCH_SECONDS = (10.0, 60.0, 240.0)
 CPU_BATCH_SECONDS = (10.0, 60.0)
 MAX_BATCH = 256
 METHODS = ("ctc_greedy", "beam_search")
-
-
-def _decode_all(s2t: Any, utterances: list[Any], max_seconds: float) -> tuple[list[list[int]], list[int]]:
-    from espnet_data.batching import DynamicBatcher, pad_sequences
-
-    batcher = DynamicBatcher(max_seconds=max_seconds, max_batch_size=MAX_BATCH, shuffle=False)
-    samples = [{"index": i, "duration": len(u) / 16000} for i, u in enumerate(utterances)]
-    hyps: dict[int, list[int]] = {}
-    sizes = []
-    for group in batcher(samples):
-        index = [s["index"] for s in group]
-        speech = pad_sequences([utterances[i] for i in index], 0.0)
-        lengths = torch.tensor([len(utterances[i]) for i in index])
-        hyps.update(zip(index, s2t.token_ids(speech, lengths), strict=True))
-        sizes.append(len(index))
-    return [hyps[i] for i in range(len(utterances))], sizes
 
 
 def measure(folder: Path, utterances: list[Any], device: str, batch_seconds: tuple[float, ...],
@@ -69,11 +53,11 @@ def measure(folder: Path, utterances: list[Any], device: str, batch_seconds: tup
         for seconds in batch_seconds:
             if device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
-            _decode_all(s2t, utterances, seconds)  # untimed: every shape seen once
+            decode_in_batches(s2t, utterances, seconds, MAX_BATCH)  # untimed: every shape seen once
             times = []
             for _ in range(passes):
                 start = time.perf_counter()
-                hyps, sizes = _decode_all(s2t, utterances, seconds)
+                hyps, sizes = decode_in_batches(s2t, utterances, seconds, MAX_BATCH)
                 times.append(time.perf_counter() - start)
             run = {"rtf": statistics.median(times) / audio_s, "pass_s": times,
                    "batches": len(sizes), "max_batch": max(sizes),
