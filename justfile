@@ -35,6 +35,10 @@ bench name="all":
 isolation:
     bash .ci/isolation.sh
 
+# Build wheels and sdists of the six packages into dist/ and check their metadata (one version, compatible ranges, no exact pins)
+dist:
+    uv run --locked python .ci/dist.py build
+
 # Lint the code with ruff
 lint:
     uv run --locked ruff check packages tests benchmarks
