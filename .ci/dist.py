@@ -144,8 +144,10 @@ def pyproject_meta(package_dir: Path) -> tuple[Meta, str | None]:
     return meta, found.group(1) if found else None
 
 
-def check_pyprojects(root: Path = ROOT) -> tuple[str, list[str]]:
-    """(the release version, problems) of the six ``packages/*/pyproject.toml``."""
+def check_pyprojects(root: Path | None = None) -> tuple[str, list[str]]:
+    """(the release version, problems) of the six ``packages/*/pyproject.toml`` under ``root``
+    (default: this repository)."""
+    root = ROOT if root is None else root
     metas = {}
     problems = []
     for name in PACKAGES:
