@@ -12,6 +12,7 @@ from .kaldi import KaldiDirCorpus
 from .lhotse import LhotseCorpus
 from .librispeech import LibriSpeechCorpus
 from .mini import MiniCorpus
+from .mini_tts import MiniTTSCorpus
 
 __all__ = [
     "AN4Corpus",
@@ -21,4 +22,5 @@ __all__ = [
     "LhotseCorpus",
     "LibriSpeechCorpus",
     "MiniCorpus",
+    "MiniTTSCorpus",
 ]

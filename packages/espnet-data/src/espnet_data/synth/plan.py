@@ -13,20 +13,22 @@ Usage::
     voices = split_voices(seed=0, test_groups=8, dev_groups=4)
     train = plan_corpus("train", 10_000, seed=0, voices=voices["train"])
     train[0].key, train[0].text      # 'mini-train-<voice>-000000', 'MY NAME IS ...'
+    tts = plan_single_voice("train", 100, seed=0, voice="m3")   # one voice, clean
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from .text import generate_sentence
 from .voices import check_voice, voice_group
 
-__all__ = ["SPEEDS", "SynthUtterance", "plan_corpus"]
+__all__ = ["SPEEDS", "SynthUtterance", "plan_corpus", "plan_single_voice"]
 
 #: Speed perturbation factors, drawn uniformly per utterance.
 SPEEDS: tuple[float, ...] = (0.9, 1.0, 1.1)
@@ -111,4 +113,58 @@ def plan_corpus(
         variants = groups[order[i % len(order)]]
         pick = random.Random(f"{seed}-{split}-{i}-voice").randrange(len(variants))
         plan.append(plan_utterance(split, i, seed, variants[pick]))
+    return plan
+
+
+def plan_single_voice(
+    split: str,
+    num_utterances: int,
+    seed: int,
+    voice: str,
+    *,
+    rate: int = 165,
+    pitch: int = 50,
+    prefix: str = "minitts",
+    exclude: Collection[str] = (),
+) -> list[SynthUtterance]:
+    """A single-speaker plan, for a TTS corpus: ``voice`` at one ``rate`` and ``pitch``,
+    no speed change and no added noise (``render`` still trims the silences, sets a
+    peak level and adds its -70..-60 dBFS noise floor).
+
+    Sentences come from the generator of :func:`plan_corpus`, drawn from streams of
+    their own (``"<prefix>-<seed>-<split>-<i>"``), so they are not the sentences
+    ``plan_corpus`` gives the same index. Keys are ``<prefix>-<split>-<i:06d>``.
+    Sentences whose transcript is in ``exclude`` (e.g. the test split's, when planning
+    the training split) are skipped and more are drawn; their indices are not used.
+    """
+    if num_utterances < 0:
+        raise ValueError(f"num_utterances={num_utterances} must be >= 0")
+    for name, value in (("split", split), ("prefix", prefix)):
+        if not re.fullmatch(r"[A-Za-z0-9_]+", value):
+            raise ValueError(f"{name}={value!r} must be letters, digits or '_' (it is part of keys)")
+    group = voice_group(check_voice(voice))
+    if not 80 <= rate <= 450 or not 0 <= pitch <= 99:
+        raise ValueError(f"rate={rate} must be in 80..450 words/min and pitch={pitch} in 0..99")
+    excluded = set(exclude)
+    plan: list[SynthUtterance] = []
+    limit = 20 * num_utterances + 1000  # the generator has millions of sentences
+    for i in itertools.count():
+        if len(plan) == num_utterances:
+            break
+        if i == limit:
+            raise ValueError(
+                f"only {len(plan)} of {num_utterances} sentences in {limit} draws were not "
+                "excluded; exclude fewer sentences"
+            )
+        rng = random.Random(f"{prefix}-{seed}-{split}-{i}")
+        text, spoken = generate_sentence(rng)
+        if text in excluded:
+            continue
+        plan.append(
+            SynthUtterance(
+                key=f"{prefix}-{split}-{i:06d}", text=text, speaker=voice, voice_group=group,
+                spoken=spoken, rate=rate, pitch=pitch, speed=1.0, snr_db=None,
+                seed=rng.getrandbits(31),
+            )
+        )
     return plan
