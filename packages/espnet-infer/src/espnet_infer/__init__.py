@@ -1,4 +1,4 @@
-"""espnet-infer: decoding, sharded runners (local, processes, MPI) and scoring."""
+"""espnet-infer: decoding, speech synthesis, sharded runners (local, processes, MPI) and scoring."""
 
 from .config import DecodeConfig, InferenceConfig, ParallelConfig
 from .decode.beam_search import BeamSearch, Hypothesis
@@ -9,6 +9,7 @@ from .provider import InferenceProvider, WorkerEnv
 from .runner import decode_shard, run_inference
 from .speech2text import Speech2Text, Transcript
 from .streaming import Speech2TextStreaming
+from .text2speech import Text2Speech
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,7 @@ __all__ = [
     "ParallelConfig",
     "Speech2Text",
     "Speech2TextStreaming",
+    "Text2Speech",
     "Transcript",
     "WorkerEnv",
     "ctc_greedy_search",

@@ -41,7 +41,7 @@ from .optim import build_optimizer, build_scheduler, lr_lambda, split_parameters
 
 log = logging.getLogger(__name__)
 
-MODEL_INPUTS = ("speech", "speech_lengths", "text", "text_lengths")
+MODEL_INPUTS = ("speech", "speech_lengths", "text", "text_lengths", "durations", "durations_lengths")
 MAIN = "main"  # the name of the single optimizer of ``optim:``
 
 __all__ = ["LitESPnetModel", "lr_lambda"]
