@@ -11,6 +11,7 @@ from .jsonl import JsonlManifestCorpus
 from .kaldi import KaldiDirCorpus
 from .lhotse import LhotseCorpus
 from .librispeech import LibriSpeechCorpus
+from .ljspeech import LJSpeechCorpus
 from .mini import MiniCorpus
 from .mini_tts import MiniTTSCorpus
 
@@ -20,6 +21,7 @@ __all__ = [
     "JsonlManifestCorpus",
     "KaldiDirCorpus",
     "LhotseCorpus",
+    "LJSpeechCorpus",
     "LibriSpeechCorpus",
     "MiniCorpus",
     "MiniTTSCorpus",
