@@ -66,7 +66,7 @@ def test_recipe_training_yaml_parses() -> None:
     ("extra", "named"),
     [
         ({"trainer": {"max_epoch": 3}}, "max_epoch"),
-        ({"optim": {"scheduler": "linear"}}, "scheduler"),
+        ({"optim": {"scheduler": "exponential"}}, "scheduler"),
         ({"nan_polcy": "skip"}, "nan_polcy"),
     ],
 )

@@ -8,6 +8,7 @@ ESPnet2 LM block (``lm: transformer``, ``lm_conf``) for ``espnet_model.lm.build_
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,8 +33,6 @@ class DataConfig:
         noise_prob: chance that a training utterance gets noise.
         max_tokens: ``task: lm`` only (text splits): padded tokens per batch, counting
             each sentence's ``<eos>`` (``max_seconds`` is the speech budget).
-        segment_seconds: ``task: vocoder`` only: each training utterance is a random
-            crop of this many seconds (shorter ones are kept whole).
     """
 
     train: str
@@ -47,7 +46,6 @@ class DataConfig:
     noise_snr_db: tuple[float, float] = (10.0, 20.0)
     noise_prob: float = 1.0
     max_tokens: int = 8000
-    segment_seconds: float = 0.5
 
 
 @dataclass
@@ -61,9 +59,14 @@ class OptimConfig:
             ``warmuplr`` (ESPnet2's: linear warmup, then inverse square root decay),
             ``noam`` (``lr * model_size**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)``),
             ``cosine`` (linear warmup, cosine decay to ``min_lr`` over training),
+            ``linear`` (linear warmup, linear decay to ``min_lr`` over training),
             ``reduce_on_plateau`` (multiply by ``plateau_factor`` after ``plateau_patience``
             epochs without improvement of ``monitor``), ``constant``.
         warmup_steps: optimizer steps of linear warmup.
+        horizon: where ``cosine``/``linear`` end: ``steps`` (``max_epochs`` worth of
+            optimizer steps) or ``time`` (also ``trainer.max_time``: the decay follows the
+            larger of the step and the time fraction, so it ends when the time budget
+            does on a slow day too; :mod:`espnet_train.budget`).
         model_size: ``d_model`` of the ``noam`` formula.
         params: multi-optimizer models only: the prefix of the parameter names
             (``model.named_parameters()``) this optimizer updates, e.g. ``generator.``.
@@ -78,14 +81,44 @@ class OptimConfig:
     eps: float = 1e-9
     momentum: float = 0.9
     nesterov: bool = False
-    scheduler: Literal["warmuplr", "noam", "cosine", "reduce_on_plateau", "constant"] = "warmuplr"
+    scheduler: Literal["warmuplr", "noam", "cosine", "linear", "reduce_on_plateau", "constant"] = "warmuplr"
     warmup_steps: int = 1000
+    horizon: Literal["steps", "time"] = "steps"
     min_lr: float = 1e-5
     model_size: int = 256
     plateau_factor: float = 0.5
     plateau_patience: int = 1
     params: str | None = None
     grad_clip: float | None = None
+
+
+@dataclass
+class AnnealConfig:
+    """One moving setting.
+
+    Args:
+        start: the value at the beginning of the run.
+        begin: fraction of the run where it starts to move (held at ``start`` before).
+        until: fraction of the run where it reaches the configured value (held after).
+        shape: ``linear`` or ``cosine`` (slow at both ends) between ``begin`` and ``until``.
+    """
+
+    start: float
+    begin: float = 0.0
+    until: float = 1.0
+    shape: Literal["linear", "cosine"] = "linear"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.begin < self.until <= 1.0:
+            raise ValueError(f"begin {self.begin} and until {self.until} must satisfy 0 <= begin < until <= 1 "
+                             "(fractions of the run)")
+
+    def value(self, end: float, fraction: float) -> float:
+        """The setting at ``fraction`` of the run, moving from ``start`` to ``end``."""
+        t = min(1.0, max(0.0, (fraction - self.begin) / (self.until - self.begin)))
+        if self.shape == "cosine":
+            t = 0.5 * (1 - math.cos(math.pi * t))
+        return self.start + (end - self.start) * t
 
 
 @dataclass
@@ -131,13 +164,8 @@ class TrainingConfig:
         task: ``asr`` (speech splits, an ASR model block) or ``lm`` (text splits written
             by ``espnet_data.text``, an ESPnet2 LM block ``lm``/``lm_conf``/``model_conf``
             built by ``espnet_model.lm.build_lm``, batches of ``data.max_tokens``; see
-            :mod:`espnet_train.lm`); ``tts`` (a FastSpeech2 block of
-            ``espnet_model.tts``, phoneme ids + audio + the durations of each split's
-            ``durations.jsonl``), ``tts_aligner`` (the CTC aligner that makes those
-            durations) or ``vocoder`` (HiFi-GAN on audio crops, ``optims:
-            {generator, discriminator}``), all three on speech splits with the phoneme
-            tokenizer (:mod:`espnet_train.tts`). Everything else (optimizers,
-            checkpoints, resume, averaging, the exported folder) is shared.
+            :mod:`espnet_train.lm`). Everything else (optimizers, checkpoints, resume,
+            averaging, the exported folder) is shared.
         model: ESPnet2-style model block (frontend, specaug, normalize, encoder, decoder,
             model_conf with their ``*_conf``; for ``task: lm``: lm, lm_conf, model_conf).
         stats_file: feature statistics from ``collect_stats`` (for ``normalize: global_mvn``).
@@ -164,12 +192,15 @@ class TrainingConfig:
             (on every rank together, counted in the log); ``raise`` stops training.
         max_consecutive_bad_batches: ``skip`` stops with an error after this many
             bad batches in a row.
+        anneal: curricula: model settings that start elsewhere and move to their
+            configured values during the run, e.g. ``ctc_weight: {start: 0.9, until: 0.4}``
+            or ``dropout: {start: 0.0, until: 0.5}`` (:mod:`espnet_train.anneal`).
     """
 
     exp_dir: str
     tokenizer: str
     data: DataConfig
-    task: Literal["asr", "lm", "tts", "tts_aligner", "vocoder"] = "asr"
+    task: Literal["asr", "lm"] = "asr"
     model: dict[str, Any] = field(default_factory=dict)
     stats_file: str | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -184,6 +215,7 @@ class TrainingConfig:
     init_from: str | None = None
     nan_policy: Literal["skip", "raise"] = "skip"
     max_consecutive_bad_batches: int = 100
+    anneal: dict[str, AnnealConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.monitor.startswith("valid/"):
@@ -199,6 +231,17 @@ class TrainingConfig:
                 f"checkpoint_every_n_steps: {self.checkpoint_every_n_steps} must be >= 0 (0: per epoch only)"
             )
         self._check_task()
+        timed = [f"optims.{n}" for n, o in self.optims.items() if o.horizon == "time"]
+        timed += ["optim"] if not self.optims and self.optim.horizon == "time" else []
+        if timed and not self.trainer.max_time:
+            raise ValueError(f"{timed[0]}.horizon: time sizes the schedule by trainer.max_time, which is "
+                             "not set: set trainer.max_time (e.g. \"00:00:25:00\") or horizon: steps")
+
+    @property
+    def sized_by_time(self) -> bool:
+        """Whether schedules and curricula follow ``trainer.max_time`` (some ``horizon: time``)."""
+        confs = list(self.optims.values()) or [self.optim]
+        return any(o.horizon == "time" for o in confs)
 
     def _check_task(self) -> None:
         """The model block and the audio-only keys must fit ``task``."""
@@ -206,12 +249,6 @@ class TrainingConfig:
             if "lm" in self.model or "lm_conf" in self.model:
                 raise ValueError("model: has an LM block (lm / lm_conf): set task: lm to train "
                                  "a language model")
-            if "tts" in self.model or "vocoder" in self.model:
-                kind = "tts" if "tts" in self.model else "vocoder"
-                raise ValueError(f"model: has a {kind} block ({kind}: ...): set task: {kind}")
-            return
-        if self.task in ("tts", "tts_aligner", "vocoder"):
-            self._check_tts_task()
             return
         audio = {"stats_file": self.stats_file, "data.speed_perturb": self.data.speed_perturb,
                  "data.noise": self.data.noise}
@@ -224,27 +261,6 @@ class TrainingConfig:
             )
         if self.data.max_tokens < 2:
             raise ValueError(f"data.max_tokens: {self.data.max_tokens} must be >= 2 (padded tokens per batch)")
-
-    def _check_tts_task(self) -> None:
-        """Speech augmentation would change the targets; each task needs its own block."""
-        given = [k for k, v in {"data.speed_perturb": self.data.speed_perturb,
-                                "data.noise": self.data.noise}.items() if v]
-        if given:
-            raise ValueError(
-                f"task: {self.task}: {', '.join(given)} would alter the audio the model learns "
-                "to produce (and its durations): remove it"
-            )
-        if self.task == "tts" and "tts" not in self.model:
-            raise ValueError("task: tts needs a model block with tts: fastspeech2 (and tts_conf, "
-                             "feats_extract_conf)")
-        if self.task != "tts" and "tts" in self.model:
-            raise ValueError(f"task: {self.task}: model has tts: {self.model['tts']!r}, an "
-                             "acoustic model block; set task: tts")
-        if self.task == "vocoder" and not self.optims:
-            raise ValueError("task: vocoder trains a GAN: set optims: {generator: {params: "
-                             "generator., ...}, discriminator: {params: discriminator., ...}}")
-        if self.task == "vocoder" and self.data.segment_seconds <= 0:
-            raise ValueError(f"data.segment_seconds: {self.data.segment_seconds} must be > 0")
 
     @property
     def mode(self) -> Literal["min", "max"]:

@@ -37,6 +37,7 @@ import torch
 
 from .config import OptimConfig
 from .contract import OptimizationStep, unpack_output
+from .budget import TrainingBudget
 from .optim import build_optimizer, build_scheduler, lr_lambda, split_parameters
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class LitESPnetModel(L.LightningModule):
         nan_policy: ``skip`` or ``raise`` on a non-finite loss or gradient.
         bad_batch_limit: consecutive bad batches that stop training (``skip``).
         total_steps: expected optimizer steps of the whole run (cosine schedule).
+        budget: the run's clock, for schedules with ``horizon: time``.
         gradient_clip_val: global gradient-norm clip (None or 0: none).
         accumulate_grad_batches: good batches per optimizer step.
         monitor, monitor_mode: the metric ``reduce_on_plateau`` follows.
@@ -71,6 +73,7 @@ class LitESPnetModel(L.LightningModule):
         nan_policy: str = "skip",
         bad_batch_limit: int = 100,
         total_steps: int | None = None,
+        budget: TrainingBudget | None = None,
         gradient_clip_val: float | None = None,
         accumulate_grad_batches: int = 1,
         monitor: str = "valid/loss",
@@ -90,6 +93,7 @@ class LitESPnetModel(L.LightningModule):
         self.nan_policy = nan_policy
         self.bad_batch_limit = bad_batch_limit
         self.total_steps = total_steps
+        self.budget = budget
         self.gradient_clip_val = gradient_clip_val
         self.accumulate_grad_batches = accumulate_grad_batches
         self.monitor = monitor
@@ -428,7 +432,7 @@ class LitESPnetModel(L.LightningModule):
         optimizers, schedulers = [], []
         for name, conf in self.optim_confs.items():
             opt = build_optimizer(conf, groups[name])
-            sched = build_scheduler(conf, opt, self.total_steps, mode=self.monitor_mode)
+            sched = build_scheduler(conf, opt, self.total_steps, mode=self.monitor_mode, budget=self.budget)
             optimizers.append(opt)
             entry: dict[str, Any] = {"scheduler": sched, "interval": "step", "name": f"lr_{name}"}
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):

@@ -4,7 +4,8 @@ The one place where an ``optim:`` block becomes ``torch.optim`` objects. Step-ba
 schedules are ``LambdaLR`` multipliers of the peak ``lr`` (stepped once per optimizer
 step by :class:`~espnet_train.module.LitESPnetModel`, never on a skipped batch);
 ``reduce_on_plateau`` is torch's ``ReduceLROnPlateau``, stepped once per epoch on the
-monitored validation metric.
+monitored validation metric. ``cosine`` and ``linear`` decay over the run: by steps, or
+with ``horizon: time`` until ``trainer.max_time`` as well (:mod:`espnet_train.budget`).
 """
 
 from __future__ import annotations
@@ -14,14 +15,33 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from .budget import TrainingBudget
 from .config import OptimConfig
 
 LRLambda = Callable[[int], float]
 
 
-def lr_lambda(optim: OptimConfig, total_steps: int | None) -> LRLambda:
-    """The multiplier of the peak LR at optimizer step ``step`` (0-based)."""
+#: schedules that end, and so can be sized by ``horizon: time``
+DECAYING = ("cosine", "linear")
+
+
+def lr_lambda(optim: OptimConfig, total_steps: int | None,
+              budget: TrainingBudget | None = None) -> LRLambda:
+    """The multiplier of the peak LR at optimizer step ``step`` (0-based).
+
+    ``budget`` (``horizon: time``) lets the decay of ``cosine``/``linear`` follow the
+    larger of the step and the time fraction of the run, so it ends with ``max_time``.
+    """
     warmup = max(1, optim.warmup_steps)
+    floor = optim.min_lr / optim.lr
+
+    def decayed(step: int) -> float:
+        """Progress of the decay after warmup, in [0, 1]."""
+        total = max(total_steps or warmup * 10, warmup + 1)
+        progress = min(1.0, (step - warmup) / (total - warmup))
+        if budget is not None:
+            progress = max(progress, budget.time_fraction())
+        return progress
 
     def warmuplr(step: int) -> float:
         step = step + 1
@@ -34,19 +54,25 @@ def lr_lambda(optim: OptimConfig, total_steps: int | None) -> LRLambda:
     def cosine(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        total = max(total_steps or warmup * 10, warmup + 1)
-        progress = min(1.0, (step - warmup) / (total - warmup))
-        floor = optim.min_lr / optim.lr
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * decayed(step)))
+
+    def linear(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return floor + (1 - floor) * (1 - decayed(step))
 
     def constant(step: int) -> float:
         return 1.0
 
     schedules: dict[str, LRLambda] = {
-        "warmuplr": warmuplr, "noam": noam, "cosine": cosine, "constant": constant,
+        "warmuplr": warmuplr, "noam": noam, "cosine": cosine, "linear": linear, "constant": constant,
     }
     if optim.scheduler not in schedules:
         raise ValueError(f"optim.scheduler: {optim.scheduler!r} is not a step-based schedule")
+    if optim.horizon == "time" and optim.scheduler not in DECAYING:
+        raise ValueError(f"optim.horizon: time sizes a schedule that ends ({', '.join(DECAYING)}); "
+                         f"optim.scheduler: {optim.scheduler} has no end: use scheduler: cosine or "
+                         "horizon: steps")
     return schedules[optim.scheduler]
 
 
@@ -86,14 +112,17 @@ def build_scheduler(
     optimizer: torch.optim.Optimizer,
     total_steps: int | None,
     mode: str = "min",
+    budget: TrainingBudget | None = None,
 ) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau:
-    """The schedule of ``optim.scheduler`` on ``optimizer`` (``mode``: of the monitored metric)."""
+    """The schedule of ``optim.scheduler`` on ``optimizer`` (``mode``: of the monitored metric;
+    ``budget``: the run's clock, for ``horizon: time``)."""
     if optim.scheduler == "reduce_on_plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode=mode, factor=optim.plateau_factor, patience=optim.plateau_patience,
             min_lr=optim.min_lr,
         )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(optim, total_steps))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(optim, total_steps, budget if optim.horizon == "time" else None))
 
 
 def split_parameters(

@@ -35,7 +35,9 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from .anneal import Anneal
 from .average import MODEL_PREFIX, average_checkpoints
+from .budget import TrainingBudget
 from .callbacks import (
     AtomicCheckpoint,
     DataPosition,
@@ -53,15 +55,6 @@ from .export import export_model_folder
 from .lm import build_lm_model, lm_steps_per_epoch, make_text_stream
 from .module import LitESPnetModel
 from .rerun import check_rerun, plain_config
-from .tts import (
-    TTS_TASKS,
-    build_tts_task_model,
-    load_phoneme_tokenizer,
-    make_tts_stream,
-    save_phoneme_tokenizer,
-    tts_steps_per_epoch,
-    vocab_size,
-)
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +80,6 @@ def build_model(config: TrainingConfig, vocab_size: int) -> torch.nn.Module:
     (``task: lm``: the LM block, :func:`espnet_train.lm.build_lm_model`)."""
     if config.task == "lm":
         return build_lm_model(config, vocab_size)
-    if config.task in TTS_TASKS:
-        return build_tts_task_model(config, vocab_size)
     block = json.loads(json.dumps(config.model))
     if block.get("normalize") == "global_mvn":
         conf = block.setdefault("normalize_conf", {})
@@ -153,24 +144,13 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
     if config.trainer.keep_host_memory:
         keep_freed_host_memory()
     L.seed_everything(config.seed, workers=True)
-    tts = config.task in TTS_TASKS
-    if config.task == "vocoder":
-        tokenizer = None  # a vocoder reads audio only
-    elif tts:
-        tokenizer = load_phoneme_tokenizer(config.tokenizer)
-    else:
-        tokenizer = load_tokenizer_dir(config.tokenizer)
-    model = build_model(config, vocab_size(tokenizer) if tokenizer is not None else 0)
+    tokenizer = load_tokenizer_dir(config.tokenizer)
+    model = build_model(config, tokenizer.vocab_size)
     log.info("model: %.2fM parameters", count_parameters(model) / 1e6)
     if config.init_from and not resume:
         init_weights(model, config.init_from)
     tc = config.trainer
-    if tts:
-        pin = on_gpu(tc)
-        train_stream = make_tts_stream(config, config.data.train, tokenizer, train=True, seed=config.seed,
-                                       pin_memory=pin)
-        valid_stream = make_tts_stream(config, config.data.valid, tokenizer, train=False, pin_memory=pin)
-    elif config.task == "lm":
+    if config.task == "lm":
         train_stream = make_text_stream(config.data.train, config.data, tokenizer.encode, train=True, seed=config.seed)
         valid_stream = make_text_stream(config.data.valid, config.data, tokenizer.encode, train=False)
     else:  # page-locked batches on a GPU: their copies to the device do not wait for it
@@ -179,8 +159,9 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
                                    pin_memory=pin)
         valid_stream = make_stream(config.data.valid, config.data, tokenizer.encode, train=False, pin_memory=pin)
     per_epoch = (lm_steps_per_epoch(config, tokenizer.encode) if config.task == "lm"
-                 else tts_steps_per_epoch(config) if tts else _steps_per_epoch(config))
+                 else _steps_per_epoch(config))
     total_steps = per_epoch * tc.max_epochs // max(1, tc.accumulate_grad_batches)
+    budget = TrainingBudget(total_steps, _seconds(tc.max_time) if config.sized_by_time else None)
     lit = LitESPnetModel(
         model,
         config.optim,
@@ -188,6 +169,7 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
         nan_policy=config.nan_policy,
         bad_batch_limit=config.max_consecutive_bad_batches,
         total_steps=total_steps,
+        budget=budget,
         gradient_clip_val=tc.gradient_clip_val,
         accumulate_grad_batches=tc.accumulate_grad_batches,
         monitor=config.monitor,
@@ -216,6 +198,9 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
     progress = tc.enable_progress_bar if tc.enable_progress_bar is not None else sys.stderr.isatty()
     history = EpochHistory(exp_dir / "images")
     timer = [StepTimer(duration=tc.max_time, every=tc.log_every_n_steps)] if tc.max_time else []
+    if timer:  # the schedule's clock is the one that stops the run
+        budget.follow(lambda: timer[0].time_elapsed("train"))
+    curricula = [Anneal(config.anneal, budget)] if config.anneal else []
     trainer = L.Trainer(
         default_root_dir=exp_dir,
         max_epochs=tc.max_epochs,
@@ -229,6 +214,7 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
                      sample_rate=None if config.task == "lm" else _sample_rate(config.data.train)),
             LearningRateMonitor(),
             *timer,
+            *curricula,
             *([HostStatsProgressBar()] if progress else []),
             *(callbacks or []),
             *checkpoints,
@@ -271,8 +257,7 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
         sample_rate=None if config.task == "lm" else _sample_rate(config.data.train),
         stats_file=config.stats_file,
         training=summary,
-        task=None if config.task == "asr" else config.task,
-        write_tokenizer=save_phoneme_tokenizer if tts else None,
+        task="lm" if config.task == "lm" else None,
     )
     # the wall time stays out of the model folder: a finished run started again re-exports
     # byte-identical files, so results decoded from them stay valid
