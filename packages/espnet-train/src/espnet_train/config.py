@@ -33,6 +33,8 @@ class DataConfig:
         noise_prob: chance that a training utterance gets noise.
         max_tokens: ``task: lm`` only (text splits): padded tokens per batch, counting
             each sentence's ``<eos>`` (``max_seconds`` is the speech budget).
+        segment_seconds: ``task: vocoder`` only: each training utterance is a random
+            crop of this many seconds (shorter ones are kept whole).
     """
 
     train: str
@@ -46,6 +48,7 @@ class DataConfig:
     noise_snr_db: tuple[float, float] = (10.0, 20.0)
     noise_prob: float = 1.0
     max_tokens: int = 8000
+    segment_seconds: float = 0.5
 
 
 @dataclass
@@ -164,8 +167,13 @@ class TrainingConfig:
         task: ``asr`` (speech splits, an ASR model block) or ``lm`` (text splits written
             by ``espnet_data.text``, an ESPnet2 LM block ``lm``/``lm_conf``/``model_conf``
             built by ``espnet_model.lm.build_lm``, batches of ``data.max_tokens``; see
-            :mod:`espnet_train.lm`). Everything else (optimizers, checkpoints, resume,
-            averaging, the exported folder) is shared.
+            :mod:`espnet_train.lm`); ``tts`` (a FastSpeech2 block of
+            ``espnet_model.tts``, phoneme ids + audio + the durations of each split's
+            ``durations.jsonl``), ``tts_aligner`` (the CTC aligner that makes those
+            durations) or ``vocoder`` (HiFi-GAN on audio crops, ``optims:
+            {generator, discriminator}``), all three on speech splits with the phoneme
+            tokenizer (:mod:`espnet_train.tts`). Everything else (optimizers,
+            checkpoints, resume, averaging, the exported folder) is shared.
         model: ESPnet2-style model block (frontend, specaug, normalize, encoder, decoder,
             model_conf with their ``*_conf``; for ``task: lm``: lm, lm_conf, model_conf).
         stats_file: feature statistics from ``collect_stats`` (for ``normalize: global_mvn``).
@@ -200,7 +208,7 @@ class TrainingConfig:
     exp_dir: str
     tokenizer: str
     data: DataConfig
-    task: Literal["asr", "lm"] = "asr"
+    task: Literal["asr", "lm", "tts", "tts_aligner", "vocoder"] = "asr"
     model: dict[str, Any] = field(default_factory=dict)
     stats_file: str | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -249,6 +257,12 @@ class TrainingConfig:
             if "lm" in self.model or "lm_conf" in self.model:
                 raise ValueError("model: has an LM block (lm / lm_conf): set task: lm to train "
                                  "a language model")
+            if "tts" in self.model or "vocoder" in self.model:
+                kind = "tts" if "tts" in self.model else "vocoder"
+                raise ValueError(f"model: has a {kind} block ({kind}: ...): set task: {kind}")
+            return
+        if self.task in ("tts", "tts_aligner", "vocoder"):
+            self._check_tts_task()
             return
         audio = {"stats_file": self.stats_file, "data.speed_perturb": self.data.speed_perturb,
                  "data.noise": self.data.noise}
@@ -261,6 +275,27 @@ class TrainingConfig:
             )
         if self.data.max_tokens < 2:
             raise ValueError(f"data.max_tokens: {self.data.max_tokens} must be >= 2 (padded tokens per batch)")
+
+    def _check_tts_task(self) -> None:
+        """Speech augmentation would change the targets; each task needs its own block."""
+        given = [k for k, v in {"data.speed_perturb": self.data.speed_perturb,
+                                "data.noise": self.data.noise}.items() if v]
+        if given:
+            raise ValueError(
+                f"task: {self.task}: {', '.join(given)} would alter the audio the model learns "
+                "to produce (and its durations): remove it"
+            )
+        if self.task == "tts" and "tts" not in self.model:
+            raise ValueError("task: tts needs a model block with tts: fastspeech2 (and tts_conf, "
+                             "feats_extract_conf)")
+        if self.task != "tts" and "tts" in self.model:
+            raise ValueError(f"task: {self.task}: model has tts: {self.model['tts']!r}, an "
+                             "acoustic model block; set task: tts")
+        if self.task == "vocoder" and not self.optims:
+            raise ValueError("task: vocoder trains a GAN: set optims: {generator: {params: "
+                             "generator., ...}, discriminator: {params: discriminator., ...}}")
+        if self.task == "vocoder" and self.data.segment_seconds <= 0:
+            raise ValueError(f"data.segment_seconds: {self.data.segment_seconds} must be > 0")
 
     @property
     def mode(self) -> Literal["min", "max"]:

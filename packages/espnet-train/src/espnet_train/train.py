@@ -55,6 +55,15 @@ from .export import export_model_folder
 from .lm import build_lm_model, lm_steps_per_epoch, make_text_stream
 from .module import LitESPnetModel
 from .rerun import check_rerun, plain_config
+from .tts import (
+    TTS_TASKS,
+    build_tts_task_model,
+    load_phoneme_tokenizer,
+    make_tts_stream,
+    save_phoneme_tokenizer,
+    tts_steps_per_epoch,
+    vocab_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +89,8 @@ def build_model(config: TrainingConfig, vocab_size: int) -> torch.nn.Module:
     (``task: lm``: the LM block, :func:`espnet_train.lm.build_lm_model`)."""
     if config.task == "lm":
         return build_lm_model(config, vocab_size)
+    if config.task in TTS_TASKS:
+        return build_tts_task_model(config, vocab_size)
     block = json.loads(json.dumps(config.model))
     if block.get("normalize") == "global_mvn":
         conf = block.setdefault("normalize_conf", {})
@@ -144,13 +155,24 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
     if config.trainer.keep_host_memory:
         keep_freed_host_memory()
     L.seed_everything(config.seed, workers=True)
-    tokenizer = load_tokenizer_dir(config.tokenizer)
-    model = build_model(config, tokenizer.vocab_size)
+    tts = config.task in TTS_TASKS
+    if config.task == "vocoder":
+        tokenizer = None  # a vocoder reads audio only
+    elif tts:
+        tokenizer = load_phoneme_tokenizer(config.tokenizer)
+    else:
+        tokenizer = load_tokenizer_dir(config.tokenizer)
+    model = build_model(config, vocab_size(tokenizer) if tokenizer is not None else 0)
     log.info("model: %.2fM parameters", count_parameters(model) / 1e6)
     if config.init_from and not resume:
         init_weights(model, config.init_from)
     tc = config.trainer
-    if config.task == "lm":
+    if tts:
+        pin = on_gpu(tc)
+        train_stream = make_tts_stream(config, config.data.train, tokenizer, train=True, seed=config.seed,
+                                       pin_memory=pin)
+        valid_stream = make_tts_stream(config, config.data.valid, tokenizer, train=False, pin_memory=pin)
+    elif config.task == "lm":
         train_stream = make_text_stream(config.data.train, config.data, tokenizer.encode, train=True, seed=config.seed)
         valid_stream = make_text_stream(config.data.valid, config.data, tokenizer.encode, train=False)
     else:  # page-locked batches on a GPU: their copies to the device do not wait for it
@@ -159,7 +181,7 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
                                    pin_memory=pin)
         valid_stream = make_stream(config.data.valid, config.data, tokenizer.encode, train=False, pin_memory=pin)
     per_epoch = (lm_steps_per_epoch(config, tokenizer.encode) if config.task == "lm"
-                 else _steps_per_epoch(config))
+                 else tts_steps_per_epoch(config) if tts else _steps_per_epoch(config))
     total_steps = per_epoch * tc.max_epochs // max(1, tc.accumulate_grad_batches)
     budget = TrainingBudget(total_steps, _seconds(tc.max_time) if config.sized_by_time else None)
     lit = LitESPnetModel(
@@ -257,7 +279,8 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
         sample_rate=None if config.task == "lm" else _sample_rate(config.data.train),
         stats_file=config.stats_file,
         training=summary,
-        task="lm" if config.task == "lm" else None,
+        task=None if config.task == "asr" else config.task,
+        write_tokenizer=save_phoneme_tokenizer if tts else None,
     )
     # the wall time stays out of the model folder: a finished run started again re-exports
     # byte-identical files, so results decoded from them stay valid
