@@ -54,7 +54,7 @@ def test_pack_writes_manifest_and_card_with_scores(model_dir: Path, tmp_path: Pa
 
     meta = _front_matter(out / "README.md")
     assert meta["license"] == "cc-by-4.0" and meta["language"] == ["en"]
-    assert meta["library_name"] == "espnet"
+    assert meta["library_name"] == "espnet-infer"  # not ESPnet2's loader
     assert meta["tags"] == ["espnet", "automatic-speech-recognition"]
     results = meta["model-index"][0]["results"]
     clean = next(r for r in results if r["dataset"]["name"] == "test_clean")

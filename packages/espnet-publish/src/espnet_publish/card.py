@@ -1,15 +1,22 @@
-"""The model card: ``README.md`` with Hugging Face YAML front matter, built from config.yaml.
+"""The model card: ``README.md`` built with ``huggingface_hub``'s card classes.
 
-The front matter carries ``language``, ``license``, ``library_name: espnet``, the tags
-``[espnet, automatic-speech-recognition]`` and, when ``scores.json`` is packed, the
-metric names plus a ``model-index`` with one result per test set, so the Hub shows the
-scores on the model page. The body says what the model is, how to load it with
-``espnet-infer`` and lists the scores.
+``ModelCardData`` holds the front matter: ``language``, ``license``, ``library_name:
+espnet-infer`` (the distribution that loads these folders; ``espnet`` would send Hub
+users to ESPnet2 code, which cannot read this layout), the tags ``[espnet,
+automatic-speech-recognition]`` (an LM: ``[espnet, language-model]``), ``datasets`` (Hub
+ids of the training data, when given) and, when ``scores.json`` (an LM:
+``perplexity.json``) is packed, the metric names plus a ``model-index`` of ``EvalResult``
+s, one per test set and metric, so the Hub shows the scores on the model page. The body
+says what the model is, how to install the loader (a compatible version range, see
+:mod:`._release`) and load it with ``Speech2Text.from_pretrained``, and lists the scores.
+``ModelCard`` checks that the front matter parses before the pack is written.
 
 ``scores.json`` shape (either orientation; values are percentages; other keys ignored)::
 
     {"test_clean": {"wer": 3.1, "cer": 1.2}, "test_other": {"wer": 7.9}}
     {"wer": {"test_clean": 3.1, "test_other": 7.9}, "cer": {"test_clean": 1.2}}
+
+``perplexity.json`` (espnet-system's LM ``measure``): ``{"test": {"ppl": 41.2, ...}}``.
 """
 
 from __future__ import annotations
@@ -19,17 +26,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ._release import compatible_requirement
 from .errors import PublishError
 
-__all__ = ["Scores", "load_scores", "render_model_card"]
+__all__ = ["LIBRARY_NAME", "Scores", "build_model_card", "load_perplexity", "load_scores",
+           "render_model_card"]
 
 Scores = dict[str, dict[str, float]]
 """test set -> metric name ("wer" / "cer") -> value in percent."""
 
 _METRICS = ("wer", "cer")
 _PARAM_KEYS = ("num_params", "num_parameters", "parameters", "params")
+LIBRARY_NAME = "espnet-infer"
+"""The card's ``library_name``: the distribution whose ``Speech2Text`` loads the folder."""
+_LOADER = "espnet-infer"  # what the usage snippet installs
 _TAGS = ["espnet", "automatic-speech-recognition"]
 _LM_TAGS = ["espnet", "language-model"]
 _HUB_PREFIX = "hf://"
@@ -68,6 +80,23 @@ def load_scores(path: Path) -> Scores:
             "fix the file or leave it out of extra_files."
         )
     return scores
+
+
+def load_perplexity(path: Path) -> dict[str, float]:
+    """Read ``perplexity.json`` (an LM's ``measure``) into ``{set: perplexity}``."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise PublishError(f"extra file perplexity.json ({path}) cannot be read as JSON: {e}") from e
+    out = {str(name): v for name, inner in (data.items() if isinstance(data, dict) else ())
+           if isinstance(inner, dict) and (v := _number(inner.get("ppl"))) is not None}
+    if not out:
+        raise PublishError(
+            f"extra file perplexity.json ({path}) has no perplexity. Expected e.g. "
+            '{"test": {"ppl": 41.2}} (as espnet-system\'s LM measure writes it); fix the file '
+            "or leave it out of extra_files."
+        )
+    return out
 
 
 def _component(model: Mapping[str, Any], name: str) -> str | None:
@@ -124,36 +153,39 @@ def _model_rows(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in rows if v]
 
 
-def _front_matter(*, model_name: str, license: str, language: str, scores: Scores,
-                  is_lm: bool = False) -> str:
-    meta: dict[str, Any] = {
-        "language": [language],
-        "license": license,
-        "library_name": "espnet",
-        "tags": list(_LM_TAGS if is_lm else _TAGS),
-    }
-    if not is_lm:
-        meta["pipeline_tag"] = "automatic-speech-recognition"
-    if scores:
-        meta["metrics"] = [m for m in _METRICS if any(m in s for s in scores.values())]
-        meta["model-index"] = [
-            {
-                "name": model_name,
-                "results": [
-                    {
-                        "task": {"type": "automatic-speech-recognition", "name": "Speech Recognition"},
-                        "dataset": {"name": test_set, "type": test_set},
-                        "metrics": [
-                            {"type": m, "value": values[m], "name": m.upper()}
-                            for m in _METRICS
-                            if m in values
-                        ],
-                    }
-                    for test_set, values in scores.items()
-                ],
-            }
-        ]
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+def card_data(*, model_name: str, license: str, language: str, scores: Scores,
+              perplexity: Mapping[str, float] | None = None, datasets: Sequence[str] = (),
+              is_lm: bool = False) -> ModelCardData:
+    """The front matter. A test set is a split of ``datasets[0]`` when datasets are given
+    (model-index ``dataset.type`` is then that Hub id), else its own dataset."""
+    dataset = datasets[0] if datasets else None
+
+    def result(test_set: str, metric: str, value: float, name: str, task: tuple[str, str]
+               ) -> EvalResult:
+        return EvalResult(
+            task_type=task[0], task_name=task[1], dataset_type=dataset or test_set,
+            dataset_name=test_set, dataset_split=test_set if dataset else None,
+            metric_type=metric, metric_value=value, metric_name=name,
+        )
+
+    asr_task = ("automatic-speech-recognition", "Speech Recognition")
+    results = [result(test_set, m, values[m], m.upper(), asr_task)
+               for test_set, values in scores.items() for m in _METRICS if m in values]
+    results += [result(name, "perplexity", value, "Perplexity",
+                       ("text-generation", "Language Modelling"))
+                for name, value in (perplexity or {}).items()]
+    metrics = [m for m in _METRICS if any(m in s for s in scores.values())]
+    return ModelCardData(
+        language=[language],
+        license=license,
+        library_name=LIBRARY_NAME,
+        tags=list(_LM_TAGS if is_lm else _TAGS),
+        datasets=list(datasets) or None,
+        pipeline_tag=None if is_lm else "automatic-speech-recognition",
+        metrics=(metrics + (["perplexity"] if perplexity else [])) or None,
+        model_name=model_name if results else None,
+        eval_results=results or None,
+    )
 
 
 def _scores_table(scores: Scores) -> str:
@@ -161,6 +193,12 @@ def _scores_table(scores: Scores) -> str:
     for test_set, values in scores.items():
         cells = [f"{values[m]:.2f}" if m in values else "-" for m in _METRICS]
         lines.append(f"| {test_set} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _perplexity_table(perplexity: Mapping[str, float]) -> str:
+    lines = ["| set | perplexity |", "| --- | ---: |"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in perplexity.items()]
     return "\n".join(lines)
 
 
@@ -185,11 +223,20 @@ def _lm_rows(lm: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _install() -> str:
+    """The install line: the loader at the versions that read packs written by this release."""
+    return (
+        f'```bash\npip install "{compatible_requirement(_LOADER)}"\n```\n\n'
+        f"`{_LOADER}` (with `espnet-data` and `espnet-model`, which it requires) loads this "
+        "folder; ESPnet2's `espnet` package does not read this layout.\n\n"
+    )
+
+
 def _lm_usage(source: str) -> str:
     """The usage snippet of a language model packed alone: fused into an ASR model's search."""
     return (
-        "```bash\npip install espnet-infer\n```\n\n"
-        "```python\n"
+        _install()
+        + "```python\n"
         "from espnet_infer import Speech2Text\n\n"
         f's2t = Speech2Text.from_pretrained("{_HUB_PREFIX}<owner>/<asr-model>", '
         f'lm="{_HUB_PREFIX}{source}", lm_weight=0.3)\n'
@@ -220,8 +267,8 @@ def _usage(source: str, *, decode: Mapping[str, Any] | None,
     args = "".join(f", {k}={v!r}" for k, v in options.items())
     note = "  # the decoding of inference.yaml" if options else ""
     return (
-        "```bash\npip install espnet-infer\n```\n\n"
-        "```python\n"
+        _install()
+        + "```python\n"
         "from espnet_infer import Speech2Text\n\n"
         f's2t = Speech2Text.from_pretrained("{_HUB_PREFIX}{source}"{args}){note}\n'
         'print(s2t.transcribe("speech.wav"))  # a path or a 1-D float32 waveform\n'
@@ -240,7 +287,7 @@ def _usage(source: str, *, decode: Mapping[str, Any] | None,
     )
 
 
-def render_model_card(
+def build_model_card(
     *,
     config: Mapping[str, Any],
     model_name: str,
@@ -251,13 +298,17 @@ def render_model_card(
     images: Sequence[str] = (),
     decode: Mapping[str, Any] | None = None,
     lm: Mapping[str, Any] | None = None,
-) -> str:
-    """Return the full ``README.md`` text (front matter + body) for a packed model.
+    datasets: Sequence[str] = (),
+    perplexity: Mapping[str, float] | None = None,
+) -> ModelCard:
+    """The ``huggingface_hub.ModelCard`` of a packed model (``str(card)`` is ``README.md``).
 
     ``images`` are folder-relative paths of training curves to show; ``decode`` (the
     packed ``inference.yaml``'s decode block) becomes the usage snippet's options;
     ``lm`` (``{"dir": "lm", "config": its config.yaml, "weight": lm_weight}``) describes
-    a packed language model.
+    a packed language model; ``datasets`` are Hub dataset ids of the training data (the
+    scores' test sets are read as splits of the first); ``perplexity`` (``{set: ppl}``)
+    are a language model's results.
     """
     is_lm = config.get("task") == "lm"  # a language model packed alone
     if is_lm:
@@ -273,9 +324,9 @@ def render_model_card(
                 "directly.\n")
     training = config.get("training") if isinstance(config.get("training"), Mapping) else {}
     source = repo_id or f"<owner>/{model_name}"
+    data = card_data(model_name=model_name, license=license, language=language, scores=scores,
+                     perplexity=perplexity, datasets=datasets, is_lm=is_lm)
     parts = [
-        _front_matter(model_name=model_name, license=license, language=language, scores=scores,
-                      is_lm=is_lm),
         f"# {model_name}\n",
         what,
         "## Model\n",
@@ -283,6 +334,8 @@ def render_model_card(
         if rows
         else "See `config.yaml` for the architecture.\n",
     ]
+    if perplexity:
+        parts += ["## Results\n", _perplexity_table(perplexity) + "\n"]
     if scores:
         parts += ["## Results\n", _scores_table(scores) + "\n"]
         if decode:
@@ -320,4 +373,9 @@ def render_model_card(
             + "and `meta.yaml` with the size and sha256 of every file "
             "and the Python and package versions that wrote them.\n",
         ]
-    return "\n".join(parts)
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n" + "\n".join(parts))
+
+
+def render_model_card(**kwargs: Any) -> str:
+    """The full ``README.md`` text (front matter + body): ``str(build_model_card(...))``."""
+    return str(build_model_card(**kwargs))

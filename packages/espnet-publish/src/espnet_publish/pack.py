@@ -58,7 +58,7 @@ from ._folder import (
     write_safetensors,
 )
 from ._lm_pack import INFERENCE, LM_DIR, packed_lm, refuse_unpacked_lm
-from .card import load_scores, render_model_card
+from .card import build_model_card, load_perplexity, load_scores
 from .errors import PublishError
 from .manifest import MANIFEST_NAME, write_manifest
 
@@ -70,6 +70,7 @@ Pathlike = str | os.PathLike[str]
 
 _OPTIONAL = ("stats.npz",)
 _IMAGES = "images"
+_PPL = "perplexity.json"  # a language model's results (espnet-system's LM measure)
 _RESERVED = (CONFIG, WEIGHTS, PACKED_WEIGHTS, "README.md", MANIFEST_NAME)
 
 
@@ -167,6 +168,7 @@ def pack_model(
     trust_remote_code: bool = False,
     lm_dir: Pathlike | None = None,
     lm_weight: float | None = None,
+    datasets: Sequence[str] = (),
 ) -> Path:
     """Validate ``model_dir`` and write a self-contained packed folder at ``out_dir``.
 
@@ -178,7 +180,8 @@ def pack_model(
         model_name: Name shown in the model card and manifest.
         extra_files: Destination name (relative) -> source file, e.g.
             ``{"inference.yaml": ..., "scores.json": ...}``. A ``scores.json`` entry
-            adds WER/CER to the card's front matter and a results table.
+            adds WER/CER to the card's front matter and a results table; a
+            ``perplexity.json`` (a language model's) its perplexities.
         license: Hugging Face license id for the card.
         language: Language code for the card.
         repo_id: Hub id used in the card's usage snippet (``<owner>/<model_name>`` if None).
@@ -197,6 +200,8 @@ def pack_model(
         lm_weight: the LM weight written to the packed ``inference.yaml`` and the card;
             default: ``decode.lm_weight`` of the ``inference.yaml`` extra file when its
             ``decode.lm`` is set (the decoding the scores were measured with).
+        datasets: Hub dataset ids the model was trained on (the card's ``datasets``;
+            the test sets of ``scores.json`` are read as splits of the first).
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -236,6 +241,7 @@ def pack_model(
     if lm is None:
         refuse_unpacked_lm(extras.get(INFERENCE))
     scores = load_scores(extras["scores.json"]) if "scores.json" in extras else {}
+    perplexity = load_perplexity(extras[_PPL]) if _PPL in extras else None
     skipped = sorted(
         p.relative_to(model_dir).as_posix()
         for p in model_dir.rglob("*")
@@ -251,7 +257,7 @@ def pack_model(
         write_safetensors(weights, staging / PACKED_WEIGHTS)
         if lm is not None:
             lm.write(staging, model_name=model_name)
-        card = render_model_card(
+        card = build_model_card(
             config=config,
             model_name=model_name,
             license=license,
@@ -261,8 +267,10 @@ def pack_model(
             images=sorted(rel for rel in extras if rel.startswith(f"{_IMAGES}/")),
             decode=_decode_block(staging / INFERENCE if lm else extras.get(INFERENCE)),
             lm=None if lm is None else {"dir": LM_DIR, "config": lm.config, "weight": lm.weight},
+            datasets=list(datasets),
+            perplexity=perplexity,
         )
-        (staging / "README.md").write_text(card, encoding="utf-8")
+        (staging / "README.md").write_text(str(card), encoding="utf-8")
         write_manifest(staging, model_name=model_name)
         if verify:
             _load_check(staging, trust_remote_code=trust_remote_code, lm=lm is not None,
