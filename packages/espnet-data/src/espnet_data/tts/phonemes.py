@@ -106,8 +106,9 @@ class _Engine:
         if status != 0:
             self.language = None
             raise ValueError(
-                f"espeak-ng has no language {language!r} (status {status}); use a name from "
-                "`espeak-ng --voices`, e.g. 'en-us' or 'en-gb'"
+                f"espeak-ng has no language {language!r} (status {status}); use a voice name "
+                "of espeak-ng-data/lang/ (`espeak-ng --voices`), e.g. 'en-us', 'en' (British), "
+                "'en-gb-x-rp' or 'de'"
             )
         self.language = language
 
