@@ -10,6 +10,7 @@ import huggingface_hub
 import pytest
 import yaml
 from espnet_publish import PublishError, pack_demo, pack_model, upload_demo, verify_manifest
+from espnet_publish.demo import GRADIO_VERSION
 from espnet_publish.testing import dummy_model_folder, tiny_asr_model_folder
 
 from ._hub_server import LocalHub
@@ -27,13 +28,17 @@ def test_pack_demo_layout(packed: Path, tmp_path: Path) -> None:
     meta = yaml.safe_load(text[4 : text.index("\n---\n", 4)])
     assert meta["title"] == title and meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
     assert meta["license"] == "cc-by-4.0"
-    reqs = (demo / "requirements.txt").read_text().split()
-    assert {"espnet-infer", "gradio", "pyyaml"} <= set(reqs)
+    assert meta["sdk_version"] == GRADIO_VERSION and meta["python_version"] == "3.11"
+    reqs = [line for line in (demo / "requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    # what app.py imports, at compatible ranges; Gradio comes from sdk_version
+    assert reqs == ["espnet-data>=0.1.0,<0.2", "espnet-infer>=0.1.0,<0.2", "pyyaml>=6"]
     verify_manifest(demo / "model")
     app = (demo / "app.py").read_text()
     compile(app, "app.py", "exec")
     assert "Speech2Text.from_pretrained(MODEL_DIR" in app and "gr.Audio" in app and repr(title) in app
     assert "SAMPLE_RATE = 16000" in app
+    assert f'pip install -r requirements.txt "gradio=={GRADIO_VERSION}"' in app
     assert "TRUST_REMOTE_CODE = False" in app and "trust_remote_code=TRUST_REMOTE_CODE" in app
     trusted = pack_demo(packed, tmp_path / "space2", title=title, trust_remote_code=True)
     assert "TRUST_REMOTE_CODE = True" in (trusted / "app.py").read_text()
@@ -95,3 +100,12 @@ def test_upload_demo(packed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert any(card.get("sdk") == "gradio" for card in hub.cards)
         with pytest.raises(PublishError, match="already exists"):
             upload_demo(demo, "me/demo", token="hf_x", endpoint=hub.url)
+
+
+def test_the_space_gradio_is_the_locked_one() -> None:
+    """sdk_version is the Gradio uv.lock holds (the one espnet-publish[demo] is tested with)."""
+    import tomllib
+
+    lock = tomllib.loads((Path(__file__).parents[2] / "uv.lock").read_text(encoding="utf-8"))
+    locked = {p["name"]: p["version"] for p in lock["package"] if "version" in p}
+    assert locked["gradio"] == GRADIO_VERSION

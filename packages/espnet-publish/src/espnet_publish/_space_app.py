@@ -1,6 +1,7 @@
 """Source of the Gradio ``app.py`` written into demo Spaces (kept as text: gradio is not a
 dependency of espnet-publish). Placeholders ``__TITLE__``, ``__SAMPLE_RATE__`` and
-``__TRUST_REMOTE_CODE__`` are replaced with Python literals by :func:`render_app`."""
+``__TRUST_REMOTE_CODE__`` are replaced with Python literals, ``__GRADIO_VERSION__`` with the
+Gradio version text, by :func:`render_app`."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ are checked against ``model/meta.yaml`` when it loads; ``TRUST_REMOTE_CODE`` (se
 ``pack_demo``) lets a model block that names its own code (``class_path``) be built.
 ``transcribe`` needs no Gradio: ``python -c "import app; print(app.transcribe('a.wav'))"``.
 
-Usage (locally)::
+Usage (locally; on a Space, Gradio comes from README.md's ``sdk_version``)::
 
-    pip install -r requirements.txt
+    pip install -r requirements.txt "gradio==__GRADIO_VERSION__"
     python app.py
 """
 
@@ -76,10 +77,12 @@ if __name__ == "__main__":
 '''
 
 
-def render_app(*, title: str, sample_rate: int, trust_remote_code: bool = False) -> str:
-    """Return the text of ``app.py`` with the title, sample rate and trust filled in."""
+def render_app(*, title: str, sample_rate: int, trust_remote_code: bool = False,
+               gradio_version: str) -> str:
+    """Return the text of ``app.py`` with the title, sample rate, trust and Gradio filled in."""
     return (
-        _TEMPLATE.replace("__TITLE__", repr(title))
+        _TEMPLATE.replace("__GRADIO_VERSION__", gradio_version)
+        .replace("__TITLE__", repr(title))
         .replace("__SAMPLE_RATE__", repr(int(sample_rate)))
         .replace("__TRUST_REMOTE_CODE__", repr(bool(trust_remote_code)))
     )

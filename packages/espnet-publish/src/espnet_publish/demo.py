@@ -12,10 +12,18 @@ Usage::
 
 Folder layout::
 
-    <out_dir>/README.md         Space front matter (title, sdk: gradio, app_file: app.py)
+    <out_dir>/README.md         Space front matter (title, sdk: gradio, sdk_version,
+                                python_version, app_file: app.py)
     <out_dir>/app.py            microphone / file input -> espnet_infer -> transcript
-    <out_dir>/requirements.txt  espnet-infer, gradio
+    <out_dir>/requirements.txt  espnet-data, espnet-infer (compatible ranges), pyyaml
     <out_dir>/model/            copy of the packed model folder (with meta.yaml)
+
+``requirements.txt`` names what ``app.py`` imports, at the releases that read packs
+written by this espnet-publish (``espnet-infer>=0.1.0,<0.2``; never exact pins). Gradio is
+not in it: a Gradio Space installs the Gradio of the front matter's ``sdk_version``, and a
+second one in ``requirements.txt`` would fight it. ``transcribe`` needs no Gradio, so the
+folder's app can be checked in a venv made from ``requirements.txt`` alone (the tests do,
+offline, from wheels they build).
 """
 
 from __future__ import annotations
@@ -28,18 +36,34 @@ from typing import Any
 import yaml
 
 from ._files import staged_dir
+from ._release import compatible_requirement
 from ._space_app import render_app
 from .errors import PublishError
 from .hub import resolve_token, upload_folder_to_hub, validate_repo_id
 from .manifest import verify_manifest
 
-__all__ = ["pack_demo", "upload_demo"]
+__all__ = ["GRADIO_VERSION", "PYTHON_VERSION", "pack_demo", "upload_demo"]
 
 Pathlike = str | os.PathLike[str]
 
 _MODEL_SUBDIR = "model"
 _DEFAULT_SAMPLE_RATE = 16000
-_REQUIREMENTS = "# Installed by the Hugging Face Space builder.\nespnet-infer\ngradio\npyyaml\n"
+GRADIO_VERSION = "6.31.0"
+"""The Gradio the app is written and tested against (uv.lock's): the Space's ``sdk_version``."""
+PYTHON_VERSION = "3.11"
+"""The Space's ``python_version``: the Python the packages are tested with."""
+
+
+def _requirements() -> str:
+    """``requirements.txt``: the packages app.py imports, at compatible versions."""
+    lines = [compatible_requirement("espnet-data"), compatible_requirement("espnet-infer"),
+             "pyyaml>=6"]
+    return (
+        "# Installed by the Hugging Face Space builder (pip install -r requirements.txt).\n"
+        f"# Gradio comes from README.md's sdk_version ({GRADIO_VERSION}); to run app.py "
+        f'elsewhere: pip install -r requirements.txt "gradio=={GRADIO_VERSION}"\n'
+        + "\n".join(lines) + "\n"
+    )
 
 
 def _space_readme(*, title: str, license: str | None) -> str:
@@ -49,6 +73,8 @@ def _space_readme(*, title: str, license: str | None) -> str:
         "colorFrom": "blue",
         "colorTo": "green",
         "sdk": "gradio",
+        "sdk_version": GRADIO_VERSION,
+        "python_version": PYTHON_VERSION,
         "app_file": "app.py",
         "pinned": False,
     }
@@ -119,10 +145,11 @@ def pack_demo(
             encoding="utf-8",
         )
         (staging / "app.py").write_text(
-            render_app(title=title, sample_rate=sample_rate, trust_remote_code=trust_remote_code),
+            render_app(title=title, sample_rate=sample_rate, trust_remote_code=trust_remote_code,
+                       gradio_version=GRADIO_VERSION),
             encoding="utf-8",
         )
-        (staging / "requirements.txt").write_text(_REQUIREMENTS, encoding="utf-8")
+        (staging / "requirements.txt").write_text(_requirements(), encoding="utf-8")
     return out_dir
 
 
