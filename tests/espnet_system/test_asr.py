@@ -139,6 +139,7 @@ def test_upload_without_token_fails_before_the_network(
 def test_publish_stages_pack_upload_and_demo(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    import huggingface_hub
     import yaml
     from espnet_infer import Speech2Text
     from espnet_publish.testing import tiny_asr_model_folder
@@ -156,6 +157,7 @@ def test_publish_stages_pack_upload_and_demo(
     with LocalHub(token="hf_tok_xyz") as hub:
         (tmp_path / "conf" / "publish.yaml").write_text(
             f"model_name: tiny\nrepo_id: me/tiny\ndemo_repo_id: me/tiny-demo\nendpoint: {hub.url}\n"
+            "datasets: [openslr/librispeech_asr]\n"
         )
         monkeypatch.setenv("HF_TOKEN", "hf_tok_xyz")
         stages = ["pack_model", "pack_demo", "upload_model", "upload_demo"]
@@ -166,6 +168,9 @@ def test_publish_stages_pack_upload_and_demo(
         assert resolved["decode"]["method"] == "beam_search"  # defaults filled in
         assert (packed / "images" / "loss.png").is_file()
         assert (packed / "model.safetensors").is_file()
+        card = huggingface_hub.ModelCard.load(packed / "README.md")
+        assert card.data.datasets == ["openslr/librispeech_asr"]
+        assert card.data.library_name == "espnet-infer"
         Speech2Text(packed)  # loads
         files = hub.repos[("model", "me/tiny")].files["main"]
         assert files == {p.relative_to(packed).as_posix(): p.read_bytes()

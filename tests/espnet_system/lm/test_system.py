@@ -66,6 +66,12 @@ def test_pack_model_packs_and_loads_the_lm(lm_recipe: Path) -> None:
         p.name for p in packed.iterdir()}
     assert (packed / "tokenizer" / "tokens.txt").is_file()
     assert load_lm_folder(packed).config["task"] == "lm"
+    # measure's perplexities are the card's results (huggingface_hub reads them back)
+    from huggingface_hub import ModelCard
+
+    results = ModelCard.load(packed / "README.md").data.eval_results
+    assert results and {r.metric_type for r in results} == {"perplexity"}
+    assert (packed / "perplexity.json").is_file()
 
 
 def test_measure_table_is_printed_after_a_run(lm_recipe, tmp_path, capsys) -> None:

@@ -357,7 +357,7 @@ class ASRSystem(BaseSystem):
                 cfg.model_dir, cfg.packed_dir, model_name=cfg.model_name, extra_files=extra,
                 license=cfg.license, language=cfg.language, repo_id=cfg.repo_id,
                 images=curves, overwrite=True, verify=True,
-                trust_remote_code=cfg.trust_remote_code, lm_dir=lm_dir,
+                trust_remote_code=cfg.trust_remote_code, lm_dir=lm_dir, datasets=cfg.datasets,
             )
         log.info("packed model: %s (%d training curve(s)%s)", out, len(curves),
                  f", LM {lm_dir}" if lm_dir else "")

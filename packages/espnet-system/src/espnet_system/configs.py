@@ -97,6 +97,8 @@ class PublishConfig:
         private: create private repos.
         license: Hugging Face license id for the model card.
         language: language code for the model card.
+        datasets: Hub dataset ids of the training data, for the card's ``datasets`` (the
+            test sets of ``scores_file`` are read as splits of the first).
         curves_dir: PNG training curves found here go to the pack's ``images/`` and card.
         endpoint: Hub URL for the uploads (None: ``$HF_ENDPOINT``, else huggingface.co).
         overwrite: let uploads push a new commit to a repository that exists already
@@ -118,6 +120,7 @@ class PublishConfig:
     private: bool = False
     license: str = "cc-by-4.0"
     language: str = "en"
+    datasets: list[str] = field(default_factory=list)
     curves_dir: str | None = "exp/train/images"
     endpoint: str | None = None
     overwrite: bool = False

@@ -64,6 +64,7 @@ class LMPublishConfig:
         private: create a private repo.
         license: Hugging Face license id for the model card.
         language: language code for the model card.
+        datasets: Hub dataset ids of the training text, for the card's ``datasets``.
         curves_dir: PNG training curves found here go to the pack's ``images/``.
         endpoint: Hub URL (None: ``$HF_ENDPOINT``, else huggingface.co).
         overwrite: let ``upload_model`` push to a repository that exists already.
@@ -77,6 +78,7 @@ class LMPublishConfig:
     private: bool = False
     license: str = "cc-by-4.0"
     language: str = "en"
+    datasets: list[str] = field(default_factory=list)
     curves_dir: str | None = "exp/lm/images"
     endpoint: str | None = None
     overwrite: bool = False

@@ -154,7 +154,8 @@ class LMSystem(BaseSystem):
         # its files checked against meta.yaml) before it replaces packed_dir
         out = pack_model(cfg.model_dir, cfg.packed_dir, model_name=cfg.model_name,
                          extra_files=extra, license=cfg.license, language=cfg.language,
-                         repo_id=cfg.repo_id, images=curves, overwrite=True, verify=True)
+                         repo_id=cfg.repo_id, images=curves, overwrite=True, verify=True,
+                         datasets=cfg.datasets)
         log.info("packed LM: %s (%d training curve(s))", out, len(curves))
 
     def upload_model(self) -> None:
