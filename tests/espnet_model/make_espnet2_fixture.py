@@ -10,11 +10,13 @@ Usage (from the repository root; regenerates the committed fixture):
     benchmarks/.peer/bin/python tests/espnet_model/make_espnet2_fixture.py --count-librispeech100
 
 For each encoder (``conformer_legacy``: a conformer with ESPnet2's default
-``rel_pos_type: legacy``) it writes ``OUT/<encoder>/``: ``config.yaml`` (every argument, as
+``rel_pos_type: legacy``; ``<encoder>_interctc``: three blocks with intermediate CTC
+after blocks 1 and 2, self-conditioning and ``interctc_weight: 0.5``) it writes ``OUT/<encoder>/``: ``config.yaml`` (every argument, as
 ESPnet2's trainer writes it), ``valid.acc.ave.pth`` (random weights, BatchNorm running
 statistics and global-MVN statistics made non-trivial) and ``expected.pt``: the input
 (two 0.5 s waveforms and token ids) and ESPnet2's frontend features, encoder output,
-CTC log-probabilities, teacher-forced decoder logits and losses in eval mode.
+CTC log-probabilities, teacher-forced decoder logits and losses (with each intermediate
+CTC tap's, ``loss_interctc_layer<N>``) in eval mode.
 ``--count-librispeech100`` prints ESPnet2's parameter count of the librispeech_100
 conformer recipe shape as JSON.
 """
@@ -50,6 +52,21 @@ _ENCODER_CONF: dict[str, dict[str, Any]] = {
         "output_size": 16, "attention_heads": 2, "cgmlp_linear_units": 32, "cgmlp_conv_kernel": 5,
         "num_blocks": 2, "use_ffn": True, "macaron_ffn": True, "linear_units": 32,
         "input_layer": "conv2d6",
+    },
+    "conformer_interctc": {
+        "output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 3,
+        "input_layer": "conv2d", "macaron_style": True, "rel_pos_type": "latest",
+        "pos_enc_layer_type": "rel_pos", "selfattention_layer_type": "rel_selfattn",
+        "cnn_module_kernel": 5, "interctc_layer_idx": [1, 2], "interctc_use_conditioning": True,
+    },
+    "transformer_interctc": {
+        "output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 3,
+        "interctc_layer_idx": [1, 2], "interctc_use_conditioning": True,
+    },
+    "e_branchformer_interctc": {
+        "output_size": 16, "attention_heads": 2, "cgmlp_linear_units": 32, "cgmlp_conv_kernel": 5,
+        "num_blocks": 3, "use_ffn": True, "macaron_ffn": True, "linear_units": 32,
+        "interctc_layer_idx": [1, 2], "interctc_use_conditioning": True,
     },
     "contextual_block_conformer": {  # blocks of 6 frames every 2: the 11 frames make 4
         "output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 2,
@@ -120,12 +137,13 @@ def make_fixture(out: Path, encoder: str) -> None:
                          "time_mask_width_ratio_range": [0.0, 0.05]},
         "normalize": "global_mvn",
         "normalize_conf": {"stats_file": str(folder / "feats_stats.npz")},
-        "encoder": encoder.removesuffix("_legacy"),
+        "encoder": encoder.removesuffix("_legacy").removesuffix("_interctc"),
         "encoder_conf": _ENCODER_CONF[encoder],
         "decoder": "transformer",
         "decoder_conf": {"attention_heads": 2, "linear_units": 32, "num_blocks": 1},
         "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1, "length_normalized_loss": False,
-                       "report_cer": False, "report_wer": False},
+                       "report_cer": False, "report_wer": False,
+                       **({"interctc_weight": 0.5} if encoder.endswith("_interctc") else {})},
     }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         args, model = _build(config, TOKENS, Path(tmp))
@@ -150,6 +168,8 @@ def make_fixture(out: Path, encoder: str) -> None:
     with torch.no_grad():
         feats, feats_lengths = model._extract_feats(speech, speech_lengths)
         enc, enc_lengths = model.encode(speech, speech_lengths)
+        if isinstance(enc, tuple):  # (output, intermediate CTC taps) with interctc_layer_idx
+            enc = enc[0]
         ctc_logp = model.ctc.log_softmax(enc)
         ys_in = torch.tensor([[9, 2, 3, 4, 5], [9, 6, 7, 8, 9]])
         dec_logits, _ = model.decoder(enc, enc_lengths, ys_in, text_lengths + 1)
@@ -163,6 +183,7 @@ def make_fixture(out: Path, encoder: str) -> None:
             "ctc_logp": ctc_logp, "dec_logits": dec_logits, "loss": loss,
             "loss_ctc": stats["loss_ctc"], "loss_att": stats["loss_att"],
             "num_params": torch.tensor(sum(p.numel() for p in model.parameters())),
+            **{k: v for k, v in stats.items() if k.startswith("loss_interctc_layer")},
             **streaming,
         },
         folder / "expected.pt",

@@ -60,16 +60,19 @@ def check_outputs(folder: Path) -> None:
     torch.testing.assert_close(enc, exp["enc"], atol=ATOL, rtol=0)
     torch.testing.assert_close(logp, exp["ctc_logp"], atol=ATOL, rtol=0)
     torch.testing.assert_close(logits, exp["dec_logits"], atol=ATOL, rtol=0)
-    for key in ("loss_ctc", "loss_att"):
+    taps = sorted(k for k in exp if k.startswith("loss_interctc_layer"))
+    assert sorted(k for k in stats if k.startswith("loss_interctc_layer")) == taps
+    for key in ("loss_ctc", "loss_att", *taps):
         torch.testing.assert_close(stats[key], exp[key].reshape(()), atol=ATOL, rtol=1e-5)
     torch.testing.assert_close(loss, exp["loss"].reshape(()), atol=ATOL, rtol=1e-5)
     assert weight == 2
     assert count_parameters(model) == int(exp["num_params"])
 
 
-@pytest.mark.parametrize("name", ["conformer", "conformer_legacy"])
+@pytest.mark.parametrize("name", ["conformer", "conformer_legacy", "conformer_interctc"])
 def test_fixture_outputs_match_espnet2(name: str) -> None:
-    """``conformer_legacy``: ESPnet2's default ``rel_pos_type: legacy`` positions."""
+    """``conformer_legacy``: ESPnet2's default ``rel_pos_type: legacy`` positions;
+    ``conformer_interctc``: intermediate CTC after blocks 1 and 2 with self-conditioning."""
     check_outputs(FIXTURE.parent / name)
 
 
@@ -82,6 +85,22 @@ def test_state_dict_keys_and_shapes_match_espnet2_exactly() -> None:
     }
     assert "encoder.encoders.1.conv_module.pointwise_conv1.weight" in ours
     assert "decoder.embed.0.weight" in ours and "frontend.logmel.melmat" in ours
+
+
+def test_self_conditioned_checkpoint_keys_match_espnet2_and_translate() -> None:
+    folder = FIXTURE.parent / "conformer_interctc"
+    espnet2_state = torch.load(folder / "valid.acc.ave.pth", weights_only=True)
+    loaded = load_espnet2(folder)
+    ours = loaded.model.state_dict()
+    assert sorted(ours) == sorted(espnet2_state)
+    assert tuple(ours["encoder.conditioning_layer.weight"].shape) == (16, 10)
+    cfg = loaded.model_config
+    assert cfg["encoder_conf"]["interctc_layer_idx"] == [1, 2]
+    assert cfg["encoder_conf"]["interctc_use_conditioning"] is True
+    assert cfg["model_conf"]["interctc_weight"] == 0.5
+    # models without intermediate CTC translate as before: no interctc keys at all
+    plain = load_espnet2(FIXTURE).model_config
+    assert not any("interctc" in k for k in (*plain["encoder_conf"], *plain["model_conf"]))
 
 
 def test_loaded_result_carries_tokens_and_translated_config() -> None:
@@ -159,7 +178,7 @@ def test_translation_fills_espnet2_defaults() -> None:
         ({"encoder": "rnn"}, r"encoder='rnn' is not supported"),
         ({"frontend": "s3prl"}, r"frontend='s3prl' is not supported"),
         ({"preencoder": "linear"}, r"preencoder='linear'"),
-        ({"model_conf": {"interctc_weight": 0.3}}, r"model_conf.interctc_weight=0.3"),
+        ({"encoder_conf": {"ctc_trim": True}}, r"encoder_conf.ctc_trim=True"),
         ({"ctc_conf": {"ctc_type": "gtnctc"}}, r"ctc_conf.ctc_type='gtnctc'"),
     ],
 )
@@ -270,7 +289,8 @@ peer = pytest.mark.skipif(not PEER.exists(), reason="ESPnet2 peer venv benchmark
 @peer
 @pytest.mark.slow
 def test_peer_checkpoints_of_every_encoder_load_with_espnet2_outputs(tmp_path: Path) -> None:
-    encoders = ("conformer", "conformer_legacy", "transformer", "e_branchformer")
+    encoders = ("conformer", "conformer_legacy", "transformer", "e_branchformer",
+                "conformer_interctc", "transformer_interctc", "e_branchformer_interctc")
     out = subprocess.run(
         [str(PEER), str(SCRIPT), str(tmp_path), "--encoders", *encoders, "--count-librispeech100"],
         capture_output=True,
@@ -284,7 +304,7 @@ def test_peer_checkpoints_of_every_encoder_load_with_espnet2_outputs(tmp_path: P
     counted = json.loads(out.stdout.strip().splitlines()[-1])
     assert counted["num_params"] == LIBRISPEECH100_PARAMS
     # The committed fixture is what the script writes today.
-    for name in ("conformer", "conformer_legacy"):
+    for name in ("conformer", "conformer_legacy", "conformer_interctc"):
         for file in ("valid.acc.ave.pth", "config.yaml"):
             assert (tmp_path / name / file).read_bytes() == (
                 FIXTURE.parent / name / file

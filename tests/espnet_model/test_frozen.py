@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from espnet_model import ConformerEncoder, EBranchformerEncoder, TransformerEncoder
+from espnet_model import CTC, ConformerEncoder, EBranchformerEncoder, TransformerEncoder
 from espnet_model.frozen import FrozenConformerEncoder, freeze_encoder
 
 
@@ -55,6 +55,27 @@ def test_frozen_equals_the_module(overrides: dict) -> None:
         torch.testing.assert_close(got[i, :n], want[i, :n], atol=1e-5, rtol=1e-5)
         assert not got[i, n:].any()  # padded frames are zeros
     torch.testing.assert_close(one[0], want[0, : int(one_lengths[0])], atol=1e-5, rtol=1e-5)
+
+
+def test_self_conditioned_conformer_freezes_with_the_models_ctc() -> None:
+    """Self-conditioned CTC is part of the encoder's function: the frozen form keeps it."""
+    torch.manual_seed(3)
+    encoder = _encoder(num_blocks=3, interctc_layer_idx=[1, 2], interctc_use_conditioning=True)
+    encoder.conditioning_layer = torch.nn.Linear(12, 32)  # as ASRModel makes it (vocab 12)
+    ctc = CTC(12, 32).eval()
+    assert freeze_encoder(encoder) is None  # without the CTC there is no frozen form
+    frozen = freeze_encoder(encoder, ctc)
+    assert isinstance(frozen, FrozenConformerEncoder)
+    xs, lengths = _batch()
+    with torch.inference_mode():
+        want, want_lengths = encoder(xs, lengths, ctc)
+        got, _ = frozen(xs, lengths)
+        plain = encoder.forward_with_intermediates(xs, lengths, ctc)[0]
+    torch.testing.assert_close(plain, want)
+    for i, n in enumerate(want_lengths.tolist()):
+        torch.testing.assert_close(got[i, :n], want[i, :n], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="freeze_encoder\\(model.encoder, model.ctc\\)"):
+        FrozenConformerEncoder(encoder)
 
 
 def test_position_keys_grow_with_the_longest_utterance() -> None:

@@ -151,7 +151,7 @@ class Speech2Text:
         self.tokenizer = self.loaded.tokenizer
         self.frozen_encoder: FrozenConformerEncoder | None = None
         if self.decode.fuse_encoder and isinstance(self.model, ASRModel):
-            self.frozen_encoder = freeze_encoder(self.model.encoder)
+            self.frozen_encoder = freeze_encoder(self.model.encoder, self.model.ctc)
         self.search: BeamSearch | None = None
         if self.decode.method == "beam_search":
             ctc_weight = self.decode.ctc_weight

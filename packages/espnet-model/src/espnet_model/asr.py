@@ -2,8 +2,9 @@
 
 Token ids are fixed: ``0`` = ``<blank>``, ``1`` = ``<unk>``, ``vocab_size - 1`` =
 ``<sos/eos>``. ``forward`` returns ``(loss, stats, weight)`` where ``stats`` holds
-detached ``loss``, ``loss_ctc`` (when ``ctc_weight > 0``), ``loss_att`` and ``acc``
-(when ``ctc_weight < 1``) and ``weight`` is the batch size.
+detached ``loss``, ``loss_ctc`` (when ``ctc_weight > 0``; the final layer's CTC loss),
+``loss_interctc`` and ``loss_interctc_layer<N>`` (with intermediate CTC), ``loss_att``
+and ``acc`` (when ``ctc_weight < 1``) and ``weight`` is the batch size.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 
 from espnet_model.ctc import CTC
 from espnet_model.decoder import TransformerDecoder
+from espnet_model.encoders.interctc import InterCTCMixin, Intermediates
 from espnet_model.frontend import Fbank, StftFrontend
 from espnet_model.mask import make_pad_mask
 from espnet_model.normalize import GlobalMVN, UtteranceMVN
@@ -131,6 +133,11 @@ class ASRModel(nn.Module):
         specaug: SpecAugment applied in training only.
         normalize: feature normalisation.
         ctc_weight: ``loss = ctc_weight * loss_ctc + (1 - ctc_weight) * loss_att``.
+        interctc_weight: intermediate CTC (the encoder's ``interctc_layer_idx``), as in
+            ESPnet2: the CTC term becomes ``(1 - interctc_weight) * loss_ctc +
+            interctc_weight * mean(loss of each tap)``, all through the one CTC module.
+            An encoder with ``interctc_use_conditioning`` gets ``conditioning_layer``
+            (``Linear(vocab_size, d_model)``) here and this model's CTC at every call.
         lsm_weight: label smoothing of the attention loss.
         ignore_id: padding id of ``text``.
         length_normalized_loss: divide the attention loss by tokens instead of utterances.
@@ -145,6 +152,7 @@ class ASRModel(nn.Module):
         specaug: SpecAug | None = None,
         normalize: GlobalMVN | UtteranceMVN | None = None,
         ctc_weight: float = 0.3,
+        interctc_weight: float = 0.0,
         lsm_weight: float = 0.1,
         ignore_id: int = -1,
         length_normalized_loss: bool = False,
@@ -156,6 +164,7 @@ class ASRModel(nn.Module):
             raise ValueError(f"model_conf.lsm_weight={lsm_weight} must be in [0, 1)")
         if vocab_size < 3:
             raise ValueError(f"vocab_size={vocab_size} must be >= 3 (<blank>, <unk>, <sos/eos>)")
+        self._check_interctc(encoder, ctc_weight, interctc_weight)
         if decoder is None and ctc_weight < 1.0:
             raise ValueError(
                 f"model_conf.ctc_weight={ctc_weight} needs a decoder; set decoder: transformer "
@@ -167,6 +176,7 @@ class ASRModel(nn.Module):
         self.sos_eos_id = vocab_size - 1
         self.ignore_id = ignore_id
         self.ctc_weight = ctc_weight
+        self.interctc_weight = interctc_weight
         self.lsm_weight = lsm_weight
         self.length_normalized_loss = length_normalized_loss
         self.frontend = frontend
@@ -177,8 +187,33 @@ class ASRModel(nn.Module):
         enc_size = int(size() if callable(size) else size)
         self.decoder = decoder if ctc_weight < 1.0 else None
         self.ctc: CTC | None = CTC(vocab_size, enc_size) if ctc_weight > 0.0 else None
+        if isinstance(encoder, InterCTCMixin) and encoder.interctc_use_conditioning:
+            # ESPnet2 (ESPnetASRModel.__init__) makes it here too: it needs the vocabulary
+            encoder.conditioning_layer = nn.Linear(vocab_size, enc_size)
         self.criterion_att = LabelSmoothingLoss(lsm_weight, ignore_id, length_normalized_loss)
         self.register_load_state_dict_pre_hook(_upgrade_old_names)
+
+    @staticmethod
+    def _check_interctc(encoder: nn.Module, ctc_weight: float, interctc_weight: float) -> None:
+        if not 0.0 <= interctc_weight < 1.0:
+            raise ValueError(f"model_conf.interctc_weight={interctc_weight} must be in [0, 1)")
+        taps = encoder.interctc_layer_idx if isinstance(encoder, InterCTCMixin) else ()
+        if interctc_weight > 0.0 and not taps:
+            raise ValueError(
+                f"model_conf.interctc_weight={interctc_weight} weights intermediate CTC losses, "
+                f"but the encoder ({type(encoder).__name__}) has no taps: set "
+                "encoder_conf.interctc_layer_idx (conformer, transformer, e_branchformer), "
+                "or interctc_weight: 0.0"
+            )
+        uses_ctc = interctc_weight > 0.0 or (
+            isinstance(encoder, InterCTCMixin) and encoder.interctc_use_conditioning
+        )
+        if uses_ctc and ctc_weight == 0.0:
+            raise ValueError(
+                "intermediate / self-conditioned CTC (model_conf.interctc_weight, "
+                "encoder_conf.interctc_use_conditioning) runs through the CTC branch, which "
+                "model_conf.ctc_weight=0.0 removes: set ctc_weight > 0"
+            )
 
     def collect_feats(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
@@ -190,7 +225,25 @@ class ASRModel(nn.Module):
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, S)`` waveforms -> encoder output ``(B, T', D)`` and lengths."""
-        return self.encoder(*self.features(speech, speech_lengths))
+        enc, enc_lengths, _ = self._encode(speech, speech_lengths, taps=False)
+        return enc, enc_lengths
+
+    def _encode(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor, *, taps: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, Intermediates]:
+        """Encoder output, lengths and (``taps``) the intermediate CTC taps' outputs.
+
+        A self-conditioned encoder gets this model's CTC (as ESPnet2's ``encode`` does).
+        """
+        feats, lengths = self.features(speech, speech_lengths)
+        encoder = self.encoder
+        if not isinstance(encoder, InterCTCMixin) or not encoder.interctc_layer_idx:
+            enc, enc_lengths = encoder(feats, lengths)
+            return enc, enc_lengths, []
+        if taps:
+            return encoder.forward_with_intermediates(feats, lengths, self.ctc)
+        enc, enc_lengths = encoder(feats, lengths, self.ctc)
+        return enc, enc_lengths, []
 
     def features(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
@@ -220,12 +273,15 @@ class ASRModel(nn.Module):
             )
         text_lengths = text_lengths.to(text.device)
         text = text[:, : int(text_lengths.max())] if text.numel() else text
-        enc, enc_lengths = self.encode(speech, speech_lengths)
+        use_taps = self.ctc is not None and self.interctc_weight > 0.0
+        enc, enc_lengths, taps = self._encode(speech, speech_lengths, taps=use_taps)
         stats: dict[str, torch.Tensor] = {}
         loss = enc.new_zeros(())
         if self.ctc is not None:
             loss_ctc = self.ctc(enc, enc_lengths, text, text_lengths)
             stats["loss_ctc"] = loss_ctc.detach()
+            if taps:
+                loss_ctc = self._interctc_loss(loss_ctc, taps, enc_lengths, text, text_lengths, stats)
             loss = loss + self.ctc_weight * loss_ctc
         if self.decoder is not None:
             loss_att, acc = self._attention_loss(enc, enc_lengths, text, text_lengths)
@@ -234,6 +290,26 @@ class ASRModel(nn.Module):
             loss = loss + (1.0 - self.ctc_weight) * loss_att
         stats["loss"] = loss.detach()
         return loss, stats, speech.size(0)
+
+    def _interctc_loss(
+        self,
+        loss_ctc: torch.Tensor,
+        taps: Intermediates,
+        enc_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        stats: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """ESPnet2's ``(1 - w) * loss_ctc + w * mean(tap losses)``; the taps' stats."""
+        assert self.ctc is not None
+        total = loss_ctc.new_zeros(())
+        for block, hidden in taps:
+            loss_tap = self.ctc(hidden, enc_lengths, text, text_lengths)
+            stats[f"loss_interctc_layer{block}"] = loss_tap.detach()
+            total = total + loss_tap
+        loss_interctc = total / len(taps)
+        stats["loss_interctc"] = loss_interctc.detach()
+        return (1.0 - self.interctc_weight) * loss_ctc + self.interctc_weight * loss_interctc
 
     def _attention_loss(
         self,

@@ -14,6 +14,12 @@ Example (YAML, as in ``egs2/*/asr1/conf/train_*.yaml``)::
     decoder_conf: {num_blocks: 2, linear_units: 576}
     model_conf: {ctc_weight: 0.3, lsm_weight: 0.1, length_normalized_loss: false}
 
+Intermediate / self-conditioned CTC (ESPnet2's keys; conformer, transformer,
+e_branchformer)::
+
+    encoder_conf: {num_blocks: 6, interctc_layer_idx: [3], interctc_use_conditioning: true}
+    model_conf: {ctc_weight: 0.3, interctc_weight: 0.5}
+
 Derived values: the encoder's ``input_size`` is the frontend's ``n_mels``, GlobalMVN's
 ``num_features`` likewise, and the decoder's ``encoder_output_size`` is the encoder's
 ``output_size()``. Never set them in the config.
@@ -68,7 +74,8 @@ _OWN_CLASS_PATHS = frozenset(
     for cls in options.values()
     for path in (f"{cls.__module__}.{cls.__qualname__}", f"espnet_model.{cls.__qualname__}")
 )
-_MODEL_KEYS = ("ctc_weight", "lsm_weight", "length_normalized_loss", "ignore_id")
+_MODEL_KEYS = ("ctc_weight", "interctc_weight", "lsm_weight", "length_normalized_loss", "ignore_id")
+_INTERCTC_KEYS = ("interctc_layer_idx", "interctc_use_conditioning")
 _DERIVED = {
     "encoder_conf": ("input_size",),
     "decoder_conf": ("vocab_size", "encoder_output_size"),
@@ -132,6 +139,25 @@ def _check_kwargs(key: str, factory: Callable[..., Any], kwargs: Mapping[str, An
             )
 
 
+def _check_interctc_support(
+    name: str, factory: Callable[..., Any], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``kwargs`` for an encoder: intermediate CTC keys refused for one without taps (as
+    ESPnet2's has none), or dropped there when neutral (``[]``, ``false``)."""
+    if "interctc_layer_idx" in inspect.signature(factory).parameters:
+        return dict(kwargs)
+    given = [k for k in _INTERCTC_KEYS if kwargs.get(k)]
+    if given:
+        supported = [n for n, f in CHOICES["encoder"].items()
+                     if "interctc_layer_idx" in inspect.signature(f).parameters]
+        raise ValueError(
+            f"encoder_conf.{given[0]}={kwargs[given[0]]!r}: encoder {name!r} has no intermediate "
+            f"CTC (neither has ESPnet2's); use one of {_choices_text(supported)}, or remove "
+            f"{' and '.join(given)}"
+        )
+    return {k: v for k, v in kwargs.items() if k not in _INTERCTC_KEYS}
+
+
 def _make(
     key: str, config: Mapping[str, Any], *, trust_remote_code: bool = False, **derived: Any
 ) -> nn.Module | None:
@@ -154,6 +180,8 @@ def _make(
     factory = CHOICES[key][name]
     if factory is Fbank and "fs" in kwargs:  # ESPnet2 spells the sampling rate `fs`
         kwargs["sample_rate"] = parse_fs(kwargs.pop("fs"))
+    if key == "encoder":
+        kwargs = _check_interctc_support(name, factory, kwargs)
     _check_kwargs(f"{key}_conf", factory, kwargs)
     return factory(**derived, **kwargs)
 

@@ -52,6 +52,10 @@ class CTC(nn.Module):
         )
         return loss / hs.size(0)
 
+    def softmax(self, hs: torch.Tensor) -> torch.Tensor:
+        """Frame posteriors ``(..., V)`` (no dropout; self-conditioned CTC feeds them back)."""
+        return F.softmax(self.ctc_lo(hs), dim=-1)
+
     def log_softmax(self, hs: torch.Tensor) -> torch.Tensor:
         """Frame log-probabilities ``(B, T, V)``."""
         return F.log_softmax(self.ctc_lo(hs), dim=-1)

@@ -16,8 +16,10 @@ centred-STFT frontend) and ``normalize_conf.stats_file`` is dropped (the statist
 buffers in the checkpoint). Keys that change nothing here (``use_flash_attn``,
 ``report_cer``, ...) are accepted when they have their neutral value; training-only
 regularisers this project lacks (``layer_drop_rate``, ``stochastic_depth_rate``,
-``replace_with_zero: false``) are dropped with a warning; anything else that is not
-implemented raises ``ValueError`` naming the key and value. Module and parameter names
+``replace_with_zero: false``) are dropped with a warning; intermediate and
+self-conditioned CTC (``interctc_layer_idx``, ``interctc_use_conditioning``,
+``interctc_weight``) carry over (the checkpoint's ``encoder.conditioning_layer``
+loads); anything else that is not implemented raises ``ValueError`` naming the key and value. Module and parameter names
 match ESPnet2's, so the state dict loads with ``strict=True``.
 """
 
@@ -146,6 +148,13 @@ _NEUTRAL: dict[str, dict[str, Any]] = {
         "brctc_risk_factor": 0.0,
     },
 }  # fmt: skip
+# Keys kept only when they differ from their neutral value (so translations of models
+# without them stay as they were): intermediate / self-conditioned CTC.
+_INTERCTC = ("interctc_layer_idx", "interctc_use_conditioning")
+_KEPT_IF_SET: dict[str, dict[str, tuple[str, ...]]] = {
+    "encoder": {"conformer": _INTERCTC, "transformer": _INTERCTC, "e_branchformer": _INTERCTC},
+    "model": {"espnet": ("interctc_weight",)},
+}
 # Regularisers that only act in training; dropped with a warning.
 _TRAINING_ONLY = ("layer_drop_rate", "stochastic_depth_rate", "replace_with_zero")
 # ESPnet2 spelling -> this project's, where they differ.
@@ -191,6 +200,9 @@ def _translate_conf(
             continue
         neutral = _NEUTRAL.get(section, {})
         if key in neutral and _neutral(value, neutral[key]):
+            continue
+        if key in _KEPT_IF_SET.get(section, {}).get(name, ()):
+            out[key] = value
             continue
         if key in _TRAINING_ONLY:
             warnings.warn(

@@ -25,6 +25,10 @@ is matmuls and elementwise operators that build no oneDNN primitive per input le
 (oneDNN's fused linear and depthwise kernels were as fast at a cached length but cost
 ~0.3-2 ms for each new one). The frozen encoder copies the weights: freeze again after
 changing the module's parameters. It runs on a CPU in float32 and does not train.
+
+A self-conditioned encoder (``interctc_use_conditioning``) is frozen with the model's
+CTC: after each tapped block the frozen encoder adds
+``conditioning_layer(softmax(ctc_lo(after_norm(x))))`` as the module does.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from espnet_model.attention import (
     rel_shift,
     relative_sinusoids,
 )
+from espnet_model.ctc import CTC
 from espnet_model.encoders.conformer import ConformerBlock, ConformerEncoder, ConvolutionModule
 from espnet_model.feedforward import PositionwiseFeedForward
 from espnet_model.packed import PackedFrames
@@ -192,6 +197,20 @@ class _Convolution:
         return self.activation(out)
 
 
+class _Conditioning:
+    """Self-conditioned CTC after a block: ``x + cond(softmax(ctc_lo(after_norm(x))))``."""
+
+    def __init__(self, norm: _LayerNorm, ctc: CTC, conditioning: nn.Module) -> None:
+        assert isinstance(conditioning, nn.Linear)
+        self.norm = norm
+        self.ctc_lo = _Linear(ctc.ctc_lo.weight, ctc.ctc_lo.bias)
+        self.conditioning = _Linear(conditioning.weight, conditioning.bias)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        posteriors = torch.softmax(self.ctc_lo(self.norm(x)), dim=-1)
+        return self.conditioning(posteriors, residual=x)
+
+
 class _Block:
     """One conformer block on packed frames ``(N, D)``."""
 
@@ -227,7 +246,7 @@ class FrozenConformerEncoder:
     ``torch.inference_mode`` (its outputs are inference tensors).
     """
 
-    def __init__(self, encoder: ConformerEncoder) -> None:
+    def __init__(self, encoder: ConformerEncoder, ctc: CTC | None = None) -> None:
         if not isinstance(encoder.pos_enc, RelPositionalEncoding):
             raise ValueError(
                 "only rel_pos_type: latest conformers can be frozen, not legacy ones; "
@@ -251,6 +270,15 @@ class FrozenConformerEncoder:
         self.d_model = encoder.output_size()
         self.blocks = [_Block(block) for block in encoder.encoders]
         self.after_norm = _LayerNorm(encoder.after_norm)
+        self.conditioning: dict[int, _Conditioning] = {}  # 0-based block -> its conditioning
+        if encoder.interctc_use_conditioning:
+            if ctc is None or encoder.conditioning_layer is None:
+                raise ValueError(
+                    "a self-conditioned conformer (interctc_use_conditioning) is frozen with "
+                    "the model's CTC: freeze_encoder(model.encoder, model.ctc)"
+                )
+            step = _Conditioning(self.after_norm, ctc, encoder.conditioning_layer)
+            self.conditioning = {i - 1: step for i in encoder.interctc_layer_idx}
         self.table = torch.empty(0, self.d_model)  # sinusoids of positions L-1 ... -(L-1)
 
     def output_size(self) -> int:
@@ -267,8 +295,10 @@ class FrozenConformerEncoder:
                  for i, n in enumerate(lengths.tolist())]
         x = torch.cat(parts) if len(parts) > 1 else parts[0]
         table = self._positions(max(valid))
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             x = block(x, valid, table)
+            if i in self.conditioning:
+                x = self.conditioning[i](x)
         x = self.after_norm(x)
         if len(valid) == 1 and valid[0] == frames:
             return x.unsqueeze(0), out_lengths
@@ -291,19 +321,22 @@ class FrozenConformerEncoder:
         return self.table
 
 
-def freeze_encoder(encoder: nn.Module) -> FrozenConformerEncoder | None:
+def freeze_encoder(encoder: nn.Module, ctc: CTC | None = None) -> FrozenConformerEncoder | None:
     """A :class:`FrozenConformerEncoder` of ``encoder``, or ``None`` where none applies.
 
     It applies to a float32 :class:`ConformerEncoder` on the CPU with relative positions
-    (``rel_pos_type: latest``) and swish/relu/gelu activations. Callers run the module
-    itself otherwise.
+    (``rel_pos_type: latest``) and swish/relu/gelu activations; a self-conditioned one
+    (``interctc_use_conditioning``) also needs ``ctc``, the model's CTC. Callers run the
+    module itself otherwise.
     """
     if not isinstance(encoder, ConformerEncoder) or encoder.legacy:
+        return None
+    if encoder.interctc_use_conditioning and (ctc is None or encoder.conditioning_layer is None):
         return None
     if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in encoder.parameters()):
         return None
     try:
         with torch.no_grad():  # the folding arithmetic needs no autograd graph
-            return FrozenConformerEncoder(encoder)
+            return FrozenConformerEncoder(encoder, ctc)
     except ValueError:  # no frozen form: another activation, or BatchNorm without statistics
         return None

@@ -15,7 +15,9 @@ from espnet_model.attention import (
     is_legacy_rel_pos,
 )
 from espnet_model.conv1d import DepthwiseConv1d, PointwiseConv1d
+from espnet_model.ctc import CTC
 from espnet_model.dropout import Dropout
+from espnet_model.encoders.interctc import InterCTCMixin, Intermediates
 from espnet_model.feedforward import (
     Activation,
     PositionwiseFeedForward,
@@ -130,7 +132,7 @@ class ConformerBlock(nn.Module):
         return x
 
 
-class ConformerEncoder(nn.Module):
+class ConformerEncoder(InterCTCMixin, nn.Module):
     """Conv2d subsampling, relative positional encoding and ``num_blocks`` conformer blocks.
 
     Args (ESPnet2 ``encoder_conf`` names; the ``*_type`` keys accept only the
@@ -153,6 +155,8 @@ class ConformerEncoder(nn.Module):
             relative-position keys; ``rel_pos_type: legacy`` selects ESPnet's
             ``legacy_rel_pos`` / ``legacy_rel_selfattn`` (older ESPnet2 models).
         max_pos_emb_len: table length of the legacy position encoding (changes its values).
+        interctc_layer_idx / interctc_use_conditioning: intermediate and self-conditioned
+            CTC (:mod:`espnet_model.encoders.interctc`); taps see ``after_norm`` outputs.
     """
 
     def __init__(
@@ -175,6 +179,8 @@ class ConformerEncoder(nn.Module):
         selfattention_layer_type: Literal["rel_selfattn", "legacy_rel_selfattn"] = "rel_selfattn",
         rel_pos_type: Literal["latest", "legacy"] = "latest",
         max_pos_emb_len: int = 5000,
+        interctc_layer_idx: list[int] | None = None,
+        interctc_use_conditioning: bool = False,
     ) -> None:
         super().__init__()
         check_choice("encoder_conf.normalize_before", normalize_before, (True,))
@@ -206,21 +212,37 @@ class ConformerEncoder(nn.Module):
             for _ in range(num_blocks)
         )
         self.after_norm = layer_norm(output_size)
+        self._init_interctc(interctc_layer_idx, interctc_use_conditioning, num_blocks)
 
     def output_size(self) -> int:
         return self._output_size
 
-    def forward(self, xs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths."""
+    def forward(
+        self, xs: torch.Tensor, lengths: torch.Tensor, ctc: CTC | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths.
+
+        ``ctc``: the model's CTC, needed with ``interctc_use_conditioning``.
+        """
+        out, out_lengths, _ = self.forward_with_intermediates(xs, lengths, ctc)
+        return out, out_lengths
+
+    def forward_with_intermediates(
+        self, xs: torch.Tensor, lengths: torch.Tensor, ctc: CTC | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, Intermediates]:
+        """:meth:`forward` plus the intermediate CTC taps' outputs (``interctc_layer_idx``)."""
         x, out_lengths = self.embed(xs, lengths)
         x, pos_emb = self.pos_enc(x)
+        taps: Intermediates = []
         packed = None if self.legacy else PackedFrames.if_ragged(out_lengths, x.size(1))
         if packed is not None:  # a ragged CPU batch: skip its padding (espnet_model.packed)
             h = packed.pack(x)
-            for block in self.encoders:
+            for i, block in enumerate(self.encoders, 1):
                 h = block(h, pos_emb, None, None, packed)
-            return packed.unpack(self.after_norm(h)), out_lengths
+                h = self._tap(i, h, ctc, taps, self.after_norm, packed)
+            return packed.unpack(self.after_norm(h)), out_lengths, taps
         mask, pad_mask = encoder_masks(out_lengths, x.size(1))
-        for block in self.encoders:
+        for i, block in enumerate(self.encoders, 1):
             x = block(x, pos_emb, mask, pad_mask)
-        return self.after_norm(x), out_lengths
+            x = self._tap(i, x, ctc, taps, self.after_norm)
+        return self.after_norm(x), out_lengths, taps

@@ -20,7 +20,9 @@ from espnet_model.attention import (
     is_legacy_rel_pos,
 )
 from espnet_model.conv1d import DepthwiseConv1d
+from espnet_model.ctc import CTC
 from espnet_model.dropout import Dropout
+from espnet_model.encoders.interctc import InterCTCMixin, Intermediates
 from espnet_model.feedforward import Activation, PositionwiseFeedForward, layer_norm
 from espnet_model.mask import encoder_masks, zero_padded
 from espnet_model.subsampling import Conv2dSubsampling, InputLayer
@@ -133,7 +135,7 @@ class EBranchformerBlock(nn.Module):
         return self.norm_final(x)
 
 
-class EBranchformerEncoder(nn.Module):
+class EBranchformerEncoder(InterCTCMixin, nn.Module):
     """Conv2d subsampling, relative positional encoding and ``num_blocks`` E-Branchformer blocks.
 
     Args (ESPnet2 ``encoder_conf`` names):
@@ -153,6 +155,9 @@ class EBranchformerEncoder(nn.Module):
         attention_layer_type / pos_enc_layer_type / rel_pos_type: as the conformer's
             (``rel_pos_type: legacy`` for ESPnet's legacy relative positions).
         max_pos_emb_len: as the conformer's.
+        interctc_layer_idx / interctc_use_conditioning: intermediate and self-conditioned
+            CTC (:mod:`espnet_model.encoders.interctc`); taps see the raw block outputs
+            (no ``after_norm``), as in ESPnet2.
     """
 
     def __init__(
@@ -176,6 +181,8 @@ class EBranchformerEncoder(nn.Module):
         max_pos_emb_len: int = 5000,
         use_ffn: bool = True,
         macaron_ffn: bool = True,
+        interctc_layer_idx: list[int] | None = None,
+        interctc_use_conditioning: bool = False,
     ) -> None:
         super().__init__()
         legacy = is_legacy_rel_pos(
@@ -206,15 +213,30 @@ class EBranchformerEncoder(nn.Module):
             for _ in range(num_blocks)
         )
         self.after_norm = layer_norm(output_size)
+        self._init_interctc(interctc_layer_idx, interctc_use_conditioning, num_blocks)
 
     def output_size(self) -> int:
         return self._output_size
 
-    def forward(self, xs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths."""
+    def forward(
+        self, xs: torch.Tensor, lengths: torch.Tensor, ctc: CTC | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths.
+
+        ``ctc``: the model's CTC, needed with ``interctc_use_conditioning``.
+        """
+        out, out_lengths, _ = self.forward_with_intermediates(xs, lengths, ctc)
+        return out, out_lengths
+
+    def forward_with_intermediates(
+        self, xs: torch.Tensor, lengths: torch.Tensor, ctc: CTC | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, Intermediates]:
+        """:meth:`forward` plus the intermediate CTC taps' outputs (``interctc_layer_idx``)."""
         x, out_lengths = self.embed(xs, lengths)
         x, pos_emb = self.pos_enc(x)
         mask, pad_mask = encoder_masks(out_lengths, x.size(1))
-        for block in self.encoders:
+        taps: Intermediates = []
+        for i, block in enumerate(self.encoders, 1):
             x = block(x, pos_emb, mask, pad_mask)
-        return self.after_norm(x), out_lengths
+            x = self._tap(i, x, ctc, taps)
+        return self.after_norm(x), out_lengths, taps

@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 from espnet_model.attention import MultiHeadedAttention, PositionalEncoding
+from espnet_model.ctc import CTC
 from espnet_model.dropout import Dropout
+from espnet_model.encoders.interctc import InterCTCMixin, Intermediates
 from espnet_model.feedforward import PositionwiseFeedForward, layer_norm
 from espnet_model.mask import encoder_masks
 from espnet_model.subsampling import Conv2dSubsampling, InputLayer
@@ -48,7 +50,7 @@ class TransformerEncoderLayer(nn.Module):
         return x
 
 
-class TransformerEncoder(nn.Module):
+class TransformerEncoder(InterCTCMixin, nn.Module):
     """Conv2d subsampling, absolute positional encoding and ``num_blocks`` layers.
 
     Args (ESPnet2 ``encoder_conf`` names):
@@ -62,6 +64,9 @@ class TransformerEncoder(nn.Module):
         attention_dropout_rate: dropout on attention weights.
         input_layer: ``conv2d`` (x4), ``conv2d6`` (x6) or ``conv2d8`` (x8).
         normalize_before: pre-LayerNorm (plus a final LayerNorm) instead of post-LN.
+        interctc_layer_idx / interctc_use_conditioning: intermediate and self-conditioned
+            CTC (:mod:`espnet_model.encoders.interctc`); taps see ``after_norm`` outputs
+            when ``normalize_before``, else the raw block outputs, as in ESPnet2.
     """
 
     def __init__(
@@ -76,6 +81,8 @@ class TransformerEncoder(nn.Module):
         attention_dropout_rate: float = 0.0,
         input_layer: InputLayer = "conv2d",
         normalize_before: bool = True,
+        interctc_layer_idx: list[int] | None = None,
+        interctc_use_conditioning: bool = False,
     ) -> None:
         super().__init__()
         self._output_size = output_size
@@ -93,17 +100,32 @@ class TransformerEncoder(nn.Module):
             for _ in range(num_blocks)
         )
         self.after_norm = layer_norm(output_size) if normalize_before else None
+        self._init_interctc(interctc_layer_idx, interctc_use_conditioning, num_blocks)
 
     def output_size(self) -> int:
         return self._output_size
 
-    def forward(self, xs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths."""
+    def forward(
+        self, xs: torch.Tensor, lengths: torch.Tensor, ctc: CTC | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths.
+
+        ``ctc``: the model's CTC, needed with ``interctc_use_conditioning``.
+        """
+        out, out_lengths, _ = self.forward_with_intermediates(xs, lengths, ctc)
+        return out, out_lengths
+
+    def forward_with_intermediates(
+        self, xs: torch.Tensor, lengths: torch.Tensor, ctc: CTC | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, Intermediates]:
+        """:meth:`forward` plus the intermediate CTC taps' outputs (``interctc_layer_idx``)."""
         x, out_lengths = self.embed(xs, lengths)
         x = self.pos_enc(x)
         mask, _ = encoder_masks(out_lengths, x.size(1))  # (B, 1, T') or None
-        for layer in self.encoders:
+        taps: Intermediates = []
+        for i, layer in enumerate(self.encoders, 1):
             x = layer(x, mask)
+            x = self._tap(i, x, ctc, taps, self.after_norm)
         if self.after_norm is not None:
             x = self.after_norm(x)
-        return x, out_lengths
+        return x, out_lengths, taps
