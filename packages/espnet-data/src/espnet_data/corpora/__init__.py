@@ -6,6 +6,7 @@ and it imports ``datasets`` when it first reads a dataset, not here.
 """
 
 from .an4 import AN4Corpus
+from .hard import HardCorpus
 from .hf import HFDatasetCorpus
 from .jsonl import JsonlManifestCorpus
 from .kaldi import KaldiDirCorpus
@@ -17,6 +18,7 @@ from .mini_tts import MiniTTSCorpus
 
 __all__ = [
     "AN4Corpus",
+    "HardCorpus",
     "HFDatasetCorpus",
     "JsonlManifestCorpus",
     "KaldiDirCorpus",

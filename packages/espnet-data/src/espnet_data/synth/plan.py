@@ -14,6 +14,10 @@ Usage::
     train = plan_corpus("train", 10_000, seed=0, voices=voices["train"])
     train[0].key, train[0].text      # 'mini-train-<voice>-000000', 'MY NAME IS ...'
     tts = plan_single_voice("train", 100, seed=0, voice="m3")   # one voice, clean
+
+The text comes from the census sentence generator unless ``plan_corpus`` gets a
+``sentences`` source: any callable ``(split, index, rng) -> (transcript, spoken)``, e.g.
+:class:`~espnet_data.synth.books.BookSentences` (sentences read from books).
 """
 
 from __future__ import annotations
@@ -21,14 +25,14 @@ from __future__ import annotations
 import itertools
 import random
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from .text import generate_sentence
 from .voices import check_voice, voice_group
 
-__all__ = ["SPEEDS", "SynthUtterance", "plan_corpus", "plan_single_voice"]
+__all__ = ["SPEEDS", "SentenceSource", "SynthUtterance", "plan_corpus", "plan_single_voice"]
 
 #: Speed perturbation factors, drawn uniformly per utterance.
 SPEEDS: tuple[float, ...] = (0.9, 1.0, 1.1)
@@ -36,6 +40,9 @@ RATE_RANGE = (140, 200)  # words per minute (espeak's default is 175)
 PITCH_RANGE = (30, 70)  # espeak pitch parameter, 50 = the voice's own pitch
 SNR_RANGE = (15.0, 30.0)  # dB, for the half of the utterances that get noise
 NOISY_FRACTION = 0.5
+
+#: ``(split, index, rng) -> (transcript, spoken)``: the text of utterance ``index``.
+SentenceSource = Callable[[str, int, random.Random], tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -65,13 +72,23 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
 
 
-def plan_utterance(split: str, index: int, seed: int, voice: str) -> SynthUtterance:
+def plan_utterance(
+    split: str,
+    index: int,
+    seed: int,
+    voice: str,
+    sentences: SentenceSource | None = None,
+    prefix: str = "mini",
+) -> SynthUtterance:
     """Utterance ``index`` of ``split``, spoken by ``voice`` (no audio is made)."""
     rng = random.Random(f"{seed}-{split}-{index}")
-    text, spoken = generate_sentence(rng)
+    if sentences is None:
+        text, spoken = generate_sentence(rng)
+    else:
+        text, spoken = sentences(split, index, rng)
     noisy = rng.random() < NOISY_FRACTION
     return SynthUtterance(
-        key=f"mini-{split}-{_slug(voice)}-{index:06d}",
+        key=f"{prefix}-{split}-{_slug(voice)}-{index:06d}",
         text=text,
         speaker=voice,
         voice_group=voice_group(voice),
@@ -85,12 +102,18 @@ def plan_utterance(split: str, index: int, seed: int, voice: str) -> SynthUttera
 
 
 def plan_corpus(
-    split: str, num_utterances: int, seed: int, voices: Sequence[str]
+    split: str,
+    num_utterances: int,
+    seed: int,
+    voices: Sequence[str],
+    sentences: SentenceSource | None = None,
+    prefix: str = "mini",
 ) -> list[SynthUtterance]:
     """Plan ``num_utterances`` utterances of ``split`` spoken by ``voices``.
 
     ``split`` is free text (``"train"``, ``"dev"``, ``"test"``...) and becomes part of
-    every key and of every utterance's random stream.
+    every key and of every utterance's random stream. ``sentences`` replaces the census
+    sentence generator (see the module docstring); ``prefix`` starts every key.
     """
     if num_utterances < 0:
         raise ValueError(f"num_utterances={num_utterances} must be >= 0")
@@ -99,8 +122,11 @@ def plan_corpus(
             "plan_corpus got an empty voice list; pass e.g. "
             "split_voices(seed)['train'] or available_voices()."
         )
-    if not re.fullmatch(r"[A-Za-z0-9_]+", split):
-        raise ValueError(f"split={split!r} must be letters, digits or '_' (it is part of keys)")
+    for name, value in (("split", split), ("prefix", prefix)):
+        if not re.fullmatch(r"[A-Za-z0-9_]+", value):
+            raise ValueError(
+                f"{name}={value!r} must be letters, digits or '_' (it is part of keys)"
+            )
     groups: dict[str, list[str]] = {}
     for name in sorted(set(voices)):
         groups.setdefault(voice_group(check_voice(name)), []).append(name)
@@ -112,7 +138,7 @@ def plan_corpus(
         # variant of that group picked from the utterance's own stream.
         variants = groups[order[i % len(order)]]
         pick = random.Random(f"{seed}-{split}-{i}-voice").randrange(len(variants))
-        plan.append(plan_utterance(split, i, seed, variants[pick]))
+        plan.append(plan_utterance(split, i, seed, variants[pick], sentences, prefix))
     return plan
 
 

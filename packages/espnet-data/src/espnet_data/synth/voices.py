@@ -35,6 +35,7 @@ __all__ = [
     "UnknownVoiceError",
     "available_voices",
     "check_voice",
+    "sample_voice_groups",
     "split_voices",
     "voice_group",
     "voice_groups",
@@ -106,6 +107,23 @@ def voice_groups(voices: Sequence[str] | None = None) -> dict[str, list[str]]:
     for name in sorted(available_voices() if voices is None else voices):
         groups.setdefault(voice_group(name), []).append(name)
     return groups
+
+
+def sample_voice_groups(num_groups: int, seed: int = 0) -> list[str]:
+    """Every variant of ``num_groups`` voice groups drawn with ``seed``, sorted.
+
+    A smaller pool of voices makes a harder corpus (fewer training voices to generalise
+    from); pass the result to :func:`split_voices` as ``voices``.
+    """
+    groups = voice_groups()
+    if not 1 <= num_groups <= len(groups):
+        raise ValueError(
+            f"num_groups={num_groups}: espeak-ng ships {len(groups)} voice groups "
+            f"(variants in EXCLUDED_VOICES left out); choose 1..{len(groups)}"
+        )
+    order = sorted(groups)
+    random.Random(f"sample_voice_groups-{seed}").shuffle(order)
+    return sorted(v for g in order[:num_groups] for v in groups[g])
 
 
 def split_voices(
