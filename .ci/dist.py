@@ -216,6 +216,17 @@ def check_built(out_dir: Path, version: str) -> list[str]:
     return problems
 
 
+def uncommitted_files(root: Path | None = None) -> list[str]:
+    """Files under ``packages/`` that differ from git's HEAD or are untracked (not ignored):
+    an sdist built now would ship them. Empty outside a git checkout."""
+    try:
+        proc = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--",
+                               "packages"], cwd=root or ROOT, capture_output=True, text=True)
+    except OSError:  # no git, or no such folder
+        return []
+    return [line[3:] for line in proc.stdout.splitlines()] if proc.returncode == 0 else []
+
+
 def build(out_dir: Path, *, offline: bool = False) -> None:
     """``uv build --all-packages`` into a clean ``out_dir`` (wheels and sdists)."""
     if out_dir.exists():
@@ -242,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     version, problems = check_pyprojects()
     if args.command == "build" and not problems:
+        dirty = uncommitted_files()
+        if dirty:
+            print(f"dist: warning: {len(dirty)} uncommitted file(s) under packages/ go into "
+                  f"this build (release from a clean checkout): {', '.join(dirty[:5])}"
+                  + (" ..." if len(dirty) > 5 else ""), file=sys.stderr)
         build(args.out_dir, offline=args.offline)
         problems = check_built(args.out_dir, version)
     if problems:

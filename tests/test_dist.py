@@ -107,6 +107,18 @@ def test_the_cli_fails_and_names_the_problem(tmp_path: Path, monkeypatch: pytest
     assert "'pyyaml==6.0.2' is an exact pin" in capsys.readouterr().err
 
 
+def test_uncommitted_files_are_listed(tmp_path: Path) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git is not on PATH")
+    run = {"cwd": tmp_path, "check": True, "capture_output": True}
+    subprocess.run(["git", "init", "-q"], **run)
+    (tmp_path / "packages" / "p").mkdir(parents=True)
+    (tmp_path / "packages" / "p" / "new.py").write_text("x = 1\n")
+    (tmp_path / "other.txt").write_text("not a package file\n")
+    assert dist.uncommitted_files(tmp_path) == ["packages/p/new.py"]
+    assert dist.uncommitted_files(tmp_path / "nowhere") == []
+
+
 @pytest.mark.slow
 def test_build_writes_one_wheel_and_sdist_per_package(tmp_path: Path) -> None:
     if shutil.which("uv") is None:
