@@ -12,6 +12,10 @@ asr corpus *stages="all":
 lm corpus *stages="all":
     uv run --locked espnet-run egs/{{corpus}}/lm --stages {{stages}}
 
+# Run stages of a text-to-speech recipe: `just tts mini all` (measure scores the speech with the ASR pack: run `just asr mini all` first)
+tts corpus *stages="all":
+    uv run --locked espnet-run egs/{{corpus}}/tts --stages {{stages}}
+
 # List the stages of a recipe and the config each one reads
 stages corpus system="asr":
     uv run --locked espnet-run egs/{{corpus}}/{{system}} --list

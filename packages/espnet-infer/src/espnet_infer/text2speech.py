@@ -142,8 +142,9 @@ def load_tts_folder(path: str | os.PathLike[str], device: str | torch.device = "
         raise ValueError(f"{folder / 'config.yaml'}: vocab_size {config['vocab_size']} != its "
                          f"tokenizer's {vocab}: the tokenizer files do not belong to this model")
     block = dict(config["model"])
-    if block.get("normalize") == "global_mvn":  # the statistics are restored from the weights
-        block["normalize_conf"] = {**(block.get("normalize_conf") or {}), "stats_file": None}
+    for key in ("normalize", "pitch_normalize", "energy_normalize"):  # statistics: in the weights
+        if block.get(key, "global_mvn" if key == "normalize" else None) == "global_mvn":
+            block[f"{key}_conf"] = {**(block.get(f"{key}_conf") or {}), "stats_file": None}
     model = build_tts(block, vocab_size=vocab)
     weights, state = _state(folder, digests)
     _load_state(model, state, weights)

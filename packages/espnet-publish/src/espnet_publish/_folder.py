@@ -30,6 +30,7 @@ __all__ = [
 TOKENIZER_FILE_KEYS: Mapping[str, tuple[str, ...]] = {
     "sentencepiece": ("model",),
     "char": ("token_list",),
+    "phoneme": ("token_list", "config"),  # a TTS model's (espnet_data.tts.PhonemeTokenizer)
 }
 """Tokenizer type -> keys of ``config.yaml: tokenizer`` whose values are file paths."""
 

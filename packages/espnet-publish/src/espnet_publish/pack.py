@@ -58,6 +58,7 @@ from ._folder import (
     write_safetensors,
 )
 from ._lm_pack import INFERENCE, LM_DIR, packed_lm, refuse_unpacked_lm
+from ._tts_card import build_tts_card, load_tts_scores
 from .card import build_model_card, load_perplexity, load_scores
 from .errors import PublishError
 from .manifest import MANIFEST_NAME, write_manifest
@@ -135,6 +136,10 @@ def _load_check(
             from espnet_infer import load_lm_folder
 
             load_lm_folder(folder, trust_remote_code=trust_remote_code)
+        elif task == "tts":  # a text-to-speech model: loaded as Text2Speech loads it
+            from espnet_infer import Text2Speech
+
+            Text2Speech.from_pretrained(folder)
         elif not lm:
             load_model_folder(folder, trust_remote_code=trust_remote_code)
         else:
@@ -144,7 +149,7 @@ def _load_check(
             if not s2t.uses_lm:
                 raise ValueError(f"{folder / INFERENCE} does not lead from_pretrained to lm/")
     except Exception as e:  # any loader failure means the folder is not usable
-        loader = ("load_lm_folder" if task == "lm" else
+        loader = ("load_lm_folder" if task == "lm" else "Text2Speech.from_pretrained" if task == "tts" else
                   "Speech2Text.from_pretrained" if lm else "load_model_folder")
         raise PublishError(
             f"verify=True: espnet_infer.{loader} could not load the packed folder "
@@ -218,11 +223,15 @@ def pack_model(
         )
     config = read_model_config(model_dir)
     task = config.get("task", "asr")
-    if task not in ("asr", "lm"):
+    if task not in ("asr", "lm", "tts"):
         raise PublishError(
-            f"{model_dir / CONFIG}: task {task!r} is not one pack_model knows ('asr', or 'lm' "
-            "for a language model folder); fix the config written by training."
+            f"{model_dir / CONFIG}: task {task!r} is not one pack_model knows ('asr', 'lm' "
+            "for a language model folder, 'tts' for a text-to-speech one); fix the config "
+            "written by training."
         )
+    if task == "tts" and lm_dir:
+        raise PublishError(f"{model_dir / CONFIG} is a text-to-speech model (task: tts): lm_dir "
+                           "packs a language model with an ASR model; leave it out.")
     if task == "lm" and lm_dir:
         raise PublishError(
             f"{model_dir / CONFIG} is a language model (task: lm), and lm_dir packs a "
@@ -240,7 +249,8 @@ def pack_model(
     lm = packed_lm(Path(lm_dir), model_dir, config, extras, lm_weight) if lm_dir else None
     if lm is None:
         refuse_unpacked_lm(extras.get(INFERENCE))
-    scores = load_scores(extras["scores.json"]) if "scores.json" in extras else {}
+    read_scores = load_tts_scores if task == "tts" else load_scores
+    scores = read_scores(extras["scores.json"]) if "scores.json" in extras else {}
     perplexity = load_perplexity(extras[_PPL]) if _PPL in extras else None
     skipped = sorted(
         p.relative_to(model_dir).as_posix()
@@ -257,7 +267,7 @@ def pack_model(
         write_safetensors(weights, staging / PACKED_WEIGHTS)
         if lm is not None:
             lm.write(staging, model_name=model_name)
-        card = build_model_card(
+        card = (build_tts_card if task == "tts" else build_model_card)(
             config=config,
             model_name=model_name,
             license=license,

@@ -8,6 +8,7 @@ from .lm import LMSystem
 from .parse import parse_config
 from .recipe import load_system
 from .stages import StageError, resolve_stages
+from .tts import TTSSystem
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,7 @@ __all__ = [
     "PublishConfig",
     "Reads",
     "StageError",
+    "TTSSystem",
     "TokenizerConfig",
     "load_system",
     "parse_config",

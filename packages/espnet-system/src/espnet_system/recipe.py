@@ -1,8 +1,8 @@
 """Find the system a recipe runs: ``src/system.py``'s ``System``, else by the folder's name.
 
 Recipes live in ``egs/<corpus>/<system>/`` and the front-end is ``just <system> <corpus>``,
-so the folder's name says which system runs it: ``lm`` -> :class:`LMSystem`, ``asr`` (and
-any other name, as before) -> :class:`ASRSystem`. A recipe that needs more (a stage of
+so the folder's name says which system runs it: ``lm`` -> :class:`LMSystem`, ``tts`` ->
+:class:`TTSSystem`, ``asr`` (and any other name, as before) -> :class:`ASRSystem`. A recipe that needs more (a stage of
 its own) defines ``System`` in ``src/system.py``, a subclass of either.
 """
 
@@ -17,9 +17,10 @@ from .asr import ASRSystem
 from .base import BaseSystem
 from .lm import LMSystem
 from .stages import StageError
+from .tts import TTSSystem
 
 #: recipe folder name -> system; other names run ASRSystem
-SYSTEMS: dict[str, type[BaseSystem]] = {"asr": ASRSystem, "lm": LMSystem}
+SYSTEMS: dict[str, type[BaseSystem]] = {"asr": ASRSystem, "lm": LMSystem, "tts": TTSSystem}
 
 
 def system_for(recipe_dir: str | os.PathLike[str]) -> type[BaseSystem]:

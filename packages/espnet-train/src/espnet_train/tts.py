@@ -96,23 +96,39 @@ def save_phoneme_tokenizer(tokenizer: Any, folder: Path) -> dict[str, str]:
 # -- the model block -------------------------------------------------------------------
 
 
-def _link_stats(block: dict[str, Any], stats_file: str | None) -> dict[str, Any]:
-    """``normalize: global_mvn`` gets ``stats_file`` unless the block names its own."""
+def stats_files(stats_file: str | None) -> dict[str, str | None]:
+    """The statistics files of a TTS model: mel (``stats_file``), and beside it ESPnet2's
+    ``pitch_stats.npz`` / ``energy_stats.npz`` (collect_stats writes them when the model
+    block extracts pitch / energy)."""
+    if not stats_file:
+        return {"normalize": None, "pitch_normalize": None, "energy_normalize": None}
+    folder = Path(stats_file).parent
+    return {"normalize": stats_file, "pitch_normalize": str(folder / "pitch_stats.npz"),
+            "energy_normalize": str(folder / "energy_stats.npz")}
+
+
+def _link_stats(block: dict[str, Any], stats_file: str | None, *, default: str | None) -> dict[str, Any]:
+    """Each ``global_mvn`` normaliser gets its statistics file unless the block names one
+    (``normalize`` is ``global_mvn`` when left out of a FastSpeech2 block, as in ESPnet2)."""
     block = json.loads(json.dumps(block))
-    if block.get("normalize") == "global_mvn":
-        conf = block.setdefault("normalize_conf", {})
-        conf.setdefault("stats_file", stats_file)
+    for key, path in stats_files(stats_file).items():
+        if block.get(key, default if key == "normalize" else None) != "global_mvn":
+            continue
+        conf = block.setdefault(f"{key}_conf", {})
+        conf.setdefault("stats_file", path)
         if not conf["stats_file"] or not Path(conf["stats_file"]).is_file():
             raise FileNotFoundError(
-                f"normalize: global_mvn needs stats_file, got {conf['stats_file']!r}: run the "
-                "collect_stats stage first (it writes the mel statistics), or set normalize: null"
+                f"{key}: global_mvn needs {key}_conf.stats_file, got {conf['stats_file']!r}: set "
+                "stats_file and run the collect_stats stage first (it writes the statistics), or "
+                f"set {key}: null"
             )
     return block
 
 
 def build_tts_task_model(config: TrainingConfig, vocab: int | None) -> torch.nn.Module:
     """The model block of a TTS-family config, errors naming the task and the key."""
-    block = _link_stats(config.model, config.stats_file)
+    block = _link_stats(config.model, config.stats_file,
+                        default="global_mvn" if config.task == "tts" else None)
     try:
         if config.task == "tts":
             from espnet_model.tts import build_tts
