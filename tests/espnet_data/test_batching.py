@@ -183,3 +183,77 @@ def test_unsorted_batches_are_the_random_baseline() -> None:
     # arrival order is kept inside each batch
     assert all(_keys([b]) == sorted(_keys([b])) for b in batches)
     assert bucketed.padding_ratio < 0.1 < 0.3 < unsorted.padding_ratio
+
+
+# --- length curriculum (shortest_first_epochs) ---
+
+
+def _run(batcher: DynamicBatcher, samples: list[dict], epoch: int) -> list[list[dict]]:
+    batcher.set_epoch(epoch)
+    return list(batcher(iter(samples)))
+
+
+def test_shortest_first_epochs_order_each_buffer_by_length_then_shuffle() -> None:
+    samples = _samples(300)
+    batcher = DynamicBatcher(max_seconds=30.0, buffer_size=100, shortest_first_epochs=2)
+    for epoch in (0, 1):
+        assert batcher.shortest_first
+        batches = _run(batcher, samples, epoch)
+        # per buffer of 100 samples, the batches' longest utterances never shrink, beyond
+        # the 0.2 s length jitter that mixes near-equal lengths
+        per_buffer: list[list[float]] = [[]]
+        seen = 0
+        for batch in batches:
+            per_buffer[-1].append(max(s["duration"] for s in batch))
+            seen += len(batch)
+            if seen % 100 == 0:
+                per_buffer.append([])
+        for longest in filter(None, per_buffer):
+            assert all(b >= a - 0.2 for a, b in zip(longest, longest[1:], strict=False))
+            assert longest[0] < 3.0 and longest[-1] > 10.0
+    shuffled = _run(batcher, samples, 2)
+    assert not batcher.shortest_first
+    longest = [max(s["duration"] for s in b) for b in shuffled[: len(shuffled) // 3]]
+    assert longest != sorted(longest)
+
+
+def test_curriculum_keeps_the_batches_and_their_count_only_the_order_changes() -> None:
+    """In one buffer the batches are those of a shuffled epoch (over several, the length
+    jitter of later buffers draws other numbers, as any other epoch would)."""
+    samples = _samples(300)
+    for epoch in (0, 3):
+        plain = _run(DynamicBatcher(max_seconds=30.0, buffer_size=300), samples, epoch)
+        sorted_ = _run(
+            DynamicBatcher(max_seconds=30.0, buffer_size=300, shortest_first_epochs=1),
+            samples, epoch,
+        )
+        assert Counter(tuple(_keys([b])) for b in plain) == Counter(
+            tuple(_keys([b])) for b in sorted_
+        )
+        assert (plain == sorted_) is (epoch == 3)
+    # deterministic per (seed, epoch): a resumed run re-reads the same sequence
+    first = DynamicBatcher(max_seconds=30.0, buffer_size=120, shortest_first_epochs=1)
+    second = DynamicBatcher(max_seconds=30.0, buffer_size=120, shortest_first_epochs=1)
+    batches = _run(first, samples, 0)
+    assert batches == _run(second, samples, 0)
+    assert sorted(_keys(batches)) == sorted(s["key"] for s in samples)
+    assert abs(len(batches) - first.estimate_batches([s["duration"] for s in samples])) <= 3
+
+
+def test_curriculum_leaves_unshuffled_batches_alone() -> None:
+    samples = _samples(100)
+    plain = _run(DynamicBatcher(max_seconds=30.0, shuffle=False), samples, 0)
+    curriculum = DynamicBatcher(max_seconds=30.0, shuffle=False, shortest_first_epochs=5)
+    assert _run(curriculum, samples, 0) == plain and not curriculum.shortest_first
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"shortest_first_epochs": -1}, r"shortest_first_epochs=-1 must be >= 0"),
+        ({"shortest_first_epochs": 1, "sort_by_length": False}, r"needs sort_by_length=True"),
+    ],
+)
+def test_bad_curriculum_options_are_named(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        DynamicBatcher(**kwargs)

@@ -78,3 +78,19 @@ def test_bad_keys_and_values_are_named(
         parse_training_config(["--config", str(path)])
     assert err.value.code != 0
     assert named in capsys.readouterr().err
+
+
+def test_length_curriculum_key_parses_and_is_checked(tmp_path: Path) -> None:
+    body = _body()
+    body["data"]["shortest_first_epochs"] = 2
+    cfg = parse_training_config(["--config", str(_write(tmp_path, body))])
+    assert cfg.data.shortest_first_epochs == 2
+    assert DataConfig(train="a", valid="b").shortest_first_epochs == 0
+    with pytest.raises(ValueError, match=r"data.shortest_first_epochs: -1 must be >= 0"):
+        DataConfig(train="a", valid="b", shortest_first_epochs=-1)
+    body["data"]["shortest_first_epochs"] = -1
+    with pytest.raises(ValueError, match=r"data.shortest_first_epochs: -1 must be >= 0"):
+        parse_training_config(["--config", str(_write(tmp_path, body))])
+    with pytest.raises(ValueError, match=r"shortest_first_epochs: 1 orders the batches of task: asr only"):
+        TrainingConfig(exp_dir="e", tokenizer="t", task="lm",
+                       data=DataConfig(train="a", valid="b", shortest_first_epochs=1))

@@ -7,6 +7,14 @@ seconds so the padding ratio can be reported. With ``sort_by_length=False`` it c
 batches in arrival order (the "random batches" baseline the padding ratio is compared
 with). :meth:`DynamicBatcher.estimate_batches` counts the batches a list of durations
 gives, so every DDP rank can agree on one number of batches per epoch.
+
+Length curriculum (``shortest_first_epochs``, SortaGrad of Deep Speech 2 and ESPnet1's
+``--sortagrad``): during the first N epochs the batches of each buffer are yielded
+shortest first instead of shuffled; they are cut as in any epoch, so the count per
+epoch (and every rank's plan) is unchanged, and the order is still a function of the
+seed and epoch (a resumed run re-reads the same sequence). The order is exact within a buffer: with
+``buffer_size`` at least the utterances a DataLoader worker reads per epoch, the whole
+epoch runs shortest first; with smaller buffers each buffer restarts from its shortest.
 """
 
 from __future__ import annotations
@@ -39,6 +47,9 @@ class DynamicBatcher:
         length_key: the sample's size: ``duration`` (seconds of audio), or e.g.
             ``num_tokens`` for text, where ``max_seconds`` is then a budget of padded
             tokens (``espnet_data.text.token_batcher``).
+        shortest_first_epochs: length curriculum: in epochs ``0 .. N-1`` (as given to
+            :meth:`set_epoch`) each buffer's batches come shortest first, not shuffled
+            (needs ``sort_by_length``; 0: off). Applies only when ``shuffle`` is on.
     """
 
     max_seconds: float = 120.0
@@ -50,6 +61,7 @@ class DynamicBatcher:
     length_jitter: float = 0.2
     sort_by_length: bool = True
     length_key: str = "duration"
+    shortest_first_epochs: int = 0
     real_seconds: float = field(default=0.0, init=False)
     padded_seconds: float = field(default=0.0, init=False)
 
@@ -59,7 +71,18 @@ class DynamicBatcher:
                 "DynamicBatcher needs max_seconds > 0, max_batch_size >= 1, buffer_size >= 1; "
                 f"got {self.max_seconds}, {self.max_batch_size}, {self.buffer_size}"
             )
+        if self.shortest_first_epochs < 0:
+            raise ValueError(
+                f"shortest_first_epochs={self.shortest_first_epochs} must be >= 0 (epochs of "
+                "shortest-first batches at the start of training; 0: off)"
+            )
+        if self.shortest_first_epochs and not self.sort_by_length:
+            raise ValueError(
+                f"shortest_first_epochs={self.shortest_first_epochs} orders length-sorted "
+                "batches; it needs sort_by_length=True"
+            )
         self._rng = random.Random(self.seed)
+        self._epoch = 0
 
     @property
     def padding_ratio(self) -> float:
@@ -71,6 +94,12 @@ class DynamicBatcher:
     def set_epoch(self, epoch: int) -> None:
         """Reseed so that each epoch gets other batches and another batch order."""
         self._rng = random.Random(self.seed + epoch)
+        self._epoch = epoch
+
+    @property
+    def shortest_first(self) -> bool:
+        """Whether this epoch's batches come shortest first (the length curriculum)."""
+        return self.shuffle and self._epoch < self.shortest_first_epochs
 
     def _batch_sizes(self, durations: Sequence[float]) -> list[int]:
         """Sizes of the batches cut from ``durations``, in this order, under the budget."""
@@ -115,8 +144,8 @@ class DynamicBatcher:
         return count
 
     def _emit(self, buffer: list[Sample]) -> Iterator[list[Sample]]:
-        batches = self._cut(buffer)
-        if self.shuffle:
+        batches = self._cut(buffer)  # sorted by (jittered) length: shortest first
+        if self.shuffle and not self.shortest_first:
             self._rng.shuffle(batches)
         for batch in batches:
             if len(batch) < self.min_batch_size:

@@ -23,6 +23,11 @@ class DataConfig:
         max_seconds: padded seconds of audio per batch (dynamic batching).
         max_batch_size: hard cap on utterances per batch.
         buffer_size: samples sorted together by length before cutting batches.
+        shortest_first_epochs: length curriculum (SortaGrad; ESPnet1's ``--sortagrad``):
+            during the first N epochs each buffer's batches come shortest first instead
+            of shuffled (the same batches, bucketed by seconds as always), then in
+            shuffled order. Exact over a buffer: a ``buffer_size`` of at least the
+            utterances one loader worker reads per epoch sorts the whole epoch. 0: off.
         num_workers: DataLoader worker processes (0 reads in the training process);
             ``auto``: from the cores per device (:mod:`espnet_train.devices`).
         speed_perturb: speed factors drawn per training utterance, e.g. ``[0.9, 1.0, 1.1]``
@@ -42,6 +47,7 @@ class DataConfig:
     max_seconds: float = 120.0
     max_batch_size: int = 128
     buffer_size: int = 2000
+    shortest_first_epochs: int = 0
     num_workers: int | Literal["auto"] = 1
     speed_perturb: list[float] | None = None
     noise: str | None = None
@@ -49,6 +55,14 @@ class DataConfig:
     noise_prob: float = 1.0
     max_tokens: int = 8000
     segment_seconds: float = 0.5
+
+
+    def __post_init__(self) -> None:
+        if self.shortest_first_epochs < 0:
+            raise ValueError(
+                f"data.shortest_first_epochs: {self.shortest_first_epochs} must be >= 0 (epochs "
+                "of shortest-first batches at the start of training; 0: off)"
+            )
 
 
 @dataclass
@@ -253,6 +267,11 @@ class TrainingConfig:
 
     def _check_task(self) -> None:
         """The model block and the audio-only keys must fit ``task``."""
+        if self.task != "asr" and self.data.shortest_first_epochs:
+            raise ValueError(
+                f"data.shortest_first_epochs: {self.data.shortest_first_epochs} orders the batches "
+                f"of task: asr only; remove it for task: {self.task}"
+            )
         if self.task == "asr":
             if "lm" in self.model or "lm_conf" in self.model:
                 raise ValueError("model: has an LM block (lm / lm_conf): set task: lm to train "

@@ -138,7 +138,9 @@ def make_loader(
 
     The loader has its own random generator, so creating its iterator does not draw
     from torch's global RNG (which a resumed run restores for dropout and SpecAugment).
-    Training loaders augment the audio when ``data`` asks for it (speed, noise).
+    Training loaders augment the audio when ``data`` asks for it (speed, noise), and
+    yield each buffer's batches shortest first during the first
+    ``data.shortest_first_epochs`` epochs (the length curriculum).
     """
     augment = augmentation_stages(
         speed_factors=data.speed_perturb,
@@ -153,6 +155,7 @@ def make_loader(
         buffer_size=data.buffer_size,
         shuffle=train,
         seed=seed,
+        shortest_first_epochs=data.shortest_first_epochs if train else 0,
     )
     dataset = ShardDataset(
         shard_paths(split_dir),
