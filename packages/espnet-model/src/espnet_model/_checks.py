@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,3 +30,9 @@ def check_divisible(key: str, value: int, divisor_key: str, divisor: int) -> Non
             f"{key}={value} must be divisible by {divisor_key}={divisor}; "
             f"pick e.g. {key}={max(divisor, 1) * max(value // max(divisor, 1), 1)}"
         )
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the candidate closest to ``name``, or ``""``."""
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""

@@ -34,13 +34,17 @@ does not).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
+from espnet_model import _espnet2_keys as espnet2_keys
+from espnet_model._checks import did_you_mean
 from espnet_model.asr import ASRModel
 from espnet_model.decoder import TransformerDecoder
 from espnet_model.encoders import (
@@ -81,6 +85,7 @@ _DERIVED = {
     "decoder_conf": ("vocab_size", "encoder_output_size"),
     "normalize_conf": ("num_features",),
 }
+_CHECK_VOCAB = 8  # vocabulary of the shapes-only build in check_asr_config (no tokenizer yet)
 VALID_KEYS: tuple[str, ...] = (
     *(k for name in CHOICES for k in (name, f"{name}_conf")),
     "model",
@@ -126,17 +131,34 @@ def _conf(config: Mapping[str, Any], key: str) -> dict[str, Any]:
     return dict(conf)
 
 
-def _check_kwargs(key: str, factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+def _check_kwargs(
+    key: str, factory: Callable[..., Any], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``kwargs`` as ``factory`` takes them: ESPnet2's spellings renamed, ESPnet2-only keys
+    with a neutral value dropped (:mod:`espnet_model._espnet2_keys`); any other key it
+    lacks is refused, naming the closest valid one."""
     params = inspect.signature(factory).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
+        return dict(kwargs)
     allowed = [n for n in params if n not in ("self", *_DERIVED.get(key, ()))]
-    for name in kwargs:
-        if name not in params:
+    renames = espnet2_keys.RENAMES.get(getattr(factory, "__name__", ""), {})
+    accepted: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        target = renames.get(name, name)
+        if target in params:
+            if target in accepted:
+                theirs = next(k for k, v in renames.items() if v == target)
+                raise ValueError(f"{key}: {theirs} is ESPnet2's spelling of {target}; give one of them")
+            accepted[target] = value
+        elif not espnet2_keys.neutral_or_refuse(key, name, value):
+            hint = did_you_mean(name, allowed)
+            if factory is Fbank and name in espnet2_keys.STFT_ONLY:
+                hint += " (ESPnet2's frontend: default, the STFT frontend, is frontend: stft here)"
             raise ValueError(
-                f"{key}.{name} is not an argument of {factory.__name__}; valid keys: "
+                f"{key}.{name} is not an argument of {factory.__name__}{hint}; valid keys: "
                 f"{', '.join(allowed)}"
             )
+    return accepted
 
 
 def _check_interctc_support(
@@ -176,14 +198,36 @@ def _make(
         return _from_class_path("encoder", name, derived, trust_remote_code=trust_remote_code)
     if name not in CHOICES[key]:
         options = (*CHOICES[key], *((None,) if key in _OPTIONAL else ()))
-        raise ValueError(f"{key}={name!r} is unknown; valid choices: {_choices_text(options)}")
+        hint = did_you_mean(name, CHOICES[key]) if isinstance(name, str) else ""
+        raise ValueError(f"{key}={name!r} is unknown{hint}; valid choices: {_choices_text(options)}")
     factory = CHOICES[key][name]
     if factory is Fbank and "fs" in kwargs:  # ESPnet2 spells the sampling rate `fs`
         kwargs["sample_rate"] = parse_fs(kwargs.pop("fs"))
     if key == "encoder":
         kwargs = _check_interctc_support(name, factory, kwargs)
-    _check_kwargs(f"{key}_conf", factory, kwargs)
+    kwargs = _check_kwargs(f"{key}_conf", factory, kwargs)
     return factory(**derived, **kwargs)
+
+
+def _import_class_path(
+    where: str, spec: Mapping[str, Any], *, trust_remote_code: bool = False
+) -> Callable[..., Any]:
+    """The class a ``{class_path, init_args}`` mapping names, imported only when it is one
+    of :data:`CHOICES` or ``trust_remote_code`` is true."""
+    unknown = set(spec) - {"class_path", "init_args"}
+    if "class_path" not in spec or unknown:
+        raise ValueError(
+            f"{where}={dict(spec)!r}: a mapping must have exactly class_path and optional init_args"
+        )
+    path = str(spec["class_path"])
+    if not trust_remote_code and path not in _OWN_CLASS_PATHS:
+        raise UntrustedCodeError("class_path" if where == "model" else f"{where}.class_path", path)
+    module_name, _, attr = path.rpartition(".")
+    try:
+        factory: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"{where}.class_path={path!r} cannot be imported: {err}") from err
+    return factory
 
 
 def _from_class_path(
@@ -201,21 +245,10 @@ def _from_class_path(
     Unless ``trust_remote_code``, a class_path outside :data:`CHOICES` is refused before
     anything is imported (importing a module runs its code).
     """
-    unknown = set(spec) - {"class_path", "init_args"}
-    if "class_path" not in spec or unknown:
-        raise ValueError(
-            f"{where}={dict(spec)!r}: a mapping must have exactly class_path and optional init_args"
-        )
+    factory = _import_class_path(where, spec, trust_remote_code=trust_remote_code)
     path = str(spec["class_path"])
-    if not trust_remote_code and path not in _OWN_CLASS_PATHS:
-        raise UntrustedCodeError("class_path" if where == "model" else f"{where}.class_path", path)
-    module_name, _, attr = path.rpartition(".")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"{where}.class_path={path!r} cannot be imported: {err}") from err
     kwargs = dict(spec.get("init_args") or {})
-    _check_kwargs(f"{where}.init_args", factory, kwargs)
+    kwargs = _check_kwargs(f"{where}.init_args", factory, kwargs)
     params = inspect.signature(factory).parameters
     passed = {
         k: v for k, v in derived.items() if k not in optional or (k in params and k not in kwargs)
@@ -226,6 +259,54 @@ def _from_class_path(
             f"{where}.class_path={path!r} built a {type(model).__name__}, not a torch.nn.Module"
         )
     return model
+
+
+def _check_top_level(config: Mapping[str, Any]) -> None:
+    """Refuse an unknown top-level key of an ESPnet2-style block (naming the closest valid
+    one); ESPnet2's ``ctc_conf`` and empty ``preencoder`` / ``postencoder`` /
+    ``joint_net_conf`` are accepted where they change nothing."""
+    for key, value in config.items():
+        if key in VALID_KEYS:
+            continue
+        if key == "ctc_conf":
+            for name, setting in _conf(config, key).items():
+                if not espnet2_keys.neutral_or_refuse(key, name, setting):
+                    known = ", ".join(espnet2_keys.RULES[key])
+                    raise ValueError(f"ctc_conf.{name} is unknown{did_you_mean(name, espnet2_keys.RULES[key])}; "
+                                     f"ESPnet2's ctc_conf keys: {known}")
+            continue
+        if key in espnet2_keys.EMPTY_TOP_LEVEL:
+            if value in (None, "none", {}):
+                continue
+            raise ValueError(f"{key}={value!r}: {espnet2_keys.EMPTY_TOP_LEVEL[key]}; remove it")
+        valid = (*VALID_KEYS, "ctc_conf")
+        raise ValueError(
+            f"unknown model config key {key!r}{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}"
+        )
+
+
+def check_asr_config(config: Mapping[str, Any], *, trust_remote_code: bool = False) -> None:
+    """Validate an ESPnet2-style model block without allocating weights.
+
+    The model is built on PyTorch's ``meta`` device (shapes only, no memory, no
+    initialisation), so every check of the builder and of the constructors runs: unknown
+    keys and choices (with the closest valid one), derived keys, sizes that do not
+    divide. ``normalize_conf.stats_file`` is not read (``collect_stats`` writes it later).
+    A ``class_path`` block is checked against its class's signature only: its
+    constructor is the user's code and runs at training time.
+
+    Raises:
+        ValueError: what is wrong, naming the key.
+    """
+    if "class_path" in config:
+        spec = dict(config)
+        factory = _import_class_path("model", spec, trust_remote_code=trust_remote_code)
+        _check_kwargs("model.init_args", factory, dict(spec.get("init_args") or {}))
+        return
+    block = dict(config)
+    if block.get("normalize") == "global_mvn":
+        block["normalize_conf"] = {**_conf(block, "normalize_conf"), "stats_file": None}
+    _build_asr_model(block, _CHECK_VOCAB, trust_remote_code=trust_remote_code, shapes_only=True)
 
 
 def build_frontend(config: Mapping[str, Any]) -> nn.Module:
@@ -261,42 +342,51 @@ def build_asr_model(
     Raises:
         UntrustedCodeError: such a class_path while ``trust_remote_code`` is False.
     """
+    return _build_asr_model(config, vocab_size, trust_remote_code=trust_remote_code)
+
+
+def _build_asr_model(
+    config: Mapping[str, Any], vocab_size: int, *, trust_remote_code: bool, shapes_only: bool = False
+) -> nn.Module:
+    """:func:`build_asr_model`; ``shapes_only``: all but the frontend (whose filterbank is
+    computed from values) on the ``meta`` device, for :func:`check_asr_config`."""
     if "class_path" in config:
         return _from_class_path(
             "model", config, {"vocab_size": vocab_size}, ("vocab_size",),
             trust_remote_code=trust_remote_code,
         )
-    for key in config:
-        if key not in VALID_KEYS:
-            raise ValueError(
-                f"unknown model config key {key!r}; valid keys: {', '.join(VALID_KEYS)}"
-            )
+    _check_top_level(config)
     if config.get("model", "espnet") != "espnet":
         raise ValueError(f"model={config['model']!r} is unknown; valid choices: 'espnet'")
     model_conf = _conf(config, "model_conf")
-    for key in model_conf:
+    for key, value in list(model_conf.items()):
         if key not in _MODEL_KEYS:
-            raise ValueError(f"model_conf.{key} is unknown; valid keys: {', '.join(_MODEL_KEYS)}")
+            if espnet2_keys.neutral_or_refuse("model_conf", key, value):
+                del model_conf[key]
+                continue
+            raise ValueError(f"model_conf.{key} is unknown{did_you_mean(key, _MODEL_KEYS)}; "
+                             f"valid keys: {', '.join(_MODEL_KEYS)}")
     frontend = _make("frontend", config)
     assert isinstance(frontend, Fbank | StftFrontend)
     n_mels = frontend.output_size
-    specaug = _make("specaug", config)
-    normalize = _make(
-        "normalize",
-        config,
-        **({"num_features": n_mels} if config.get("normalize") == "global_mvn" else {}),
-    )
-    encoder = _make("encoder", config, trust_remote_code=trust_remote_code, input_size=n_mels)
-    assert encoder is not None
-    size = encoder.output_size
-    enc_size = int(size() if callable(size) else size)
-    decoder = _make("decoder", config, vocab_size=vocab_size, encoder_output_size=enc_size)
-    return ASRModel(
-        vocab_size=vocab_size,
-        frontend=frontend,
-        encoder=encoder,
-        decoder=decoder,  # type: ignore[arg-type]
-        specaug=specaug,  # type: ignore[arg-type]
-        normalize=normalize,  # type: ignore[arg-type]
-        **model_conf,
-    )
+    with torch.device("meta") if shapes_only else contextlib.nullcontext():
+        specaug = _make("specaug", config)
+        normalize = _make(
+            "normalize",
+            config,
+            **({"num_features": n_mels} if config.get("normalize") == "global_mvn" else {}),
+        )
+        encoder = _make("encoder", config, trust_remote_code=trust_remote_code, input_size=n_mels)
+        assert encoder is not None
+        size = encoder.output_size
+        enc_size = int(size() if callable(size) else size)
+        decoder = _make("decoder", config, vocab_size=vocab_size, encoder_output_size=enc_size)
+        return ASRModel(
+            vocab_size=vocab_size,
+            frontend=frontend,
+            encoder=encoder,
+            decoder=decoder,  # type: ignore[arg-type]
+            specaug=specaug,  # type: ignore[arg-type]
+            normalize=normalize,  # type: ignore[arg-type]
+            **model_conf,
+        )

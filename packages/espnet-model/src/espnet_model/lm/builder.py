@@ -18,6 +18,9 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
+from espnet_model._checks import did_you_mean
 from espnet_model.lm.base import BaseLM
 from espnet_model.lm.model import LanguageModel
 from espnet_model.lm.seq_rnn import SequentialRNNLM
@@ -51,11 +54,13 @@ def build_lm(config: Mapping[str, Any], vocab_size: int) -> LanguageModel:
     """
     for key in config:
         if key not in VALID_KEYS:
-            raise ValueError(f"unknown LM config key {key!r}; valid keys: {', '.join(VALID_KEYS)}")
+            raise ValueError(f"unknown LM config key {key!r}{did_you_mean(key, VALID_KEYS)}; "
+                             f"valid keys: {', '.join(VALID_KEYS)}")
     name = config.get("lm") or DEFAULT_LM
     if name not in LM_CHOICES:
         raise ValueError(
-            f"lm={name!r} is unknown; valid choices: {', '.join(map(repr, LM_CHOICES))}"
+            f"lm={name!r} is unknown{did_you_mean(str(name), LM_CHOICES)}; "
+            f"valid choices: {', '.join(map(repr, LM_CHOICES))}"
         )
     if config.get("model", "lm") not in ("lm", None):
         raise ValueError(f"model={config['model']!r} is unknown; valid choices: 'lm'")
@@ -66,11 +71,24 @@ def build_lm(config: Mapping[str, Any], vocab_size: int) -> LanguageModel:
             raise ValueError("lm_conf.vocab_size is derived from the token list; remove it")
         if key not in allowed:
             raise ValueError(
-                f"lm_conf.{key} is not an argument of lm={name!r}; valid keys: {', '.join(allowed)}"
+                f"lm_conf.{key} is not an argument of lm={name!r}{did_you_mean(key, allowed)}; "
+                f"valid keys: {', '.join(allowed)}"
             )
     model_conf = _mapping(config, "model_conf")
     for key in model_conf:
         if key not in MODEL_KEYS:
-            raise ValueError(f"model_conf.{key} is unknown; valid keys: {', '.join(MODEL_KEYS)}")
+            raise ValueError(f"model_conf.{key} is unknown{did_you_mean(key, MODEL_KEYS)}; "
+                             f"valid keys: {', '.join(MODEL_KEYS)}")
     network = LM_CHOICES[name](vocab_size=vocab_size, **lm_conf)
     return LanguageModel(network, vocab_size=vocab_size, **model_conf)
+
+
+def check_lm_config(config: Mapping[str, Any]) -> None:
+    """Validate an LM block without allocating weights: :func:`build_lm` on the ``meta``
+    device (shapes only), so every key and constructor check runs.
+
+    Raises:
+        ValueError: what is wrong, naming the key (and the closest valid one).
+    """
+    with torch.device("meta"):
+        build_lm(config, vocab_size=8)
