@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 import yaml
-from espnet_infer import load_model_folder
+from espnet_infer import DecodeConfig, Speech2Text, load_model_folder
 from espnet_train.train import _save_resolved, build_model
 
-from tests._fixtures import Pipeline, training_config
+from tests._fixtures import Pipeline, read_samples, tiny_model, training_config
 
 
 def test_outputs_of_a_run(pipeline: Pipeline) -> None:
@@ -77,3 +78,30 @@ def test_bf16_on_a_cpu_without_native_bf16_trains_in_fp32(tmp_path: Path) -> Non
     tc = TrainerConfig(accelerator="cpu", precision="bf16-mixed")
     assert _precision(tc) == ("bf16-mixed" if cpu_has_native_bf16() else "32-true")
     assert _precision(TrainerConfig(accelerator="cpu")) == "32-true"
+
+
+def test_self_conditioned_ctc_and_length_curriculum_train_log_and_decode(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """One epoch with interctc / conditioning and shortest-first batches: the trainer logs
+    loss_interctc, and the exported model decodes the same through the frozen encoder."""
+    from espnet_train import train
+
+    model = tiny_model()
+    model["encoder_conf"] = {**model["encoder_conf"], "num_blocks": 2,
+                             "interctc_layer_idx": [1], "interctc_use_conditioning": True}
+    model["model_conf"] = {**model["model_conf"], "interctc_weight": 0.5}
+    cfg = training_config(pipeline.data, pipeline.tokenizer, pipeline.stats, tmp_path,
+                          max_epochs=1, model=model)
+    cfg.data.shortest_first_epochs = 1
+    model_dir = train(cfg)
+    with (tmp_path / "csv" / "metrics.csv").open() as f:
+        columns = set(next(csv.reader(f)))
+    assert {"train/loss_interctc", "train/loss_interctc_layer1", "valid/loss_interctc"} <= columns
+    loaded = load_model_folder(model_dir)
+    assert "encoder.conditioning_layer.weight" in loaded.model.state_dict()
+    audios = [s["audio"] for s in read_samples(pipeline.data / "test")[:2]]
+    fused = Speech2Text(loaded, decode=DecodeConfig(method="ctc_greedy"))
+    plain = Speech2Text(loaded, decode=DecodeConfig(method="ctc_greedy", fuse_encoder=False))
+    assert fused.frozen_encoder is not None
+    assert fused.transcribe(audios) == plain.transcribe(audios)
