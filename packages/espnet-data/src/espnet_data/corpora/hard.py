@@ -39,7 +39,7 @@ SPLITS = ("train", "dev", "test")
 
 @dataclass
 class HardCorpus:
-    """Sizes are utterance counts (about 3.7 s each: 3,000 ≈ 3.1 hours).
+    """Sizes are utterance counts (about 4 s each: 3,000 ≈ 3.3 hours).
 
     Args:
         utterances: number of utterances per split (``train``, ``dev``, ``test``).
