@@ -194,7 +194,7 @@ def load_vocoder(vocoder: str | os.PathLike[str] | None, tts: LoadedTTS, device:
 
         module = GriffinLim(tts.feats_extract_conf, n_iter=griffin_lim_iters)
         return _Vocoder(module, tts.sample_rate, f"griffin_lim (n_iter={griffin_lim_iters})").to(device)
-    from espnet_model.tts.hifigan import build_vocoder
+    from espnet_model.tts.hifigan import build_hifigan
 
     folder = resolve_model_dir(vocoder) if isinstance(vocoder, str) else Path(vocoder)
     config, digests = _checked_config(folder, "vocoder", verify, "vocoder")
@@ -214,7 +214,7 @@ def load_vocoder(vocoder: str | os.PathLike[str] | None, tts: LoadedTTS, device:
             + ", ".join(f"{k} {theirs[k]} != {ours[k]}" for k in differ)
             + "; train the vocoder with the acoustic model's feats_extract_conf"
         )
-    module = build_vocoder(config["model"])
+    module = build_hifigan(config["model"])
     weights, state = _state(folder, digests)
     _load_state(module, state, weights)
     module.eval()

@@ -1,6 +1,7 @@
 """Source of the Gradio ``app.py`` of a TTS demo Space (kept as text: gradio is not a
 dependency of espnet-publish). Placeholders ``__TITLE__`` and ``__SAMPLE_RATE__`` are
-replaced with Python literals by :func:`render_tts_app`."""
+replaced with Python literals, ``__GRADIO_VERSION__`` with the Gradio version text, by
+:func:`render_tts_app`."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ first request, with ``espnet_infer.Text2Speech`` (Griffin-Lim vocoder), its file
 checked against ``model/meta.yaml``. ``speak`` needs no Gradio:
 ``python -c "import app; print(app.speak('Hello there.')[1].shape)"``.
 
-Usage (locally)::
+Usage (locally; on a Space, Gradio comes from README.md's ``sdk_version``)::
 
-    pip install -r requirements.txt
+    pip install -r requirements.txt "gradio==__GRADIO_VERSION__"
     python app.py
 """
 
@@ -74,6 +75,10 @@ if __name__ == "__main__":
 '''
 
 
-def render_tts_app(*, title: str, sample_rate: int) -> str:
-    """Return the text of a TTS ``app.py`` with the title and sample rate filled in."""
-    return _TEMPLATE.replace("__TITLE__", repr(title)).replace("__SAMPLE_RATE__", repr(int(sample_rate)))
+def render_tts_app(*, title: str, sample_rate: int, gradio_version: str) -> str:
+    """Return the text of a TTS ``app.py`` with the title, sample rate and Gradio filled in."""
+    return (
+        _TEMPLATE.replace("__GRADIO_VERSION__", gradio_version)
+        .replace("__TITLE__", repr(title))
+        .replace("__SAMPLE_RATE__", repr(int(sample_rate)))
+    )

@@ -38,6 +38,7 @@ import yaml
 from ._files import staged_dir
 from ._release import compatible_requirement
 from ._space_app import render_app
+from ._tts_space_app import render_tts_app
 from .errors import PublishError
 from .hub import resolve_token, upload_folder_to_hub, validate_repo_id
 from .manifest import verify_manifest
@@ -66,7 +67,7 @@ def _requirements() -> str:
     )
 
 
-def _space_readme(*, title: str, license: str | None) -> str:
+def _space_readme(*, title: str, license: str | None, tts: bool = False) -> str:
     meta: dict[str, Any] = {
         "title": title,
         "emoji": "🎙️",
@@ -87,6 +88,13 @@ def _space_readme(*, title: str, license: str | None) -> str:
         "The ESPnet model in `model/` (see its `README.md` and `meta.yaml`) is loaded "
         "with `espnet_infer.Speech2Text`, which checks its files against `meta.yaml` first.\n"
     )
+    if tts:  # a text-to-speech model (config.yaml: task: tts)
+        body = (
+            f"\n# {title}\n\n"
+            "Type English text and hear it spoken. The ESPnet text-to-speech model in `model/` "
+            "(see its `README.md` and `meta.yaml`) is loaded with `espnet_infer.Text2Speech`, "
+            "which checks its files against `meta.yaml` first.\n"
+        )
     return front + body
 
 
@@ -109,6 +117,11 @@ def _sample_rate(packed: Path) -> int:
             f"fix the model config and re-pack."
         )
     return value
+
+
+def _task(packed: Path) -> str:
+    config = yaml.safe_load((packed / "config.yaml").read_text(encoding="utf-8")) or {}
+    return str(config.get("task", "asr")) if isinstance(config, dict) else "asr"
 
 
 def pack_demo(
@@ -137,14 +150,16 @@ def pack_demo(
     verify_manifest(packed)
     sample_rate = _sample_rate(packed)
     license = _read_front_matter(packed / "README.md").get("license")
+    tts = _task(packed) == "tts"  # a text-to-speech model: the app speaks typed text
     with staged_dir(out_dir, overwrite=overwrite, what="pack_demo") as staging:
         shutil.copytree(packed, staging / _MODEL_SUBDIR)
         verify_manifest(staging / _MODEL_SUBDIR)
         (staging / "README.md").write_text(
-            _space_readme(title=title, license=license if isinstance(license, str) else None),
+            _space_readme(title=title, license=license if isinstance(license, str) else None, tts=tts),
             encoding="utf-8",
         )
         (staging / "app.py").write_text(
+            render_tts_app(title=title, sample_rate=sample_rate, gradio_version=GRADIO_VERSION) if tts else
             render_app(title=title, sample_rate=sample_rate, trust_remote_code=trust_remote_code,
                        gradio_version=GRADIO_VERSION),
             encoding="utf-8",

@@ -12,8 +12,8 @@ task            batch keys (``model(**batch)``)                        model blo
 tts             text (phoneme ids, padded 0), text_lengths, speech,    ``tts: fastspeech2``,
                 speech_lengths, durations, durations_lengths           ``tts_conf``, ...
 tts_aligner     text, text_lengths, speech, speech_lengths             ``aligner_conf``, ...
-vocoder         speech (``data.segment_seconds`` random crops),        ``vocoder: hifigan``,
-                speech_lengths                                         ``vocoder_conf``, ...
+vocoder         speech (``data.segment_seconds`` random crops),        HiFi-GAN: ``generator_params``,
+                speech_lengths                                         ``discriminator_params``, ...
 ==============  =====================================================  ========================
 
 ``task: tts`` reads each split's ``durations.jsonl`` (written by the TTS system's
@@ -138,9 +138,9 @@ def build_tts_task_model(config: TrainingConfig, vocab: int | None) -> torch.nn.
             from espnet_model.tts.aligner import build_aligner
 
             return build_aligner(block, vocab_size=int(vocab or 0))
-        from espnet_model.tts.hifigan import build_vocoder
+        from espnet_model.tts.hifigan import build_hifigan
 
-        return build_vocoder(block)
+        return build_hifigan(block)
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"model (task: {config.task}): {err}") from None
 
