@@ -256,8 +256,17 @@ class Pitch(nn.Module):
         cmnd = torch.cat([torch.ones_like(cmnd[:, :1]), cmnd], 1)[:, self.tau_min :]
         below = cmnd < self.threshold
         first = torch.where(below.any(1), below.float().argmax(1), cmnd.argmin(1))
-        best = cmnd.gather(1, first.unsqueeze(1)).squeeze(1)
-        f0 = self.fs / (first + self.tau_min).float()
+        # from the first dip below the threshold, walk down to its local minimum
+        rising = torch.cat([cmnd[:, 1:] >= cmnd[:, :-1], torch.ones_like(below[:, :1])], 1)
+        idx = torch.arange(cmnd.size(1))
+        tau = (rising & (idx >= first.unsqueeze(1))).float().argmax(1)
+        best = cmnd.gather(1, tau.unsqueeze(1)).squeeze(1)
+        # parabolic interpolation around the minimum for a sub-sample lag
+        left = cmnd.gather(1, (tau - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+        right = cmnd.gather(1, (tau + 1).clamp(max=cmnd.size(1) - 1).unsqueeze(1)).squeeze(1)
+        curve = left - 2 * best + right
+        shift = torch.where(curve > 0, 0.5 * (left - right) / curve.clamp(min=1e-8), 0.0).clamp(-1, 1)
+        f0 = self.fs / (tau.float() + shift + self.tau_min)
         silent = frames.square().mean(1) < 1e-8
         return torch.where((best > self.voicing) | silent, 0.0, f0)
 
