@@ -58,7 +58,7 @@ def tts_data(root: Path, splits: dict[str, int] | None = None) -> tuple[Path, Pa
     tokenizer = PhonemeTokenizer.build(read_texts(data / "train").values(), Phonemizer())
     tok_dir = root / "tokenizer"
     tokenizer.save(tok_dir)
-    for split in ("train", "dev"):
+    for split in [s for s in ("train", "dev") if s in splits]:
         rows = []
         for s in read_tts_samples(data / split):
             frames = len(s.audio) // FEATS["hop_length"] + 1
