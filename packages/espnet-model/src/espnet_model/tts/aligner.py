@@ -11,7 +11,13 @@ the same :class:`~espnet_model.tts.features.LogMelFbank` settings
 (``feats_extract_conf``) and keeps every frame (no subsampling).
 
 Network: log-mel -> per-utterance mean/variance normalisation -> ``conv_layers`` 1-D
-convolutions (ReLU, LayerNorm, dropout) -> a bidirectional LSTM -> :class:`CTC`.
+convolutions (ReLU, LayerNorm, dropout) -> optionally a bidirectional LSTM -> :class:`CTC`.
+By default there is no LSTM: with only the convolutions' receptive field (4 layers of
+kernel 5: 17 frames) a CTC spike can only sit where its token's acoustics are, while a
+bidirectional LSTM is free to emit a token frames away from it (on a one-utterance
+overfit test it put all spikes at the end; the convolutions found every boundary within
+3 frames). It is also the fastest: about 1 s of a loaded 2-core CPU per 80 s of
+22.05 kHz audio for a training step (hop 256), i.e. ~2 minutes per 2.5 h epoch.
 """
 
 from __future__ import annotations
@@ -48,10 +54,10 @@ class CTCAligner(nn.Module):
         self,
         vocab_size: int,
         feats_extract: LogMelFbank,
-        conv_layers: int = 3,
+        conv_layers: int = 4,
         conv_channels: int = 128,
         kernel_size: int = 5,
-        rnn_units: int = 64,
+        rnn_units: int = 0,
         dropout_rate: float = 0.1,
     ) -> None:
         super().__init__()
