@@ -17,22 +17,15 @@ silently), found by reading the file's node tree before jsonargparse sees it::
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import importlib
-import inspect
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+from espnet_data import config_errors
 from jsonargparse import ArgumentParser
 
 from .stages import StageError
-
-_GROUP_KEY = re.compile(r"Group '(?P<group>[\w.]+)' does not accept option '(?P<key>[\w.]+)'")
-_TOP_KEY = re.compile(r"Option '(?P<key>[\w.]+)' is not accepted")
-_CLASS = re.compile(r'Parser key "(?P<group>[\w.]+)":.*?class_path \'(?P<cls>[\w.]+)\'', re.S)
 
 
 def _parser(schema: type) -> ArgumentParser:
@@ -46,49 +39,10 @@ def valid_keys(schema: type) -> list[str]:
     return list(_parser(schema).get_defaults().keys())
 
 
-def _class_params(dotted: str) -> list[str]:
-    module, _, name = dotted.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-        return [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
-    except (ImportError, AttributeError, TypeError, ValueError):
-        return []
-
-
-def _closest(key: str, group: str, candidates: list[str]) -> str:
-    """`` (did you mean 'x'?)`` for the candidate closest to ``key``'s first part below ``group``."""
-    part = key.split(".")[0]
-    names = {c.removeprefix(f"{group}.") if group else c: c for c in candidates}
-    match = difflib.get_close_matches(part, list(names), n=1, cutoff=0.6)
-    return f" (did you mean {names[match[0]]!r}?)" if match else ""
-
-
 def explain(message: str, schema: type, path: Path) -> str:
-    """Rewrite a jsonargparse error about ``path`` into one line that says what to fix."""
-    flat = " ".join(message.split())
-    unknown = _GROUP_KEY.search(flat) or _TOP_KEY.search(flat)
-    if unknown:
-        group = unknown.groupdict().get("group") or ""
-        key = unknown["key"]
-        cls = _CLASS.search(message)
-        if cls:  # inside a class_path component: its constructor is the schema
-            group = f"{cls['group']}.init_args"
-            candidates = [f"{group}.{p}" for p in _class_params(cls["cls"])]
-        else:
-            keys = valid_keys(schema)
-            candidates = (
-                [k for k in keys if k.startswith(f"{group}.")]
-                if group
-                else list(dict.fromkeys(k.split(".")[0] for k in keys))
-            )
-        full = f"{group}.{key}" if group else key
-        where = f"under {group!r}" if group else "at the top level"
-        listed = ", ".join(c.removeprefix(f"{group}.") for c in candidates) or "(none)"
-        return (
-            f"{path}: unknown key {full!r}{_closest(key, group, candidates)}; "
-            f"valid keys {where}: {listed}"
-        )
-    return f"{path}: {flat}"
+    """Rewrite a jsonargparse error about ``path`` into one line that says what to fix
+    (:func:`espnet_data.config_errors.explain`, with the schema's ``key_hints``)."""
+    return config_errors.explain(message, valid_keys(schema), str(path), getattr(schema, "key_hints", None))
 
 
 def duplicate_keys(text: str) -> list[tuple[str, int, int]]:

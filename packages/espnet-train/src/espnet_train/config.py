@@ -4,10 +4,17 @@ Every key of the YAML is a field below; an unknown key is an error that names it
 The ``model`` block is ESPnet2-style (``encoder: conformer``, ``encoder_conf: {...}``)
 and is handed to ``espnet_model.build_asr_model`` as it is; with ``task: lm`` it is an
 ESPnet2 LM block (``lm: transformer``, ``lm_conf``) for ``espnet_model.lm.build_lm``.
+It is checked when the config is parsed (``espnet_model.builder.check_asr_config``: the
+model built on the meta device), so ``espnet-run --dry_run`` and the start of ``all``
+catch a typo in it, naming the key and the closest valid one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -89,6 +96,11 @@ class OptimConfig:
             (``model.named_parameters()``) this optimizer updates, e.g. ``generator.``.
         grad_clip: gradient-norm clipping for this optimizer's parameters; None takes
             ``trainer.gradient_clip_val``.
+        optimizer: any ``torch.optim`` optimizer by ``{class_path, init_args}`` (``lr``
+            from ``init_args``), replacing ``name`` and its hyper-parameters; the schedule
+            keys above still apply. ``optim: {class_path: ..., init_args: ...}`` is short
+            for ``optim: {optimizer: {class_path: ..., init_args: ...}}``. Your own
+            training.yaml only (:mod:`espnet_train.components`).
     """
 
     name: Literal["adamw", "adam", "sgd"] = "adamw"
@@ -107,6 +119,14 @@ class OptimConfig:
     plateau_patience: int = 1
     params: str | None = None
     grad_clip: float | None = None
+    optimizer: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer is not None:
+            from .components import check_optimizer, optimizer_lr
+
+            self.optimizer = check_optimizer("optim.optimizer", self.optimizer)
+            self.lr = optimizer_lr(self.optimizer, default=self.lr)
 
 
 @dataclass
@@ -154,6 +174,15 @@ class TrainerConfig:
     shows it when stderr is a terminal. ``keep_host_memory`` (glibc only) keeps freed
     host memory for reuse instead of returning large blocks to the OS
     (:mod:`espnet_model.host_memory`): faster CPU steps, RSS stays at its peak.
+
+    Every other ``lightning.Trainer`` argument is a key here too, passed as given with
+    Lightning's default (``val_check_interval``, ``limit_train_batches``, ``max_steps``,
+    ``deterministic``, ...), except the few the run owns (:data:`TRAINER_OWNED`, each
+    refused with what to set instead). Components by ``class_path`` / ``init_args``
+    (:mod:`espnet_train.components`; from your own training.yaml only):
+    ``callbacks`` (added to the run's own: checkpoints, logs, plots), ``loggers``
+    (added to TensorBoard and CSV), ``profiler`` (``simple``, ``advanced``, ``pytorch``
+    or a class) and ``plugins``.
     """
 
     max_epochs: int = 30
@@ -169,6 +198,54 @@ class TrainerConfig:
     max_time: str | None = None  # "DD:HH:MM:SS": stop gracefully after this long
     enable_progress_bar: bool | None = None
     keep_host_memory: bool = True
+    # the other lightning.Trainer arguments, with Lightning's defaults
+    min_epochs: int | None = None
+    max_steps: int = -1
+    min_steps: int | None = None
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    limit_test_batches: int | float | None = None
+    limit_predict_batches: int | float | None = None
+    overfit_batches: int | float = 0.0
+    val_check_interval: int | float | str | None = None
+    check_val_every_n_epoch: int | None = 1
+    num_sanity_val_steps: int | None = None
+    enable_model_summary: bool | None = True
+    deterministic: bool | Literal["warn"] | None = None
+    benchmark: bool | None = None
+    inference_mode: bool = True
+    use_distributed_sampler: bool = True
+    detect_anomaly: bool = False
+    sync_batchnorm: bool = False
+    reload_dataloaders_every_n_epochs: int = 0
+    enable_autolog_hparams: bool = True
+    model_registry: str | None = None
+    # class_path components
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+    loggers: list[dict[str, Any]] = field(default_factory=list)
+    profiler: str | dict[str, Any] | None = None
+    plugins: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.callbacks or self.loggers or self.profiler or self.plugins:
+            from .components import check_trainer_components
+
+            check_trainer_components(self)
+
+
+#: lightning.Trainer arguments the run sets itself, and what to write instead
+TRAINER_OWNED: dict[str, str] = {
+    "default_root_dir": "the run writes into exp_dir: set exp_dir",
+    "logger": "TensorBoard and CSV logging are always on: add loggers under trainer.loggers "
+              "(class_path + init_args)",
+    "enable_checkpointing": "the run's checkpoints are what best_n averages and resume reads: "
+                            "tune checkpoint_every_n_steps and best_n",
+    "gradient_clip_algorithm": "gradients are clipped by their global norm (gradient_clip_val, "
+                               "or optim.grad_clip per optimizer)",
+    "fast_dev_run": "it turns off checkpoints, which the exported model needs: use "
+                    "limit_train_batches / limit_val_batches with max_epochs: 1",
+    "barebones": "it turns off checkpoints and logging, which the run needs",
+}
 
 
 @dataclass
@@ -191,7 +268,11 @@ class TrainingConfig:
         model: ESPnet2-style model block (frontend, specaug, normalize, encoder, decoder,
             model_conf with their ``*_conf``; for ``task: lm``: lm, lm_conf, model_conf).
         stats_file: feature statistics from ``collect_stats`` (for ``normalize: global_mvn``).
-        optim: the optimizer and its schedule.
+        optim: the optimizer and its schedule: a block (:class:`OptimConfig`), any torch
+            optimizer by ``{class_path, init_args}``, or an ESPnet2 name (``adam``) with
+            ``optim_conf``, ``scheduler`` and ``scheduler_conf`` in ESPnet2's meaning
+            (:mod:`espnet_train.espnet2`); parsed, it is always an :class:`OptimConfig`.
+        optim_conf / scheduler / scheduler_conf: ESPnet2's keys, with ``optim: <name>``.
         optims: multi-optimizer (GAN-style) models only, replacing ``optim``: named
             optimizers (each with ``params``, the prefix of the parameters it updates);
             the model returns ``OptimizationStep(loss=..., name=...)`` objects that
@@ -225,7 +306,7 @@ class TrainingConfig:
     task: Literal["asr", "lm", "tts", "tts_aligner", "vocoder"] = "asr"
     model: dict[str, Any] = field(default_factory=dict)
     stats_file: str | None = None
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: OptimConfig | str | dict[str, Any] = field(default_factory=OptimConfig)
     optims: dict[str, OptimConfig] = field(default_factory=dict)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     best_n: int = 5
@@ -238,8 +319,12 @@ class TrainingConfig:
     nan_policy: Literal["skip", "raise"] = "skip"
     max_consecutive_bad_batches: int = 100
     anneal: dict[str, AnnealConfig] = field(default_factory=dict)
+    optim_conf: dict[str, Any] | None = None
+    scheduler: str | None = None
+    scheduler_conf: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        self._optim_block()
         if not self.monitor.startswith("valid/"):
             raise ValueError(
                 f"monitor: {self.monitor!r} must name a validation stat, e.g. valid/loss or valid/acc"
@@ -253,11 +338,44 @@ class TrainingConfig:
                 f"checkpoint_every_n_steps: {self.checkpoint_every_n_steps} must be >= 0 (0: per epoch only)"
             )
         self._check_task()
+        self._check_model()
         timed = [f"optims.{n}" for n, o in self.optims.items() if o.horizon == "time"]
         timed += ["optim"] if not self.optims and self.optim.horizon == "time" else []
         if timed and not self.trainer.max_time:
             raise ValueError(f"{timed[0]}.horizon: time sizes the schedule by trainer.max_time, which is "
                              "not set: set trainer.max_time (e.g. \"00:00:25:00\") or horizon: steps")
+
+    def _optim_block(self) -> None:
+        """``optim`` as an :class:`OptimConfig`, whichever of its three shapes was written."""
+        espnet2 = {"optim_conf": self.optim_conf, "scheduler": self.scheduler,
+                   "scheduler_conf": self.scheduler_conf}
+        if isinstance(self.optim, OptimConfig):
+            given = [k for k, v in espnet2.items() if v]
+            if given:
+                raise ValueError(f"{', '.join(given)}: ESPnet2's keys go with optim: <name> (e.g. "
+                                 "optim: adam) or optim: {class_path, init_args}; with an optim: "
+                                 "block, set its scheduler and warmup_steps instead")
+            return
+        if isinstance(self.optim, dict) and "class_path" not in self.optim:
+            self.optim = _optim_from_mapping("optim", self.optim)
+            return self._optim_block()
+        if isinstance(self.optim, dict) and not any(espnet2.values()):  # short for {optimizer: ...}
+            self.optim = OptimConfig(optimizer=self.optim)
+            return
+        from .espnet2 import translate_optim
+
+        self.optim = translate_optim(self.optim, self.optim_conf, self.scheduler, self.scheduler_conf)
+        self.optim_conf = self.scheduler = self.scheduler_conf = None
+
+    def _check_model(self) -> None:
+        """The model block, checked now (without weights), so a typo in it stops the run
+        before any stage or data loading: the key and the closest valid one."""
+        if self.task not in ("asr", "lm") or not self.model:
+            return  # the other tasks' builders check their blocks when training starts
+        try:
+            _check_model_block(self.task, json.dumps(self.model, sort_keys=True, default=str))
+        except ValueError as err:
+            raise ValueError(f"model: {err}") from None
 
     @property
     def sized_by_time(self) -> bool:
@@ -322,3 +440,38 @@ class TrainingConfig:
         if self.monitor_mode is not None:
             return self.monitor_mode
         return "max" if self.monitor.endswith("acc") else "min"
+
+
+def _optim_from_mapping(where: str, block: dict[str, Any]) -> OptimConfig:
+    """An optim block jsonargparse could not read as :class:`OptimConfig` (an unknown key)."""
+    names = [f.name for f in dataclasses.fields(OptimConfig)]
+    for key in block:
+        if key not in names:
+            match = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+            hint = f" (did you mean {match[0]!r}?)" if match else ""
+            raise ValueError(f"unknown key {where}.{key!r}{hint}; valid keys under {where!r}: "
+                             f"{', '.join(names)} (or class_path + init_args for a torch optimizer)")
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(OptimConfig, as_group=False)
+    try:  # the values, against the field types
+        parsed = parser.parse_object(block)
+    except Exception as err:  # jsonargparse's ArgumentError
+        raise ValueError(f"{where}: {' '.join(str(err).split())}") from None
+    init = parser.instantiate(parsed)
+    return OptimConfig(**{name: init[name] for name in names})
+
+
+@functools.lru_cache(maxsize=16)
+def _check_model_block(task: str, block: str) -> None:
+    """Check a model block (as JSON: the cache key) once per process."""
+    if task == "lm":
+        from espnet_model.lm.builder import check_lm_config
+
+        check_lm_config(json.loads(block))
+    else:
+        from espnet_model.builder import check_asr_config
+
+        # the user's own training.yaml: a class_path in it is the user's code
+        check_asr_config(json.loads(block), trust_remote_code=True)

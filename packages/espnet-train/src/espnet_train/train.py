@@ -48,6 +48,7 @@ from .callbacks import (
     StepTimer,
 )
 from .checkpoints import LAST, best_checkpoints, load_checkpoint, ranked_checkpoints
+from .components import lightning_arguments
 from .config import TrainerConfig, TrainingConfig
 from .data import make_stream
 from .devices import cpu_has_native_bf16, on_gpu, resolve, resolve_precision, trainer_settings  # noqa: F401 (re-exported)
@@ -223,6 +224,7 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
     if timer:  # the schedule's clock is the one that stops the run
         budget.follow(lambda: timer[0].time_elapsed("train"))
     curricula = [Anneal(config.anneal, budget)] if config.anneal else []
+    given = lightning_arguments(tc)  # the other Trainer arguments; the user's components
     trainer = L.Trainer(
         default_root_dir=exp_dir,
         max_epochs=tc.max_epochs,
@@ -239,14 +241,16 @@ def train(config: TrainingConfig, *, callbacks: list[L.Callback] | None = None) 
             *curricula,
             *([HostStatsProgressBar()] if progress else []),
             *(callbacks or []),
+            *given.pop("callbacks"),
             *checkpoints,
         ],
         logger=[
             TensorBoardLogger(exp_dir, name="tensorboard", version=""),
             CSVLogger(exp_dir, name="csv", version=""),
+            *given.pop("logger"),
         ],
         enable_progress_bar=progress,
-        enable_model_summary=True,
+        **given,
     )
     if resume:
         log.info("resuming from %s", last)
