@@ -132,8 +132,8 @@ def test_aligner_config_is_checked(tmp_path: Path) -> None:
 
 
 def test_recipes_parse() -> None:
-    """egs/mini/tts and egs/ljspeech/tts: every config parses and names its stages."""
-    for corpus in ("mini", "ljspeech"):
+    """egs/mini/tts, egs/ljspeech/tts and egs/TEMPLATE/tts: every config parses."""
+    for corpus in ("mini", "ljspeech", "TEMPLATE"):
         recipe = ROOT / "egs" / corpus / "tts"
         system = load_system(recipe)
         assert isinstance(system, TTSSystem)
