@@ -77,3 +77,13 @@ def test_split_parameters_by_prefix() -> None:
 def test_split_parameters_errors_name_the_problem(optims: dict, named: str) -> None:
     with pytest.raises(ValueError, match=named):
         split_parameters(_GAN(), optims)
+
+
+def test_any_torch_optimizer_by_class_path() -> None:
+    optim = OptimConfig(optimizer={"class_path": "torch.optim.RMSprop", "init_args": {"lr": 0.01, "alpha": 0.9}},
+                        scheduler="cosine", warmup_steps=2)
+    opt = build_optimizer(optim, _params())
+    assert isinstance(opt, torch.optim.RMSprop)
+    assert opt.defaults["lr"] == 0.01 == optim.lr and opt.defaults["alpha"] == 0.9
+    sched = build_scheduler(optim, opt, total_steps=10)
+    assert isinstance(sched, torch.optim.lr_scheduler.LambdaLR)  # the schedule keys still apply

@@ -90,6 +90,10 @@ def build_optimizer(optim: OptimConfig, params: Iterable[torch.nn.Parameter]) ->
     NaN/Inf batch without waiting for the device.
     """
     params = list(params)
+    if optim.optimizer is not None:  # any torch optimizer by class_path (the user's training.yaml)
+        from .components import build_optimizer as build_by_class_path
+
+        return build_by_class_path(optim.optimizer, params)
     fused = True if _fusable(params) else None
     if optim.name == "adamw":
         return torch.optim.AdamW(
