@@ -41,10 +41,24 @@ def test_bad_backend_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     conf = tmp_path / "inference.yaml"
     conf.write_text(yaml.safe_dump({"model_dir": "m", "test_sets": {}, "output_dir": "o",
                                     "parallel": {"backend": "slurm"}}))
-    with pytest.raises(SystemExit) as err:
-        main(["--config", str(conf)])
-    assert err.value.code != 0
-    assert "backend" in capsys.readouterr().err
+    assert main(["--config", str(conf)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"espnet-infer: {conf}: ") and "backend" in err and "usage:" not in err
+
+
+def test_unknown_key_names_the_closest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "inference.yaml"
+    conf.write_text(yaml.safe_dump({"model_dir": "m", "test_sets": {}, "output_dir": "o",
+                                    "decode": {"beam_sise": 4}}))
+    assert main(["--config", str(conf)]) == 2
+    assert (f"espnet-infer: {conf}: unknown key 'decode.beam_sise' (did you mean 'decode.beam_size'?); "
+            "valid keys under 'decode': ") in capsys.readouterr().err
+
+
+def test_help_keeps_the_usage_layout(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "\n    espnet-infer --config inference.yaml\n    espnet-infer --config" in capsys.readouterr().out
 
 
 def test_decode_then_score(

@@ -52,7 +52,7 @@ def test_incomplete_hypotheses_are_refused_unless_allowed() -> None:
         score_texts(refs, hyps)
     message = str(info.value)
     assert "u2, u3, u4, u5, u6 ..." in message and "u7" not in message  # a few keys named
-    assert "allow_incomplete=True" in message and "--allow-incomplete" in message
+    assert "allow_incomplete=True" in message and "--allow_incomplete" in message
     result = score_texts(refs, hyps, allow_incomplete=True)  # scored as deletions, flagged
     assert not result.complete and len(result.missing_keys) == 6
     assert result.words == ErrorCounts(hits=3, deletions=13)

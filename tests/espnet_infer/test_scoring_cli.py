@@ -31,9 +31,9 @@ def test_incomplete_hypotheses_exit_2_unless_allowed(
     hyp.write_text("u1 the cat sat\n")
     assert score_cli.main([str(ref), str(hyp), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert str(hyp) in err and "2 of 3" in err and "u2, u3" in err and "--allow-incomplete" in err
+    assert str(hyp) in err and "2 of 3" in err and "u2, u3" in err and "--allow_incomplete" in err
     assert not (tmp_path / "o").exists()  # no scores of an incomplete set by default
-    assert score_cli.main([str(ref), str(hyp), "--allow-incomplete"]) == 0
+    assert score_cli.main([str(ref), str(hyp), "--allow_incomplete"]) == 0
     assert "INCOMPLETE: 2 of 3" in capsys.readouterr().out
 
 
@@ -49,7 +49,7 @@ def test_help_and_usage_docstring(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         score_cli.main(["--help"])
     assert exc.value.code == 0
-    assert "--strip-punctuation" in capsys.readouterr().out
+    assert "--strip_punctuation" in capsys.readouterr().out
     assert score_cli.__doc__ is not None and "Usage:" in score_cli.__doc__
 
 

@@ -20,21 +20,29 @@ a tar cut short, or its shard failed); 2 when another run holds the output_dir
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from espnet_data.config_errors import ConfigError, config_source, explain
+from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter
 
 from .config import InferenceConfig
 from .runner import OutputLocked, run_inference
 
 
-def build_parser() -> ArgumentParser:
+class HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """jsonargparse's help, with the usage examples of the epilog kept as written."""
+
+
+def build_parser(exit_on_error: bool = True) -> ArgumentParser:
     parser = ArgumentParser(
         prog="espnet-infer",
         description="Decode sharded test sets with a trained model folder.",
         epilog=__doc__.split("Usage:")[1] if __doc__ else None,
+        formatter_class=HelpFormatter,
+        exit_on_error=exit_on_error,
     )
     parser.add_argument("--config", action=ActionConfigFile, help="inference.yaml")
     parser.add_class_arguments(InferenceConfig, as_group=False)
@@ -42,17 +50,30 @@ def build_parser() -> ArgumentParser:
 
 
 def parse_inference_config(argv: list[str] | None = None) -> InferenceConfig:
-    """Parse ``--config`` and command-line overrides into an :class:`InferenceConfig`."""
-    parser = build_parser()
-    cfg = parser.parse_args(argv)
-    cfg.pop("config", None)
-    init = parser.instantiate(cfg)
-    return InferenceConfig(**{k: init[k] for k in InferenceConfig.__dataclass_fields__})
+    """Parse ``--config`` and command-line overrides into an :class:`InferenceConfig`.
+
+    Raises:
+        ConfigError: one line naming the file, the key (and the closest valid one) and the fix.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(exit_on_error=False)
+    try:
+        cfg = parser.parse_args(argv)
+        cfg.pop("config", None)
+        init = parser.instantiate(cfg)
+        return InferenceConfig(**{k: init[k] for k in InferenceConfig.__dataclass_fields__})
+    except (argparse.ArgumentError, ValueError, TypeError, KeyError) as err:  # jsonargparse's, the config's
+        keys = list(parser.get_defaults().keys())
+        raise ConfigError(explain(str(err), keys, config_source(argv))) from None
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = parse_inference_config(argv if argv is not None else sys.argv[1:])
+    try:
+        config = parse_inference_config(argv if argv is not None else sys.argv[1:])
+    except ConfigError as err:
+        print(f"espnet-infer: {err}", file=sys.stderr)
+        return 2
     try:
         result = run_inference(config)
     except OutputLocked as err:

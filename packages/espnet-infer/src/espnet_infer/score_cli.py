@@ -10,13 +10,13 @@ Usage:
     espnet-score ref.txt hyp.txt --out exp/decode/test/score --worst 20
 
     # case- and punctuation-insensitive scoring (off by default)
-    espnet-score --ref ref.jsonl --hyp hyp.jsonl --uppercase --strip-punctuation
+    espnet-score --ref ref.jsonl --hyp hyp.jsonl --uppercase --strip_punctuation
 
     # references without hypothesis (failed or undecoded utterances) as deletions
-    espnet-score ref.txt hyp.txt --allow-incomplete
+    espnet-score ref.txt hyp.txt --allow_incomplete
 
 The exit status is 0 on success and 2 when an input file is missing or malformed, or
-when references lack a hypothesis and ``--allow-incomplete`` is not given.
+when references lack a hypothesis and ``--allow_incomplete`` is not given.
 """
 
 from __future__ import annotations
@@ -40,8 +40,11 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="espnet-score",
-        description="Compute WER/CER of hypothesis transcripts against references.",
-        epilog="Input files hold 'key text...' lines or JSONL objects with 'key' and 'text'.",
+        description="Compute WER/CER of hypothesis transcripts against references. Input files "
+                    "hold 'key text...' lines or JSONL objects with 'key' and 'text'.",
+        epilog="usage examples:" + __doc__.split("Usage:")[1].split("The exit status")[0].rstrip()
+        if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("ref_file", nargs="?", metavar="REF", help="reference transcripts")
     parser.add_argument("hyp_file", nargs="?", metavar="HYP", help="hypothesis transcripts")
@@ -58,12 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--uppercase", action="store_true", help="upper-case references and hypotheses first"
     )
     parser.add_argument(
-        "--strip-punctuation",
+        "--strip_punctuation", "--strip-punctuation",
         action="store_true",
         help="replace punctuation by spaces (word-internal apostrophes are kept)",
     )
     parser.add_argument(
-        "--allow-incomplete",
+        "--allow_incomplete", "--allow-incomplete",
         action="store_true",
         help="score references without hypothesis as deletions (flagged INCOMPLETE) "
         "instead of refusing the set",

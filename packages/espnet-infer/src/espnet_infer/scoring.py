@@ -278,7 +278,7 @@ def score_texts(
             f"({named}): their decoding failed or they were never decoded (espnet-infer's "
             "hyp.jsonl and summary.json say why). A WER without them is not the set's WER: "
             "decode them (run espnet-infer again, or repair the shards), or score them as "
-            "deletions with allow_incomplete=True (espnet-score --allow-incomplete; "
+            "deletions with allow_incomplete=True (espnet-score --allow_incomplete; "
             "metrics.yaml: allow_incomplete: true)"
         )
     extra = sorted(k for k in hyps if k not in refs)
