@@ -27,9 +27,9 @@ infer-mpi n target *args:
     if [ -d "$2" ]; then cd "$2"; config=conf/inference.yaml; else config="$(realpath "$2")"; fi
     uv run --locked --project "{{justfile_directory()}}" mpiexec -n "$1" espnet-infer --config "$config" --parallel.backend mpi "${@:3}"
 
-# Run the test suite (pass pytest arguments after it: `just test tests/espnet_data -x`)
+# Run the test suite (pass pytest arguments after it: `just test tests/espnet_data -x`, `just test -k "cli and not slow"`; each argument reaches pytest as typed)
 test *args:
-    uv run --locked pytest -n 2 --dist loadgroup {{args}}
+    uv run --locked pytest -n 2 --dist loadgroup "$@"
 
 # Run a benchmark: `just bench NAME` runs benchmarks/NAME.py, writes benchmarks/out/NAME.json
 bench name="all":

@@ -148,3 +148,15 @@ def _vocab(pipeline: Pipeline) -> int:
     from espnet_data import load_tokenizer_dir
 
     return load_tokenizer_dir(pipeline.tokenizer).vocab_size
+
+
+def test_loggers_and_profiler_may_change_on_resume_callbacks_may_not() -> None:
+    from espnet_train.rerun import _safe
+
+    old = {"trainer": {"profiler": None, "loggers": [], "callbacks": []}}
+    new = {"trainer": {"profiler": {"class_path": "lightning.pytorch.profilers.SimpleProfiler", "init_args": {}},
+                       "loggers": [{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {}}],
+                       "callbacks": [{"class_path": "lightning.pytorch.callbacks.EarlyStopping"}]}}
+    changed = {key for key, _, _ in config_changes(old, new)}
+    assert {k for k in changed if _safe(k)} == changed - {"trainer.callbacks"}
+    assert "trainer.callbacks" in changed and not _safe("trainer.callbacks")

@@ -124,9 +124,12 @@ def parse_and_dump(schema: type, path: str | Path) -> tuple[Any, str]:
     resolved = parser.dump(cfg, skip_unset=False)
     try:
         init = parser.instantiate(cfg)
+        value = schema(**{f.name: init[f.name] for f in dataclasses.fields(schema)})
+    except ValueError as err:  # the schema's own checks (e.g. the model block's): one line
+        raise StageError(explain(str(err), schema, path)) from err
     except Exception as err:  # a component's constructor rejected its arguments
         raise StageError(f"{path}: {type(err).__name__}: {' '.join(str(err).split())}") from err
-    return schema(**{f.name: init[f.name] for f in dataclasses.fields(schema)}), resolved
+    return value, resolved
 
 
 def parse_config(schema: type, path: str | Path) -> Any:

@@ -36,6 +36,9 @@ SAFE_CHANGES: tuple[str, ...] = (
     "trainer.enable_progress_bar",
     "trainer.num_threads",
     "trainer.keep_host_memory",
+    "trainer.loggers",  # what is recorded, not what is trained
+    "trainer.profiler",
+    "trainer.enable_model_summary",
     "data.num_workers",
     "checkpoint_every_n_steps",
     "nan_policy",
@@ -107,6 +110,11 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     return changes
 
 
+def _safe(key: str) -> bool:
+    """Whether ``key`` is, or lies inside, one of :data:`SAFE_CHANGES` (``trainer.profiler.init_args.x``)."""
+    return any(key == safe or key.startswith(f"{safe}.") for safe in SAFE_CHANGES)
+
+
 def _show(value: Any) -> str:
     return value if value == _ABSENT else json.dumps(value)
 
@@ -134,8 +142,8 @@ def check_rerun(config: TrainingConfig, last: Path) -> None:
                     "was written", last, exp_dir / "config.yaml")
         return
     changes = config_changes(old, plain_config(config))
-    refused = [c for c in changes if c[0] not in SAFE_CHANGES]
-    allowed = [c for c in changes if c[0] in SAFE_CHANGES and c[0] != "exp_dir"]
+    refused = [c for c in changes if not _safe(c[0])]
+    allowed = [c for c in changes if _safe(c[0]) and c[0] != "exp_dir"]
     if not refused:
         for key, a, b in allowed:
             log.info("resuming with %s: %s -> %s (allowed on resume)", key, _show(a), _show(b))
