@@ -166,3 +166,12 @@ def test_a_user_callback_logger_and_profiler_run_with_the_projects_own(pipeline:
     assert (out / "model.pt").is_file() or (out / "model.safetensors").is_file()  # the run's own checkpoints
     assert list((tmp_path / "mine").rglob("metrics.csv"))  # the user's logger beside the run's
     assert (tmp_path / "exp" / "csv" / "metrics.csv").is_file()
+
+
+def test_the_trainers_optimizer_builder_takes_the_class_path() -> None:
+    from espnet_train.optim import build_optimizer as build_for_training
+
+    model = torch.nn.Linear(2, 2)
+    opt = build_for_training(OptimConfig(optimizer={"class_path": "torch.optim.RAdam", "init_args": {"lr": 0.03}}),
+                             model.parameters())
+    assert isinstance(opt, torch.optim.RAdam) and opt.defaults["lr"] == 0.03
