@@ -47,7 +47,7 @@ def make_recipe(root: Path) -> Path:
           num_workers=1, tokenizer__vocab_size=40)
     _edit(conf / "training.yaml", model=tiny_model(), best_n=2,
           data__max_seconds=30, data__num_workers=0, data__max_batch_size=8,
-          optim__warmup_steps=2,
+          optim__warmup_steps=2, optim__horizon="steps",  # no max_time here: a repeatable run
           trainer={"max_epochs": 2, "num_threads": 1, "accelerator": "cpu", "devices": 1,
                    "log_every_n_steps": 1})
     _edit(conf / "inference.yaml", decode__beam_size=2, parallel__backend="local",
