@@ -217,32 +217,24 @@ class ConformerEncoder(InterCTCMixin, nn.Module):
     def output_size(self) -> int:
         return self._output_size
 
-    def forward(
-        self, xs: torch.Tensor, lengths: torch.Tensor, ctc: CTC | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths.
-
-        ``ctc``: the model's CTC, needed with ``interctc_use_conditioning``.
-        """
-        out, out_lengths, _ = self.forward_with_intermediates(xs, lengths, ctc)
-        return out, out_lengths
-
     def forward_with_intermediates(
         self, xs: torch.Tensor, lengths: torch.Tensor, ctc: CTC | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, Intermediates]:
         """:meth:`forward` plus the intermediate CTC taps' outputs (``interctc_layer_idx``)."""
         x, out_lengths = self.embed(xs, lengths)
         x, pos_emb = self.pos_enc(x)
-        taps: Intermediates = []
         packed = None if self.legacy else PackedFrames.if_ragged(out_lengths, x.size(1))
         if packed is not None:  # a ragged CPU batch: skip its padding (espnet_model.packed)
-            h = packed.pack(x)
-            for i, block in enumerate(self.encoders, 1):
-                h = block(h, pos_emb, None, None, packed)
-                h = self._tap(i, h, ctc, taps, self.after_norm, packed)
+            h, taps = self._run_blocks(
+                packed.pack(x),
+                lambda block, h: block(h, pos_emb, None, None, packed),
+                ctc,
+                self.after_norm,
+                packed,
+            )
             return packed.unpack(self.after_norm(h)), out_lengths, taps
         mask, pad_mask = encoder_masks(out_lengths, x.size(1))
-        for i, block in enumerate(self.encoders, 1):
-            x = block(x, pos_emb, mask, pad_mask)
-            x = self._tap(i, x, ctc, taps, self.after_norm)
+        x, taps = self._run_blocks(
+            x, lambda block, x: block(x, pos_emb, mask, pad_mask), ctc, self.after_norm
+        )
         return self.after_norm(x), out_lengths, taps

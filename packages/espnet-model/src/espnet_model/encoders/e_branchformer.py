@@ -218,16 +218,6 @@ class EBranchformerEncoder(InterCTCMixin, nn.Module):
     def output_size(self) -> int:
         return self._output_size
 
-    def forward(
-        self, xs: torch.Tensor, lengths: torch.Tensor, ctc: CTC | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths.
-
-        ``ctc``: the model's CTC, needed with ``interctc_use_conditioning``.
-        """
-        out, out_lengths, _ = self.forward_with_intermediates(xs, lengths, ctc)
-        return out, out_lengths
-
     def forward_with_intermediates(
         self, xs: torch.Tensor, lengths: torch.Tensor, ctc: CTC | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, Intermediates]:
@@ -235,8 +225,5 @@ class EBranchformerEncoder(InterCTCMixin, nn.Module):
         x, out_lengths = self.embed(xs, lengths)
         x, pos_emb = self.pos_enc(x)
         mask, pad_mask = encoder_masks(out_lengths, x.size(1))
-        taps: Intermediates = []
-        for i, block in enumerate(self.encoders, 1):
-            x = block(x, pos_emb, mask, pad_mask)
-            x = self._tap(i, x, ctc, taps)
+        x, taps = self._run_blocks(x, lambda block, x: block(x, pos_emb, mask, pad_mask), ctc)
         return self.after_norm(x), out_lengths, taps

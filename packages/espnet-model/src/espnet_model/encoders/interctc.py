@@ -54,14 +54,33 @@ def interctc_layers(layer_idx: Sequence[int] | None, num_blocks: int) -> tuple[i
 class InterCTCMixin:
     """Intermediate-CTC taps for an encoder whose blocks run in a loop (see module doc).
 
-    The encoder calls :meth:`_init_interctc` in its ``__init__`` and :meth:`_tap`
-    after every block; ``forward(xs, lengths, ctc=None)`` returns the output and
-    lengths, ``forward_with_intermediates`` also the taps' outputs (for the loss).
+    The encoder keeps its blocks in ``self.encoders``, calls :meth:`_init_interctc` in
+    its ``__init__``, runs its blocks with :meth:`_run_blocks` (which taps after each)
+    and defines ``forward_with_intermediates(xs, lengths, ctc=None)``, returning the
+    output, the lengths and the taps' outputs (for the loss); :meth:`forward` is that
+    without the taps. List the mixin before ``nn.Module`` so its ``forward`` is used.
     """
 
     interctc_layer_idx: tuple[int, ...]
     interctc_use_conditioning: bool
     conditioning_layer: nn.Module | None
+    encoders: nn.ModuleList
+
+    def forward_with_intermediates(
+        self, xs: torch.Tensor, lengths: torch.Tensor, ctc: CTC | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, Intermediates]:
+        """:meth:`forward` plus the intermediate CTC taps' outputs (``interctc_layer_idx``)."""
+        raise NotImplementedError(f"{type(self).__name__} must define forward_with_intermediates")
+
+    def forward(
+        self, xs: torch.Tensor, lengths: torch.Tensor, ctc: CTC | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths.
+
+        ``ctc``: the model's CTC, needed with ``interctc_use_conditioning``.
+        """
+        out, out_lengths, _ = self.forward_with_intermediates(xs, lengths, ctc)
+        return out, out_lengths
 
     def _init_interctc(
         self, layer_idx: Sequence[int] | None, use_conditioning: bool, num_blocks: int
@@ -75,6 +94,25 @@ class InterCTCMixin:
             )
         self.interctc_use_conditioning = bool(use_conditioning)
         self.conditioning_layer = None  # Linear(vocab_size, output_size), set by the model
+
+    def _run_blocks(
+        self,
+        x: torch.Tensor,
+        step: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+        ctc: CTC | None,
+        norm: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        packed: PackedFrames | None = None,
+    ) -> tuple[torch.Tensor, Intermediates]:
+        """Run ``x`` through ``self.encoders`` (``step(block, x)`` each), tapping after each.
+
+        Returns the last block's output and the taps' outputs; ``norm`` and ``packed`` as
+        in :meth:`_tap`.
+        """
+        taps: Intermediates = []
+        for i, block in enumerate(self.encoders, 1):
+            x = step(block, x)
+            x = self._tap(i, x, ctc, taps, norm, packed)
+        return x, taps
 
     def _tap(
         self,

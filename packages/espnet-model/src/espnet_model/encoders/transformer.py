@@ -105,16 +105,6 @@ class TransformerEncoder(InterCTCMixin, nn.Module):
     def output_size(self) -> int:
         return self._output_size
 
-    def forward(
-        self, xs: torch.Tensor, lengths: torch.Tensor, ctc: CTC | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``xs`` ``(B, T, input_size)`` -> ``(B, T', output_size)`` and ``T'`` lengths.
-
-        ``ctc``: the model's CTC, needed with ``interctc_use_conditioning``.
-        """
-        out, out_lengths, _ = self.forward_with_intermediates(xs, lengths, ctc)
-        return out, out_lengths
-
     def forward_with_intermediates(
         self, xs: torch.Tensor, lengths: torch.Tensor, ctc: CTC | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, Intermediates]:
@@ -122,10 +112,7 @@ class TransformerEncoder(InterCTCMixin, nn.Module):
         x, out_lengths = self.embed(xs, lengths)
         x = self.pos_enc(x)
         mask, _ = encoder_masks(out_lengths, x.size(1))  # (B, 1, T') or None
-        taps: Intermediates = []
-        for i, layer in enumerate(self.encoders, 1):
-            x = layer(x, mask)
-            x = self._tap(i, x, ctc, taps, self.after_norm)
+        x, taps = self._run_blocks(x, lambda layer, x: layer(x, mask), ctc, self.after_norm)
         if self.after_norm is not None:
             x = self.after_norm(x)
         return x, out_lengths, taps
