@@ -15,11 +15,13 @@ ESPnet2's spelling of a key.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import importlib
 import inspect
 import re
 from collections.abc import Mapping
+from typing import Any, TypeVar
 
 _GROUP_KEY = re.compile(r"Group '(?P<group>[\w.]+)' does not accept option '(?P<key>[\w.]+)'")
 _TOP_KEY = re.compile(r"Option '(?P<key>[\w.]+)' is not accepted")
@@ -90,3 +92,29 @@ def config_source(argv: list[str]) -> str:
         elif arg.startswith("--config="):
             source = arg.split("=", 1)[1]
     return source
+
+
+_Schema = TypeVar("_Schema")
+
+
+def parse_schema(
+    parser: Any, schema: type[_Schema], argv: list[str], hints: Mapping[str, str] | None = None
+) -> _Schema:
+    """``argv`` parsed by ``parser`` (a jsonargparse parser over the dataclass ``schema``'s
+    fields, with a ``--config`` file option) into a ``schema`` instance.
+
+    The one parse step of the ``espnet-train`` and ``espnet-infer`` command lines; takes
+    the parser as it is, so this package needs no parser of its own.
+
+    Raises:
+        ConfigError: one line naming the file, the key (and the closest valid one) and
+            the fix, for any error of the parser or of the schema's own checks.
+    """
+    try:
+        cfg = parser.parse_args(argv)
+        cfg.pop("config", None)
+        init = parser.instantiate(cfg)
+        return schema(**{k: init[k] for k in schema.__dataclass_fields__})  # type: ignore[attr-defined]
+    except (argparse.ArgumentError, ValueError, TypeError, KeyError) as err:  # the parser's, the schema's
+        keys = list(parser.get_defaults().keys())
+        raise ConfigError(explain(str(err), keys, config_source(argv), hints)) from None

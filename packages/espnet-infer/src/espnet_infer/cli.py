@@ -25,7 +25,7 @@ import json
 import logging
 import sys
 
-from espnet_data.config_errors import ConfigError, config_source, explain
+from espnet_data.config_errors import ConfigError, parse_schema
 from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter
 
 from .config import InferenceConfig
@@ -56,15 +56,7 @@ def parse_inference_config(argv: list[str] | None = None) -> InferenceConfig:
         ConfigError: one line naming the file, the key (and the closest valid one) and the fix.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(exit_on_error=False)
-    try:
-        cfg = parser.parse_args(argv)
-        cfg.pop("config", None)
-        init = parser.instantiate(cfg)
-        return InferenceConfig(**{k: init[k] for k in InferenceConfig.__dataclass_fields__})
-    except (argparse.ArgumentError, ValueError, TypeError, KeyError) as err:  # jsonargparse's, the config's
-        keys = list(parser.get_defaults().keys())
-        raise ConfigError(explain(str(err), keys, config_source(argv))) from None
+    return parse_schema(build_parser(exit_on_error=False), InferenceConfig, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import argparse
 import logging
 import sys
 
-from espnet_data.config_errors import ConfigError, config_source, explain
+from espnet_data.config_errors import ConfigError, parse_schema
 from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter
 
 from .config import TRAINER_OWNED, TrainingConfig
@@ -64,15 +64,7 @@ def parse_training_config(argv: list[str] | None = None) -> TrainingConfig:
         ConfigError: one line naming the file, the key and the fix.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(exit_on_error=False)
-    try:
-        cfg = parser.parse_args(argv)
-        cfg.pop("config", None)
-        init = parser.instantiate(cfg)
-        return TrainingConfig(**{k: init[k] for k in TrainingConfig.__dataclass_fields__})
-    except (argparse.ArgumentError, ValueError, TypeError, KeyError) as err:  # jsonargparse's, our checks
-        keys = list(parser.get_defaults().keys())
-        raise ConfigError(explain(str(err), keys, config_source(argv), KEY_HINTS)) from None
+    return parse_schema(build_parser(exit_on_error=False), TrainingConfig, argv, KEY_HINTS)
 
 
 def main(argv: list[str] | None = None) -> int:
