@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from queue import Empty
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -37,12 +37,39 @@ from .loading import LoadedModel
 from .progress import Progress, ProgressFn
 from .provider import InferenceProvider, WorkerEnv
 
-__all__ = ["Forward", "run_local", "run_mpi", "run_processes"]
+__all__ = ["Forward", "run_local", "run_mpi", "run_processes", "tasks_from_rank0"]
 
 Forward = Callable[[WorkerEnv, Any, ProgressFn | None], dict[str, Any]]
 """The runner's forward: (worker env, task, progress callback) -> figures of the task."""
 
 _PROGRESS_TAG = 77
+
+_Task = TypeVar("_Task")
+
+
+def tasks_from_rank0(comm: Any, rank: int, prepare: Callable[[], list[_Task]]) -> list[_Task]:
+    """The pending tasks, listed by rank 0 alone and sent to every rank.
+
+    Rank 0 (the only process without MPI: ``comm`` None) calls ``prepare``; the other
+    ranks take its list, since a rank that looked itself could see shards another rank
+    has just finished, shift its ``todo[rank::size]`` slice and leave one out. When
+    ``prepare`` raises, rank 0 sends the error to the ranks waiting for the list (each
+    then raises ``RuntimeError`` naming it) and raises it itself.
+    """
+    todo: list[_Task] = []
+    if rank == 0:
+        try:
+            todo = prepare()
+        except Exception as err:
+            if comm is not None:  # the other ranks wait for the task list: stop them
+                comm.bcast(f"{type(err).__name__}: {err}", root=0)
+            raise
+    if comm is not None:
+        shared = comm.bcast(todo, root=0)
+        if isinstance(shared, str):
+            raise RuntimeError(f"rank 0 could not start the run: {shared}")
+        todo = shared
+    return todo
 
 
 def _update(progress: Progress | None) -> ProgressFn | None:

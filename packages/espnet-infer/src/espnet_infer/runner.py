@@ -55,7 +55,7 @@ from espnet_data.atomic import atomic_open, read_jsonl, write_json, write_jsonl
 from espnet_data.dataset import decode_samples
 from espnet_data.download import file_digest
 
-from .backends import run_local, run_mpi, run_processes
+from .backends import run_local, run_mpi, run_processes, tasks_from_rank0
 from .config import InferenceConfig
 from .lm import LoadedLM, check_lm_tokenizer, lm_files
 from .loading import LoadedModel
@@ -503,24 +503,16 @@ def run_inference(config: InferenceConfig) -> dict[str, Any]:
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     provider = InferenceProvider(config)
     with contextlib.ExitStack() as held:
-        todo: list[ShardTask] = []
         loaded: LoadedModel | None = None
         lm: LoadedLM | None = None
-        if rank == 0:
-            try:
-                held.enter_context(output_lock(config.output_dir))
-                loaded, lm, todo = _prepare(config, provider, tasks)
-            except Exception as err:
-                if comm is not None:  # the other ranks wait for the task list: stop them
-                    comm.bcast(f"{type(err).__name__}: {err}", root=0)
-                raise
-        if comm is not None:
-            # Rank 0's list for every rank: a rank that looked itself could see shards another
-            # rank has just finished, shift its ``todo[rank::size]`` slice and leave one out.
-            shared = comm.bcast(todo, root=0)
-            if isinstance(shared, str):
-                raise RuntimeError(f"rank 0 could not start the run: {shared}")
-            todo = shared
+
+        def prepare() -> list[ShardTask]:
+            nonlocal loaded, lm
+            held.enter_context(output_lock(config.output_dir))
+            loaded, lm, todo = _prepare(config, provider, tasks)
+            return todo
+
+        todo = tasks_from_rank0(comm, rank, prepare)
         if backend == "processes":
             loaded = lm = None  # the pool's workers load their own: free this copy first
         return _decode_and_merge(config, provider, tasks, todo, loaded, lm, comm, rank, size)

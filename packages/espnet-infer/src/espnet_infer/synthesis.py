@@ -45,7 +45,7 @@ import torch
 from espnet_data.atomic import read_jsonl, write_json, write_jsonl
 from espnet_data.download import file_digest
 
-from .backends import run_local, run_mpi, run_processes
+from .backends import run_local, run_mpi, run_processes, tasks_from_rank0
 from .config import ParallelConfig
 from .lock import output_lock
 from .progress import Progress, ProgressFn
@@ -281,24 +281,19 @@ def run_synthesis(config: SynthesisConfig) -> dict[str, Any]:
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     provider = SynthesisProvider(config)  # type: ignore[arg-type]
     with contextlib.ExitStack() as held:
-        todo: list[SynthesisTask] = []
         loaded: LoadedTTS | None = None
-        if rank == 0:
-            try:
-                held.enter_context(output_lock(config.output_dir))
-                loaded = provider.load_model("cpu")
-                drop_stale_results(config, _settings(config, loaded))  # type: ignore[arg-type]
-                todo = [t for t in tasks if not Path(t.output).is_file()]
-                todo.sort(key=lambda t: len(t.rows), reverse=True)
-            except Exception as err:
-                if comm is not None:
-                    comm.bcast(f"{type(err).__name__}: {err}", root=0)
-                raise
-        if comm is not None:
-            shared = comm.bcast(todo, root=0)
-            if isinstance(shared, str):
-                raise RuntimeError(f"rank 0 could not start the run: {shared}")
-            todo = shared
+
+        def prepare() -> list[SynthesisTask]:
+            """Rank 0, holding the lock: load the model, reset stale results, list pending tasks."""
+            nonlocal loaded
+            held.enter_context(output_lock(config.output_dir))
+            loaded = provider.load_model("cpu")
+            drop_stale_results(config, _settings(config, loaded))  # type: ignore[arg-type]
+            todo = [t for t in tasks if not Path(t.output).is_file()]
+            todo.sort(key=lambda t: len(t.rows), reverse=True)
+            return todo
+
+        todo = tasks_from_rank0(comm, rank, prepare)
         progress = Progress(sum(len(t.rows) for t in todo)) if rank == 0 else None
         start = time.perf_counter()
         stats: list[dict[str, Any]] = []
