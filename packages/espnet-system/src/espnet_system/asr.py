@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import yaml
-from espnet_data import read_index, save_tokenizer, train_sentencepiece, write_splits
+from espnet_data import read_index, save_tokenizer, train_sentencepiece
 from espnet_data.atomic import atomic_open, write_json
 from espnet_data.parallel import launcher_world_size
 from espnet_data.tokenizer import CharTokenizer, check_same_tokenizer, load_tokenizer_dir
@@ -27,9 +27,10 @@ from espnet_infer import InferenceConfig, load_lm_folder, run_inference
 from espnet_model.builder import build_frontend
 from espnet_train import TrainingConfig, collect_stats, train
 
-from .base import BaseSystem, parse_config
+from .base import parse_config
 from .configs import DataPrepConfig, MetricsConfig, PublishConfig
-from .inputs import Reads, StageInput, corpus_paths
+from .corpus import CorpusSystem
+from .inputs import Reads, StageInput
 from .lm import LMStageConfig, LMSystem
 from .stages import StageError
 
@@ -59,7 +60,7 @@ def format_scores(scores: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-class ASRSystem(BaseSystem):
+class ASRSystem(CorpusSystem):
     stages: ClassVar[tuple[str, ...]] = (
         "create_dataset",
         "train_tokenizer",
@@ -143,41 +144,14 @@ class ASRSystem(BaseSystem):
         return super().runs_on_every_rank(stage)
 
     def inputs(self, stage: str) -> list[StageInput]:
-        """The declared paths, plus the corpus folders ``create_dataset`` reads; nothing
-        for ``collect_stats`` without a ``stats_file`` (it has nothing to collect)."""
+        """The declared paths (:meth:`CorpusSystem.inputs`); nothing for ``collect_stats``
+        without a ``stats_file`` (it has nothing to collect)."""
         if stage == "collect_stats" and not self.config("training").stats_file:
             return []
         found = super().inputs(stage)
         if stage == "infer":  # an LM on the Hub is fetched when decoding, not looked for
             found = [i for i in found if not (i.key == "decode.lm" and i.value.startswith("hf://"))]
-        if stage == "create_dataset":
-            cfg: DataPrepConfig = self.config("data")
-            splits = cfg.splits or cfg.corpus.splits()
-            found += [
-                self.stage_input(stage, f"corpus.init_args.{p.key}", p.value, holds=p.holds,
-                                 what=p.what)
-                for p in corpus_paths(cfg.corpus, splits)
-            ]
         return found
-
-    def create_dataset(self) -> None:
-        """Write each split of the corpus as shards + index + summary (one worker pool for
-        all splits; progress with utterances/s, audio hours/s and ETA)."""
-        cfg: DataPrepConfig = self.config("data")
-        summaries = write_splits(
-            cfg.corpus,
-            cfg.splits or cfg.corpus.splits(),
-            cfg.out_dir,
-            options=cfg.shard,
-            utterances_per_shard=cfg.utterances_per_shard,
-            num_workers=cfg.num_workers,
-        )
-        for split, summary in summaries.items():
-            log.info(
-                "%s: %d utterances, %.3f h, %d rejected, %d shards",
-                split, summary["num_utterances"], summary["hours"],
-                summary["num_rejected"], summary["num_shards"],
-            )
 
     def train_tokenizer(self) -> None:
         """Train the tokenizer on the training split's transcripts."""

@@ -33,8 +33,9 @@ class TokenizerConfig:
 
 
 @dataclass
-class DataPrepConfig:
-    """``data.yaml``: the ``create_dataset`` and ``train_tokenizer`` stages.
+class CorpusDataConfig:
+    """The ``create_dataset`` part of a ``data.yaml`` whose corpus holds audio samples
+    (ASR, TTS): :class:`~espnet_system.corpus.CorpusSystem` writes it as shards.
 
     Args:
         corpus: any corpus object (``class_path`` + ``init_args``), e.g.
@@ -52,6 +53,23 @@ class DataPrepConfig:
     shard: ShardOptions = field(default_factory=ShardOptions)
     utterances_per_shard: int = 200
     num_workers: int = 2
+
+
+@dataclass
+class DataPrepConfig(CorpusDataConfig):
+    """``data.yaml``: the ``create_dataset`` and ``train_tokenizer`` stages.
+
+    Args:
+        corpus: any corpus object (``class_path`` + ``init_args``), e.g.
+            ``espnet_data.corpora.MiniCorpus``.
+        out_dir: shards go to ``<out_dir>/<split>/``.
+        splits: splits to write (default: all the corpus has).
+        shard: sample rate and the checks applied to each sample.
+        utterances_per_shard: shard size.
+        num_workers: processes writing shards in parallel.
+        tokenizer: the subword or character tokenizer.
+    """
+
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
 

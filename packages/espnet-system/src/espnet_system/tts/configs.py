@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from espnet_data import Corpus, ShardOptions
+from ..configs import CorpusDataConfig
 
 
 @dataclass
@@ -32,7 +32,7 @@ class PhonemeTokenizerConfig:
 
 
 @dataclass
-class TTSDataConfig:
+class TTSDataConfig(CorpusDataConfig):
     """``data.yaml`` of a TTS recipe: ``create_dataset`` and ``train_tokenizer``.
 
     Args:
@@ -46,12 +46,6 @@ class TTSDataConfig:
         tokenizer: the phoneme tokenizer.
     """
 
-    corpus: Corpus
-    out_dir: str = "data"
-    splits: list[str] | None = None
-    shard: ShardOptions = field(default_factory=ShardOptions)
-    utterances_per_shard: int = 200
-    num_workers: int = 2
     tokenizer: PhonemeTokenizerConfig = field(default_factory=PhonemeTokenizerConfig)
 
 

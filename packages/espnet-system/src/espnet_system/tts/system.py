@@ -30,13 +30,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from espnet_data import write_splits
 from espnet_data.atomic import atomic_open, write_json
 from espnet_infer.synthesis import SynthesisConfig, run_synthesis
 from espnet_train import TrainingConfig, collect_stats, train
 
-from ..base import BaseSystem
-from ..inputs import Reads, StageInput, corpus_paths
+from ..corpus import CorpusSystem
+from ..inputs import Reads, StageInput
 from ..stages import StageError
 from .configs import TTSDataConfig, TTSMetricsConfig, TTSPublishConfig
 from .measure import format_tts_scores, load_asr, score_set, summarize
@@ -51,7 +50,7 @@ _MODEL = {"made_by": "train", "what": "a TTS model folder (config.yaml, model.pt
 _FRAME_KEYS = ("fs", "n_fft", "hop_length", "win_length", "center")
 
 
-class TTSSystem(BaseSystem):
+class TTSSystem(CorpusSystem):
     """Text + audio shards -> phoneme tokens -> durations by CTC alignment -> FastSpeech2
     -> synthesised test sentences scored by an ASR pack -> pack and demo."""
 
@@ -140,28 +139,16 @@ class TTSSystem(BaseSystem):
         return cfg
 
     def inputs(self, stage: str) -> list[StageInput]:
-        """The declared paths, plus the corpus folders ``create_dataset`` reads."""
+        """The declared paths (:meth:`CorpusSystem.inputs`), less ``stats_file`` for
+        ``train`` when training.yaml sets none."""
         found = super().inputs(stage)
-        if stage == "create_dataset":
-            cfg: TTSDataConfig = self.config("data")
-            splits = cfg.splits or cfg.corpus.splits()
-            found += [self.stage_input(stage, f"corpus.init_args.{p.key}", p.value, holds=p.holds, what=p.what)
-                      for p in corpus_paths(cfg.corpus, splits)]
         if stage == "train" and not self.config("training").stats_file:
             found = [i for i in found if i.key != "stats_file"]
         return found
 
     # ------------------------------------------------------------------ data
 
-    def create_dataset(self) -> None:
-        """Each split of the corpus as shards + index + summary (the ASR layout)."""
-        cfg: TTSDataConfig = self.config("data")
-        summaries = write_splits(cfg.corpus, cfg.splits or cfg.corpus.splits(), cfg.out_dir,
-                                 options=cfg.shard, utterances_per_shard=cfg.utterances_per_shard,
-                                 num_workers=cfg.num_workers)
-        for split, s in summaries.items():
-            log.info("%s: %d utterances, %.3f h, %d rejected, %d shards", split,
-                     s["num_utterances"], s["hours"], s["num_rejected"], s["num_shards"])
+    # create_dataset: CorpusSystem's (the corpus -> shards per split, the ASR layout)
 
     def train_tokenizer(self) -> None:
         """The phoneme token list of the training split's texts (espeak-ng)."""
