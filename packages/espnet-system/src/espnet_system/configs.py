@@ -59,14 +59,9 @@ class CorpusDataConfig:
 class DataPrepConfig(CorpusDataConfig):
     """``data.yaml``: the ``create_dataset`` and ``train_tokenizer`` stages.
 
+    The fields of :class:`CorpusDataConfig` (jsonargparse reads their help there), and:
+
     Args:
-        corpus: any corpus object (``class_path`` + ``init_args``), e.g.
-            ``espnet_data.corpora.MiniCorpus``.
-        out_dir: shards go to ``<out_dir>/<split>/``.
-        splits: splits to write (default: all the corpus has).
-        shard: sample rate and the checks applied to each sample.
-        utterances_per_shard: shard size.
-        num_workers: processes writing shards in parallel.
         tokenizer: the subword or character tokenizer.
     """
 
