@@ -1,4 +1,5 @@
-"""Tests for espnet_data.audio: decoding, FLAC encoding, resampling, validation."""
+"""Tests for espnet_data.audio: decoding, FLAC encoding, resampling (whole and streamed),
+validation."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import soundfile as sf
 from espnet_data.audio import (
     AudioError,
+    StreamingResampler,
     check_audio,
     encode_flac,
     read_audio,
@@ -82,6 +84,40 @@ def test_resample_keeps_duration_and_pitch(orig) -> None:
 def test_resample_same_rate_is_a_no_op() -> None:
     audio = tone(0.1)
     assert resample(audio, 16000, 16000) is audio
+
+
+@pytest.mark.parametrize("orig", [8000, 11025, 22050, 32000, 44100, 48000])
+def test_streaming_resampler_equals_resampling_the_whole(orig: int) -> None:
+    """Any chunking (empty chunks, single samples, chunks longer than a filter block)
+    gives resample() of the whole: the filter sees no chunk edge."""
+    rng = np.random.default_rng(orig)
+    audio = (0.3 * rng.standard_normal(orig + 123)).astype(np.float32)
+    want = resample(audio, orig, 16000)
+    for sizes in ([0, 1, 1, 2, 5], [160, 441, 0, 3000], [len(audio)]):
+        resampler = StreamingResampler(orig, 16000)
+        pieces, position, i = [], 0, 0
+        while position < len(audio):
+            size = sizes[i % len(sizes)] if i < 40 else int(rng.integers(0, 4000))
+            pieces.append(resampler.push(audio[position : position + size]))
+            position, i = position + size, i + 1
+        pieces.append(resampler.push(np.zeros(0, np.float32), final=True))
+        got = np.concatenate(pieces)
+        assert got.dtype == np.float32 and got.shape == want.shape, sizes
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_streaming_resampler_emits_as_it_goes_and_refuses_misuse() -> None:
+    resampler = StreamingResampler(48000, 16000)
+    assert resampler.push(np.zeros(4800, np.float32)).size > 1500  # 0.1 s in: most of it out
+    with pytest.raises(AudioError, match="to_mono"):
+        resampler.push(np.zeros((10, 2), np.float32))
+    resampler.push([], final=True)
+    with pytest.raises(ValueError, match="after final"):
+        resampler.push(np.zeros(10, np.float32))
+    with pytest.raises(ValueError, match="orig_rate=0"):
+        StreamingResampler(0, 16000)
+    same = StreamingResampler(16000, 16000)
+    np.testing.assert_array_equal(same.push(np.ones(7, np.float32)), np.ones(7, np.float32))
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Audio I/O on soundfile: read, decode, encode FLAC, resample, validate.
+"""Audio I/O on soundfile: read, decode, encode FLAC, resample (whole or streamed), validate.
 
 Everything here works on mono float32 numpy arrays in [-1, 1]. Multi-channel audio is
 mixed down (the mean of its channels) unless a channel is chosen, so that a recording
@@ -9,6 +9,7 @@ Inf samples (a float WAV can hold them) is refused with :class:`NonFiniteAudioEr
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 
@@ -19,6 +20,10 @@ Pathlike = str | os.PathLike[str]
 SampleRate = int
 
 _MAX_CHANNELS = 64  # more "channels" than this: the array is (channels, frames)
+# torchaudio.functional.resample's defaults, which resample() uses: they set the half width
+# of its filter, which StreamingResampler must know to tell when an output block is final
+_LOWPASS_FILTER_WIDTH = 6
+_ROLLOFF = 0.99
 
 
 class AudioError(ValueError):
@@ -109,6 +114,74 @@ def resample(audio: np.ndarray, orig_rate: SampleRate, new_rate: SampleRate) -> 
 
     out = taf.resample(torch.from_numpy(np.ascontiguousarray(audio)), orig_rate, new_rate)
     return out.numpy().astype(np.float32, copy=False)
+
+
+class StreamingResampler:
+    """Resample audio that arrives in pieces (a microphone), as :func:`resample` would
+    the whole recording.
+
+    ``push(chunk)`` returns the output samples that no later input can change (possibly
+    none); ``push(chunk, final=True)`` (``chunk`` may be empty) returns the rest and ends
+    the stream. Concatenated, the outputs equal ``resample(whole, orig_rate, new_rate)``
+    up to float rounding, however ``whole`` was cut; resampling each chunk alone would
+    instead put the filter's zero padding at every chunk edge.
+
+    How: with both rates divided by their gcd (``o`` in, ``n`` out), :func:`resample`
+    makes output block ``j`` (``n`` samples) from input samples ``j*o - w`` to
+    ``j*o + o + w`` (``w``: the filter's half width; zeros beyond the ends). The
+    resampler keeps the input from a block boundary at least ``w`` samples before the
+    next block it owes, resamples that window when blocks are complete and returns
+    them. Output thus lags input by at most one block plus ``w`` input samples (44.1 or
+    48 kHz to 16 kHz: under 1 ms). Chunks are 1-D float samples; checking them (finite,
+    mono) is the caller's job.
+    """
+
+    def __init__(self, orig_rate: SampleRate, new_rate: SampleRate) -> None:
+        for name, rate in (("orig_rate", orig_rate), ("new_rate", new_rate)):
+            if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+                raise ValueError(f"StreamingResampler: {name}={rate!r} is not a positive int")
+        self.orig_rate, self.new_rate = orig_rate, new_rate
+        gcd = math.gcd(orig_rate, new_rate)
+        self._in, self._out = orig_rate // gcd, new_rate // gcd
+        self._width = math.ceil(
+            _LOWPASS_FILTER_WIDTH * self._in / (min(self._in, self._out) * _ROLLOFF)
+        )
+        self._buffer = np.zeros(0, dtype=np.float32)  # input from block _start on
+        self._start = 0  # the block whose first input sample is _buffer[0]
+        self._next = 0  # the first output block not returned yet
+        self.finished = False
+
+    def push(self, chunk: np.ndarray, *, final: bool = False) -> np.ndarray:
+        """Take ``chunk`` (1-D float samples at ``orig_rate``); return the float32 samples
+        at ``new_rate`` that are now final (all the rest with ``final=True``)."""
+        if self.finished:
+            raise ValueError("StreamingResampler: pushed after final=True; make a new one")
+        samples = np.asarray(chunk, dtype=np.float32)
+        if samples.ndim != 1:
+            raise AudioError(
+                f"StreamingResampler: chunk of shape {samples.shape}; expected 1-D samples "
+                "(mix channels down with to_mono first)"
+            )
+        self.finished = final
+        if self.orig_rate == self.new_rate:
+            return samples
+        self._buffer = np.concatenate([self._buffer, samples])
+        first = self._next - self._start  # blocks of the buffer returned already
+        if final:
+            if self._buffer.size == 0:
+                return np.zeros(0, dtype=np.float32)
+            return resample(self._buffer, self.orig_rate, self.new_rate)[first * self._out :]
+        reach = self._buffer.size - self._in - self._width  # last complete block starts <= reach
+        complete = reach // self._in + 1 if reach >= 0 else 0
+        if complete <= first:
+            return np.zeros(0, dtype=np.float32)
+        out = resample(self._buffer, self.orig_rate, self.new_rate)
+        out = out[first * self._out : complete * self._out]
+        self._next = self._start + complete
+        keep = max(0, self._next - math.ceil(self._width / self._in))
+        self._buffer = self._buffer[(keep - self._start) * self._in :]
+        self._start = keep
+        return out
 
 
 def check_audio(audio: np.ndarray, key: str) -> None:
