@@ -14,7 +14,8 @@ Folder layout::
 
     <out_dir>/README.md         Space front matter (title, sdk: gradio, sdk_version,
                                 python_version, app_file: app.py)
-    <out_dir>/app.py            microphone / file input -> espnet_infer -> transcript
+    <out_dir>/app.py            microphone / file input -> espnet_infer -> transcript;
+                                with a streaming encoder also a live microphone tab
     <out_dir>/requirements.txt  espnet-data, espnet-infer (compatible ranges), pyyaml
     <out_dir>/model/            copy of the packed model folder (with meta.yaml)
 
@@ -24,6 +25,12 @@ not in it: a Gradio Space installs the Gradio of the front matter's ``sdk_versio
 second one in ``requirements.txt`` would fight it. ``transcribe`` needs no Gradio, so the
 folder's app can be checked in a venv made from ``requirements.txt`` alone (the tests do,
 offline, from wheels they build).
+
+A model whose encoder streams (``encoder: contextual_block_conformer`` with
+``block_size > 0``, and no ``utterance_mvn``, which needs the whole utterance) gets a
+"Live" tab too: Gradio's streaming microphone feeds ``espnet_infer.Speech2TextStreaming``
+chunk by chunk (``app.live_chunk`` / ``app.live_stop``, also free of Gradio) and the
+transcript grows while the person speaks, with the packed ``decode.streaming`` settings.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ Pathlike = str | os.PathLike[str]
 
 _MODEL_SUBDIR = "model"
 _DEFAULT_SAMPLE_RATE = 16000
+_DEFAULT_BLOCK_SIZE = 40  # encoder_conf.block_size of a contextual block conformer
 GRADIO_VERSION = "6.31.0"
 """The Gradio the app is written and tested against (uv.lock's): the Space's ``sdk_version``."""
 PYTHON_VERSION = "3.11"
@@ -57,17 +65,21 @@ PYTHON_VERSION = "3.11"
 
 def _requirements() -> str:
     """``requirements.txt``: the packages app.py imports, at compatible versions."""
-    lines = [compatible_requirement("espnet-data"), compatible_requirement("espnet-infer"),
-             "pyyaml>=6"]
+    lines = [
+        compatible_requirement("espnet-data"),
+        compatible_requirement("espnet-infer"),
+        "pyyaml>=6",
+    ]
     return (
         "# Installed by the Hugging Face Space builder (pip install -r requirements.txt).\n"
         f"# Gradio comes from README.md's sdk_version ({GRADIO_VERSION}); to run app.py "
         f'elsewhere: pip install -r requirements.txt "gradio=={GRADIO_VERSION}"\n'
-        + "\n".join(lines) + "\n"
+        + "\n".join(lines)
+        + "\n"
     )
 
 
-def _space_readme(*, title: str, license: str | None, tts: bool = False) -> str:
+def _space_readme(*, title: str, license: str | None, tts: bool = False, live: bool = False) -> str:
     meta: dict[str, Any] = {
         "title": title,
         "emoji": "🎙️",
@@ -88,6 +100,13 @@ def _space_readme(*, title: str, license: str | None, tts: bool = False) -> str:
         "The ESPnet model in `model/` (see its `README.md` and `meta.yaml`) is loaded "
         "with `espnet_infer.Speech2Text`, which checks its files against `meta.yaml` first.\n"
     )
+    if live:  # a streaming encoder: the app has a live microphone tab
+        body += (
+            "\nIn the *Live* tab the transcript appears while you speak: the model's "
+            "streaming encoder is decoded chunk by chunk with "
+            "`espnet_infer.Speech2TextStreaming`, and the transcript is final when you stop "
+            "recording.\n"
+        )
     if tts:  # a text-to-speech model (config.yaml: task: tts)
         body = (
             f"\n# {title}\n\n"
@@ -124,6 +143,20 @@ def _task(packed: Path) -> str:
     return str(config.get("task", "asr")) if isinstance(config, dict) else "asr"
 
 
+def _streams(packed: Path) -> bool:
+    """Whether the packed model can be decoded as it hears (``Speech2TextStreaming``): a
+    contextual block conformer encoder cutting blocks (``block_size``, ESPnet2's default
+    40, above 0) without ``normalize: utterance_mvn``, which needs the whole utterance."""
+    config = yaml.safe_load((packed / "config.yaml").read_text(encoding="utf-8")) or {}
+    model = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(model, dict) or model.get("encoder") != "contextual_block_conformer":
+        return False
+    block_size = (model.get("encoder_conf") or {}).get("block_size", _DEFAULT_BLOCK_SIZE)
+    return (
+        isinstance(block_size, int) and block_size > 0 and model.get("normalize") != "utterance_mvn"
+    )
+
+
 def pack_demo(
     packed_model_dir: Pathlike,
     out_dir: Pathlike,
@@ -141,6 +174,9 @@ def pack_demo(
     ``trust_remote_code=True`` makes ``app.py`` load a model whose block names its own
     code (``class_path``); the Space then runs that code. Off by default.
 
+    A model whose encoder streams (see the module docstring) gets a live microphone tab
+    besides the record-or-upload one; other models get the record-or-upload app only.
+
     Returns:
         ``out_dir`` as a ``Path``.
     """
@@ -151,17 +187,29 @@ def pack_demo(
     sample_rate = _sample_rate(packed)
     license = _read_front_matter(packed / "README.md").get("license")
     tts = _task(packed) == "tts"  # a text-to-speech model: the app speaks typed text
+    live = not tts and _streams(packed)  # a streaming encoder: a live microphone tab too
     with staged_dir(out_dir, overwrite=overwrite, what="pack_demo") as staging:
         shutil.copytree(packed, staging / _MODEL_SUBDIR)
         verify_manifest(staging / _MODEL_SUBDIR)
         (staging / "README.md").write_text(
-            _space_readme(title=title, license=license if isinstance(license, str) else None, tts=tts),
+            _space_readme(
+                title=title,
+                license=license if isinstance(license, str) else None,
+                tts=tts,
+                live=live,
+            ),
             encoding="utf-8",
         )
         (staging / "app.py").write_text(
-            render_tts_app(title=title, sample_rate=sample_rate, gradio_version=GRADIO_VERSION) if tts else
-            render_app(title=title, sample_rate=sample_rate, trust_remote_code=trust_remote_code,
-                       gradio_version=GRADIO_VERSION),
+            render_tts_app(title=title, sample_rate=sample_rate, gradio_version=GRADIO_VERSION)
+            if tts
+            else render_app(
+                title=title,
+                sample_rate=sample_rate,
+                trust_remote_code=trust_remote_code,
+                gradio_version=GRADIO_VERSION,
+                live=live,
+            ),
             encoding="utf-8",
         )
         (staging / "requirements.txt").write_text(_requirements(), encoding="utf-8")

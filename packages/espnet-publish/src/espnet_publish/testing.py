@@ -2,7 +2,8 @@
 
 ``dummy_model_folder`` has the right files but weights no model loads (fast, for the
 packing logic); ``tiny_asr_model_folder`` is a real, untrained conformer that
-``espnet_infer`` loads and decodes with (for end-to-end checks of a pack).
+``espnet_infer`` loads and decodes with (for end-to-end checks of a pack), or with
+``streaming=True`` a contextual block conformer that ``Speech2TextStreaming`` decodes.
 
 Usage::
 
@@ -62,20 +63,51 @@ TINY_ASR_MODEL = {
     "specaug": None,
     "normalize": "utterance_mvn",
     "encoder": "conformer",
-    "encoder_conf": {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 1,
-                     "cnn_module_kernel": 5, "input_layer": "conv2d", "dropout_rate": 0.0},
+    "encoder_conf": {
+        "output_size": 16,
+        "attention_heads": 2,
+        "linear_units": 32,
+        "num_blocks": 1,
+        "cnn_module_kernel": 5,
+        "input_layer": "conv2d",
+        "dropout_rate": 0.0,
+    },
     "decoder": "transformer",
-    "decoder_conf": {"attention_heads": 2, "linear_units": 32, "num_blocks": 1, "dropout_rate": 0.0},
+    "decoder_conf": {
+        "attention_heads": 2,
+        "linear_units": 32,
+        "num_blocks": 1,
+        "dropout_rate": 0.0,
+    },
     "model_conf": {"ctc_weight": 0.3},
 }
 
 
-def tiny_asr_model_folder(root: Pathlike, *, seed: int = 0) -> Path:
+#: :data:`TINY_ASR_MODEL` with a streaming encoder: a contextual block conformer (blocks
+#: of 8 frames every 3, look-ahead 2) and no utterance MVN (it needs the whole utterance)
+TINY_STREAMING_ASR_MODEL = {
+    **TINY_ASR_MODEL,
+    "normalize": None,
+    "encoder": "contextual_block_conformer",
+    "encoder_conf": {
+        **TINY_ASR_MODEL["encoder_conf"],
+        "block_size": 8,
+        "hop_size": 3,
+        "look_ahead": 2,
+    },
+}
+
+
+def tiny_asr_model_folder(root: Pathlike, *, seed: int = 0, streaming: bool = False) -> Path:
     """Write a real (untrained, seeded) ASR model folder at ``root``, as training exports it.
 
     ``config.yaml`` (model block, vocab_size, sample_rate, tokenizer spec), ``model.pt``
     and a character tokenizer in ``tokenizer/``. Its transcripts are arbitrary but
     deterministic: what it is for is checking that a copy decodes like the original.
+
+    ``streaming=True`` writes :data:`TINY_STREAMING_ASR_MODEL` instead, with its CTC and
+    decoder output layers scaled up (x8, x4) so that it emits tokens rather than
+    stopping at once; ``espnet_infer.Speech2TextStreaming`` decodes it.
     """
     import torch
     from espnet_data import CharTokenizer, save_tokenizer
@@ -85,10 +117,15 @@ def tiny_asr_model_folder(root: Pathlike, *, seed: int = 0) -> Path:
     tokenizer = CharTokenizer.from_texts(["the quick brown fox jumps over a lazy dog"])
     spec = save_tokenizer(tokenizer, root / "tokenizer")
     torch.manual_seed(seed)
-    model = build_asr_model(TINY_ASR_MODEL, vocab_size=tokenizer.vocab_size)
+    block = TINY_STREAMING_ASR_MODEL if streaming else TINY_ASR_MODEL
+    model = build_asr_model(block, vocab_size=tokenizer.vocab_size)
+    if streaming:
+        with torch.no_grad():
+            model.ctc.ctc_lo.weight.mul_(8.0)
+            model.decoder.output_layer.weight.mul_(4.0)
     torch.save(model.state_dict(), root / "model.pt")
     config = {
-        "model": TINY_ASR_MODEL,
+        "model": block,
         "vocab_size": tokenizer.vocab_size,
         "sample_rate": 16000,
         "tokenizer": {k: (v if k == "type" else f"tokenizer/{v}") for k, v in spec.items()},
