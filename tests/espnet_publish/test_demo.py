@@ -37,7 +37,12 @@ def test_pack_demo_layout(packed: Path, tmp_path: Path) -> None:
         if line and not line.startswith("#")
     ]
     # what app.py imports, at compatible ranges; Gradio comes from sdk_version
-    assert reqs == ["espnet-data>=0.1.0,<0.2", "espnet-infer>=0.1.0,<0.2", "pyyaml>=6"]
+    assert reqs == [
+        "espnet-data>=0.1.0,<0.2",
+        "espnet-infer>=0.1.0,<0.2",
+        "numpy>=1.26",
+        "pyyaml>=6",
+    ]
     verify_manifest(demo / "model")
     app = (demo / "app.py").read_text()
     compile(app, "app.py", "exec")

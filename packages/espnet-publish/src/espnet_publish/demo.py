@@ -16,7 +16,7 @@ Folder layout::
                                 python_version, app_file: app.py)
     <out_dir>/app.py            microphone / file input -> espnet_infer -> transcript;
                                 with a streaming encoder also a live microphone tab
-    <out_dir>/requirements.txt  espnet-data, espnet-infer (compatible ranges), pyyaml
+    <out_dir>/requirements.txt  espnet-data, espnet-infer (compatible ranges), numpy, pyyaml
     <out_dir>/model/            copy of the packed model folder (with meta.yaml)
 
 ``requirements.txt`` names what ``app.py`` imports, at the releases that read packs
@@ -68,6 +68,7 @@ def _requirements() -> str:
     lines = [
         compatible_requirement("espnet-data"),
         compatible_requirement("espnet-infer"),
+        "numpy>=1.26",  # the live tab's chunk handling; espnet-data's own range
         "pyyaml>=6",
     ]
     return (
