@@ -1,5 +1,6 @@
-"""Streaming searches: CTC prefix beam search against brute force, and the blockwise joint
-search's CTC state against from-scratch prefix scoring."""
+"""Streaming searches: CTC prefix beam search against brute force, the blockwise joint
+search's CTC state against from-scratch prefix scoring, and streams searched together
+against each alone."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import itertools
 import math
 
 import numpy as np
+import pytest
 import torch
 from espnet_infer.decode.blockwise import BlockwiseBeamSearch
 from espnet_infer.decode.ctc_prefix_score import CTCPrefixScorer
@@ -96,3 +98,96 @@ def test_joint_streaming_agrees_with_the_offline_search_here() -> None:
         with torch.no_grad():
             enc, lengths = model.encode(torch.from_numpy(wave)[None], torch.tensor([wave.size]))
         assert s2t.transcribe(wave, chunk_ms=200).tokens == offline(enc, lengths)[0][0].tokens
+
+
+def _feed_schedule(s2t, waves, sizes, starts, together: bool) -> list[list[tuple]]:
+    """Feed each wave in chunks of its own size from call ``starts[i]`` on, all streams in
+    one call each (``together``) or every stream alone; each call's result per stream."""
+    streams = [s2t.start() for _ in waves]
+    pos = [0] * len(waves)
+    seen: list[list[tuple]] = [[] for _ in waves]
+    call = 0
+    while not all(stream.finished for stream in streams):
+        live = [i for i in range(len(waves)) if call >= starts[i] and not streams[i].finished]
+        chunks = [waves[i][pos[i] : pos[i] + sizes[i]] for i in live]
+        finals = [pos[i] + sizes[i] >= waves[i].size for i in live]
+        if together:
+            results = s2t.feed([streams[i] for i in live], chunks, final=finals)
+        else:
+            results = [
+                s2t.feed(streams[i], c, final=f) for i, c, f in zip(live, chunks, finals, strict=True)
+            ]
+        for i, result in zip(live, results, strict=True):
+            pos[i] += sizes[i]
+            seen[i].append((result.tokens, result.score, result.final, result.frames))
+        call += 1
+    return seen
+
+
+@pytest.mark.parametrize(("ctc_weight", "beam"), [(0.3, 3), (0.0, 2), (0.6, 5)])
+def test_joint_search_of_streams_together_equals_each_alone(ctc_weight: float, beam: int) -> None:
+    """Streams fed in one call are searched together (one decoder step and one CTC
+    scoring per search step for all of them): every call's partial and final result of
+    every stream equals what it gets fed alone, with different chunk sizes, a stream
+    joining late (its empty hypothesis stepped beside long ones), and streams ending
+    while others go on."""
+    model = tiny_model()
+    s2t = Speech2TextStreaming(model, mode="joint", beam_size=beam, ctc_weight=ctc_weight)
+    waves = [_speech(s, seed) for s, seed in ((1.5, 21), (3.1, 22), (0.7, 23), (2.4, 24))]
+    sizes = [1000, 2560, 4000, 1700]
+    starts = [0, 0, 3, 5]
+    together = _feed_schedule(s2t, waves, sizes, starts, together=True)
+    alone = _feed_schedule(s2t, waves, sizes, starts, together=False)
+    for got, want in zip(together, alone, strict=True):
+        assert len(got) == len(want) and got[-1][2]
+        for (tokens, score, final, frames), (tokens_a, score_a, final_a, frames_a) in zip(
+            got, want, strict=True
+        ):
+            assert (tokens, final, frames) == (tokens_a, final_a, frames_a)
+            assert math.isclose(score, score_a, rel_tol=1e-5, abs_tol=1e-4)
+    assert sum(len(seen[-1][0]) for seen in together) >= 8, "the searches emit tokens"
+    assert len({len(seen) for seen in together}) > 1, "the streams end at different calls"
+
+
+def test_streams_ctc_scores_rows_of_streams_of_different_lengths() -> None:
+    """StreamsCTC gives each row what CTCPrefixScorer gives it over its own stream alone,
+    for streams of different frames and hypotheses of different lengths."""
+    from espnet_infer.decode.blockwise_ctc import StreamsCTC
+
+    torch.manual_seed(1)
+    vocab, blank, eos = 7, 0, 6
+    logps = [torch.log_softmax(torch.randn(t, vocab) * 3, -1) for t in (9, 5)]
+    prefixes = [[2, 3, 3], [], [4]]  # rows: two of stream 0, one of stream 1
+    streams = [0, 0, 1]
+    alone_r, alone_psi, last = [], [], []
+    cand = torch.tensor([[1, 3, 5, eos], [2, 3, 4, eos], [4, 1, 0, eos]])
+    for row, (prefix, s) in enumerate(zip(prefixes, streams, strict=True)):
+        scorer = CTCPrefixScorer(
+            logps[s][None], torch.tensor([logps[s].size(0)]), blank_id=blank, eos_id=eos
+        )
+        state = scorer.init_state(torch.zeros(1, dtype=torch.long))
+        for token in prefix:
+            psi = scorer.score(state, torch.tensor([[token]]))[0]
+            state = scorer.extend(state, rows=torch.zeros(1, dtype=torch.long),
+                                  tokens=torch.tensor([token]), log_psi=psi)  # fmt: skip
+        alone_psi.append(scorer.score(state, cand[row : row + 1])[0])
+        alone_r.append(state.r[:, :, 0])
+        last.append(prefix[-1] if prefix else -1)
+    ctc = StreamsCTC(logps, blank_id=blank, eos_id=eos)
+    r = torch.stack([ctc.padded(x[:, :, None])[:, :, 0] for x in alone_r], dim=2)
+    num_tokens = torch.tensor([len(p) for p in prefixes])
+    utt = torch.tensor(streams)
+    psi = ctc.score(r, torch.tensor(last), num_tokens, utt, cand)
+    np.testing.assert_allclose(psi, torch.stack(alone_psi), rtol=1e-5, atol=1e-4)
+    # Extending each row by its first candidate gives the stream-alone forward variables.
+    parent, tokens = torch.tensor([0, 1, 2]), cand[:, 0]
+    new = ctc.extend(r, torch.tensor(last), num_tokens, utt, parent, tokens)
+    for row, s in enumerate(streams):
+        frames = logps[s].size(0)
+        scorer = CTCPrefixScorer(logps[s][None], torch.tensor([frames]), blank_id=blank, eos_id=eos)
+        state = scorer.init_state(torch.zeros(1, dtype=torch.long))
+        for token in [*prefixes[row], int(tokens[row])]:
+            psi1 = scorer.score(state, torch.tensor([[token]]))[0]
+            state = scorer.extend(state, rows=torch.zeros(1, dtype=torch.long),
+                                  tokens=torch.tensor([token]), log_psi=psi1)  # fmt: skip
+        np.testing.assert_allclose(new[:frames, :, row], state.r[:, :, 0], rtol=1e-5, atol=1e-3)

@@ -23,8 +23,8 @@ stream the features are computed frame-exactly from the samples so far
 - ``ctc_prefix``: frame-synchronous CTC prefix beam search (cheaper, no decoder);
 - ``ctc_greedy``: best-path CTC.
 
-The features and the encoder of all streams fed together run as one batch; the joint
-search runs per stream. The final transcript does not depend on how the audio was cut
+The features, the encoder and the joint search of all streams fed together run as one
+batch (one decoder step per search step for all streams' hypotheses). The final transcript does not depend on how the audio was cut
 into chunks.
 
 Input rules (a bad chunk raises ``ValueError`` before any stream of the call changes, so
@@ -333,6 +333,8 @@ class Speech2TextStreaming:
         if self.model.ctc is not None and any(e.size(0) for e in encoded):
             joined = self.model.ctc.log_softmax(torch.cat(encoded)[None])[0]
             logps = list(joined.split([e.size(0) for e in encoded]))
+        if self.search is not None:  # the streams' blocks searched together
+            self.search.extend_streams([s.search for s in streams], encoded, logps, finals)
         results = []
         for stream, enc, logp, is_final in zip(streams, encoded, logps, finals, strict=True):
             stream.frames += enc.size(0)
@@ -341,7 +343,6 @@ class Speech2TextStreaming:
                 run = logp.size(0) - 1 - int(speech[-1]) if speech.numel() else logp.size(0)
                 stream.blank_run = run if speech.numel() else stream.blank_run + run
             if self.search is not None:
-                self.search.extend(stream.search, enc, logp, is_final)
                 tokens, score = self.search.best(stream.search)
             else:
                 stream.search.extend(logp if logp is not None else torch.zeros(0, 1))

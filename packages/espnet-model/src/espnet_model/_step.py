@@ -79,6 +79,50 @@ class NodeStore:
         new.size = count
         return new, paths.index_select(1, used)
 
+    @staticmethod
+    def join(
+        parts: list[tuple[NodeStore, torch.Tensor]], room: int
+    ) -> tuple[NodeStore, list[torch.Tensor]]:
+        """One store for the rows of several stores: ``parts`` are ``(store, paths)`` with
+        ``paths`` ``(n_i, nodes_i)`` over that store (``nodes_i <= store.size``). Returns
+        the store and each part's paths over it, all as wide as its ``size``.
+
+        Parts that all use one store that has ``room`` free nodes keep it (their paths
+        are widened with False: the nodes appended since are not on them); otherwise
+        the nodes on some path are copied into a new store, one store after another,
+        with space for ``room`` more.
+        """
+        stores: dict[int, NodeStore] = {}
+        for store, _ in parts:
+            stores.setdefault(id(store), store)
+        if len(stores) == 1:
+            store = parts[0][0]
+            if store.size + room <= store.capacity:
+                return store, [_widened(paths, store.size) for _, paths in parts]
+        used: dict[int, torch.Tensor] = {}
+        for key, store in stores.items():
+            on = [_widened(paths, store.size).any(0) for s, paths in parts if id(s) == key]
+            used[key] = torch.stack(on).any(0).nonzero().view(-1)
+        count = sum(index.numel() for index in used.values())
+        rows = sum(paths.size(0) for _, paths in parts)
+        first = parts[0][0]
+        layers, _, heads, _, d_k = first.kv.shape
+        new = NodeStore.empty(layers, heads, d_k, count + room + spare_nodes(rows), first.kv)
+        offsets: dict[int, int] = {}
+        for key, store in stores.items():
+            index, start = used[key], new.size
+            new.kv[:, :, :, start : start + index.numel()] = store.kv.index_select(3, index)
+            new.keep[start : start + index.numel()] = store.keep.index_select(0, index)
+            offsets[key] = start
+            new.size = start + index.numel()
+        joined = []
+        for store, paths in parts:
+            index, start = used[id(store)], offsets[id(store)]
+            wide = paths.new_zeros((paths.size(0), new.size))
+            wide[:, start : start + index.numel()] = _widened(paths, store.size)[:, index]
+            joined.append(wide)
+        return new, joined
+
     def for_step(self, paths: torch.Tensor) -> tuple[NodeStore, torch.Tensor]:
         """The store a step of ``paths.size(0)`` rows over ``paths`` ``(n, nodes)`` appends
         to (this one, or a compacted copy), and ``paths`` over it."""
@@ -86,3 +130,10 @@ class NodeStore:
         if self.size != paths.size(1) or self.size + rows > self.capacity:
             return self.compacted(paths, rows)
         return self, paths
+
+
+def _widened(paths: torch.Tensor, width: int) -> torch.Tensor:
+    """``paths`` ``(n, nodes)`` with False columns appended up to ``width`` nodes."""
+    if paths.size(1) == width:
+        return paths
+    return torch.cat([paths, paths.new_zeros((paths.size(0), width - paths.size(1)))], dim=1)

@@ -53,8 +53,12 @@ class PositionalEncoding(nn.Module):
             self.pe = _sinusoid(torch.arange(length), self.d_model).to(like.device)
         return self.pe[:length].to(like.dtype)
 
-    def encoding(self, position: int, like: torch.Tensor) -> torch.Tensor:
-        """The ``(d_model,)`` encoding of one ``position`` (device and dtype of ``like``)."""
+    def encoding(self, position: int | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """The ``(d_model,)`` encoding of one ``position``, or ``(n, d_model)`` of a long
+        tensor of ``n`` positions (device and dtype of ``like``)."""
+        if isinstance(position, torch.Tensor):
+            length = int(position.max()) + 1 if position.numel() else 1
+            return self._table(length, like)[position]
         return self._table(position + 1, like)[position]
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:

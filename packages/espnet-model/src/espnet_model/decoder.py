@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -238,6 +239,35 @@ class StepCache:
         """``paths`` of this cache's rows, in its order ``(len(self), nodes)``."""
         return self.paths if self.rows is None else self.paths.index_select(0, self.rows)
 
+    @staticmethod
+    def join(caches: Sequence[StepCache | None], rows: Sequence[int]) -> StepCache | None:
+        """The prefixes of several caches as one cache, in order (e.g. the beams of
+        several streams, stepped together): ``caches[i]`` holds ``rows[i]`` prefixes, or
+        is None for ``rows[i]`` prefixes that have no node yet (their next step feeds
+        ``sos`` at position 0). None when every one is None.
+
+        Caches over one store share it (nothing copied); caches over several stores, or
+        over a store without room for one more node per row, are copied into a new one
+        (only the nodes on their paths).
+        """
+        if len(caches) != len(rows):
+            raise ValueError(f"got {len(caches)} caches but {len(rows)} row counts")
+        present = [cache for cache in caches if cache is not None]
+        if not present:
+            return None
+        for cache, count in zip(caches, rows, strict=True):
+            if cache is not None and len(cache) != count:
+                raise ValueError(f"a cache holds {len(cache)} prefixes, not the {count} given")
+        store, joined = NodeStore.join(
+            [(cache.store, cache.gathered_paths()) for cache in present], sum(rows)
+        )
+        parts = iter(joined)
+        paths = [
+            next(parts) if cache is not None else joined[0].new_zeros((count, store.size))
+            for cache, count in zip(caches, rows, strict=True)
+        ]
+        return StepCache(store, torch.cat(paths))
+
 
 class _StepLayer:
     """One decoder layer's weights for :class:`IncrementalDecoder`, matrices transposed.
@@ -325,7 +355,7 @@ class IncrementalDecoder:
     def step(
         self,
         tokens: torch.Tensor,
-        position: int,
+        position: int | torch.Tensor,
         memory_kv: list[tuple[torch.Tensor, torch.Tensor]],
         memory_mask: torch.Tensor | None,
         cache: StepCache | None = None,
@@ -333,9 +363,11 @@ class IncrementalDecoder:
         """Log-probabilities ``(N, V)`` of the next token, feeding only the last one.
 
         ``tokens`` ``(N,)`` are the last tokens of each prefix (``sos`` first), at
-        ``position`` (0 for ``sos``). ``cache`` is what the previous step returned (None
-        at position 0), its rows reordered like the prefixes with
-        :meth:`StepCache.select`. ``memory_kv`` comes from
+        ``position`` (0 for ``sos``): one for all rows, or a long tensor ``(N,)`` of
+        each row's (prefixes of different lengths stepped together). ``cache`` is what
+        the previous step returned (None at position 0), its rows reordered like the
+        prefixes with :meth:`StepCache.select`, or several caches joined with
+        :meth:`StepCache.join`. ``memory_kv`` comes from
         :meth:`TransformerDecoder.memory_kv` for ``M`` memories and ``memory_mask`` is
         their bool keep-mask ``(M, 1, T)`` or None: one memory per prefix (``M = N``),
         or one per group of ``N / M`` consecutive prefixes (an utterance's beam, whose
