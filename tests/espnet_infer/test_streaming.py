@@ -87,6 +87,22 @@ def test_streamed_encoder_and_greedy_equal_the_offline_model(model) -> None:
             assert result.frames == int(lengths[0])
 
 
+def test_frozen_encoder_layers_give_the_modules_results(model) -> None:
+    """On the CPU the encoder's layers run frozen (fuse_encoder, the default); the
+    partial and final results are those of the modules."""
+    fused = Speech2TextStreaming(model, mode="joint", beam_size=4)
+    plain = Speech2TextStreaming(model, mode="joint", beam_size=4, fuse_encoder=False)
+    assert fused.layers is not None and plain.layers is None
+    wave = _speech(2.6, 4)
+    a, b = fused.start(), plain.start()
+    for start in range(0, wave.size, 2400):
+        chunk, final = wave[start : start + 2400], start + 2400 >= wave.size
+        ra, rb = fused.feed(a, chunk, final=final), plain.feed(b, chunk, final=final)
+        assert (ra.tokens, ra.frames) == (rb.tokens, rb.frames)
+        assert ra.score == pytest.approx(rb.score, rel=1e-4, abs=1e-3)
+    assert ra.final
+
+
 def test_partial_results_grow_and_lag_by_blocks(model) -> None:
     s2t = Speech2TextStreaming(model, mode="ctc_greedy")
     stream = s2t.start()

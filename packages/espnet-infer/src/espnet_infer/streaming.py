@@ -46,6 +46,7 @@ from typing import Any, Literal, overload
 import numpy as np
 import torch
 from espnet_model.encoders.block_stream import BlockStreamState, stream_step
+from espnet_model.frozen_block import freeze_block_layers
 from espnet_model.encoders.contextual_block_conformer import ContextualBlockConformerEncoder
 from espnet_model.frontend_stream import FeatureStreamState, StreamingFeatures
 from espnet_model.subsampling import _STAGES
@@ -119,6 +120,10 @@ class Speech2TextStreaming:
             with ``encoder_conf.dynamic_blocks``.
         endpoint_ms: mark a result as an endpoint when this much trailing audio (in
             encoder frames) decodes to CTC blank; ``0`` turns endpointing off.
+        fuse_encoder: on a CPU in float32, run the encoder's layers frozen
+            (``espnet_model.frozen_block``: folded weights, fewer operators; equal up to
+            float rounding); False runs the modules. Freezing copies the weights: build
+            a new object after changing the model's parameters.
     """
 
     def __init__(
@@ -138,6 +143,7 @@ class Speech2TextStreaming:
         block_size: int | None = None,
         hop_size: int | None = None,
         look_ahead: int | None = None,
+        fuse_encoder: bool = True,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode={mode!r} is unknown; choose one of {', '.join(_MODES)}")
@@ -161,6 +167,7 @@ class Speech2TextStreaming:
             raise ValueError(f"mode={mode!r} needs a CTC head; the model has none (use joint)")
         model.eval()
         self.model = model
+        self.layers = freeze_block_layers(encoder) if fuse_encoder else None
         self.tokenizer = tokenizer
         self.sample_rate = int(sample_rate)
         self.mode: StreamMode = mode
@@ -196,11 +203,12 @@ class Speech2TextStreaming:
     @classmethod
     def from_speech2text(cls, s2t: Any, **kwargs: Any) -> Speech2TextStreaming:
         """Over a loaded :class:`~espnet_infer.Speech2Text` (its model, tokenizer, sample
-        rate and ``decode`` beam size, CTC weight and penalty unless given)."""
+        rate and ``decode`` beam size, CTC weight, penalty and ``fuse_encoder`` unless given)."""
         decode = s2t.decode
         settings = {
             "beam_size": decode.beam_size, "ctc_weight": decode.ctc_weight,
             "penalty": decode.penalty, "maxlenratio": decode.maxlenratio,
+            "fuse_encoder": decode.fuse_encoder,
         }  # fmt: skip
         settings.update(kwargs)
         return cls(s2t.model, tokenizer=s2t.tokenizer, sample_rate=s2t.sample_rate, **settings)
@@ -328,7 +336,9 @@ class Speech2TextStreaming:
             self.features.step(s.features, c.to(device), f).to(device)
             for s, c, f in zip(streams, chunks, finals, strict=True)
         ]
-        encoded = stream_step(self.encoder, [s.encoder for s in streams], feats, finals)
+        encoded = stream_step(
+            self.encoder, [s.encoder for s in streams], feats, finals, self.layers
+        )
         logps: list[torch.Tensor | None] = [None] * len(streams)
         if self.model.ctc is not None and any(e.size(0) for e in encoded):
             joined = self.model.ctc.log_softmax(torch.cat(encoded)[None])[0]

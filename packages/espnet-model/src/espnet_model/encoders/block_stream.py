@@ -18,6 +18,7 @@ segment), so the encoder output lags the input by ``look_ahead`` frames plus up 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -95,11 +96,15 @@ def stream_step(
     states: list[BlockStreamState],
     chunks: list[torch.Tensor],
     final: list[bool],
+    layers: Sequence[Callable[[torch.Tensor], torch.Tensor]] | None = None,
 ) -> list[torch.Tensor]:
     """Feed one chunk of normalised features ``(n_i, F)`` (``n_i`` may be 0) per stream.
 
     Returns per stream the output frames ``(k_i, D)`` that became final. Runs in eval
     mode semantics (dropout is whatever ``encoder.training`` says; use ``eval()``).
+    ``layers``: stand-ins for the encoder's layers in
+    :meth:`~ContextualBlockConformerEncoder.encode_blocks` (e.g. the frozen ones of
+    ``espnet_model.frozen_block.freeze_block_layers``).
     """
     if encoder.block_size <= 0:
         raise ValueError(
@@ -173,7 +178,7 @@ def stream_step(
             source=rows,
             carried=torch.stack(carried) if carried else None,
         )
-        y, ctx_out = encoder.encode_blocks(batch)
+        y, ctx_out = encoder.encode_blocks(batch, layers)
         for index, plan in enumerate(plans):
             if not plan:
                 continue

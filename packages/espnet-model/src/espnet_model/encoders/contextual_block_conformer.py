@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Self
 
 import torch
@@ -273,16 +275,27 @@ class ContextualBlockConformerEncoder(nn.Module):
         x = self.after_norm(x)
         return [x[i, :n] for i, n in enumerate(lengths.tolist())]
 
-    def encode_blocks(self, batch: BlockBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_blocks(
+        self,
+        batch: BlockBatch,
+        layers: Sequence[Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the layers over blocks; returns ``(N, block_size, D)`` frame outputs (before
-        ``after_norm``) and ``(N, num_layers, D)`` each block's context outputs."""
+        ``after_norm``) and ``(N, num_layers, D)`` each block's context outputs.
+
+        ``layers``: stand-ins for the layers, each ``(N, block_size + 2, D)`` -> the same
+        under the block mask (``espnet_model.frozen_block.freeze_block_layers``)."""
         x = torch.cat(
             [batch.ctx_in[:, None], batch.frames, batch.ctx_own[:, None]], dim=1
         )  # (N, block + 2, D)
-        mask = self.block_mask.unsqueeze(0)
+        if layers is None:
+            mask = self.block_mask.unsqueeze(0)
+            layers = [partial(layer, mask=mask, blind_first=True) for layer in self.encoders]
+        if len(layers) != len(self.encoders):
+            raise ValueError(f"got {len(layers)} layers for an encoder of {len(self.encoders)}")
         ctx_out = []
-        for index, layer in enumerate(self.encoders):
-            x = layer(x, mask, blind_first=True)
+        for index, layer in enumerate(layers):
+            x = layer(x)
             last = x[:, -1]
             ctx_out.append(last)
             if index + 1 < len(self.encoders):
