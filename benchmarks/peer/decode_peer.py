@@ -28,34 +28,22 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
-from espnet2_model import build_espnet2_model, to_espnet2_state
+from espnet2_model import build_espnet2_model, to_espnet2_state, write_asr_config
 
 
 def write_experiment(request: dict[str, Any], exp: Path) -> tuple[Path, Path, str]:
-    from espnet2.tasks.asr import ASRTask
-
     spec = request["model"]
-    config = vars(ASRTask.get_parser().parse_args([]))
-    config.update(
-        token_list=spec["token_list"],
-        token_type="char",
-        frontend="default",
-        frontend_conf=spec["frontend_conf"],
+    exp.mkdir(parents=True, exist_ok=True)
+    config_file = exp / "config.yaml"
+    write_asr_config(
+        spec,
+        config_file,
         specaug="specaug" if spec["specaug_conf"] is not None else None,
         specaug_conf=spec["specaug_conf"] or {},
         normalize="utterance_mvn",
         normalize_conf={},
         encoder="conformer",
-        encoder_conf=spec["encoder_conf"],
-        decoder="transformer",
-        decoder_conf=spec["decoder_conf"],
-        model="espnet",
-        model_conf=spec["model_conf"],
     )
-    exp.mkdir(parents=True, exist_ok=True)
-    config_file = exp / "config.yaml"
-    config_file.write_text(yaml.safe_dump(json.loads(json.dumps(config, default=str))))
     ours = torch.load(request["weights_file"], map_location="cpu", weights_only=True)
     weights_note = "same weights as ours (renamed)"
     target = build_espnet2_model(spec)

@@ -8,10 +8,37 @@ keyword arguments ESPnet2's classes take, so the two sides build one architectur
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
+
+
+def write_asr_config(spec: dict[str, Any], path: Path, **choices: Any) -> dict[str, Any]:
+    """Write ``path``: an ESPnet2 ASR ``config.yaml`` as ``asr_train`` writes it (``ASRTask``'s
+    own parser defaults) holding ``spec``'s blocks (token_list, frontend_conf, encoder_conf,
+    decoder_conf, model_conf; a transformer decoder); ``choices`` set the rest (``encoder``,
+    ``normalize``, ``specaug`` and their ``*_conf``). Returns the config."""
+    import yaml
+    from espnet2.tasks.asr import ASRTask
+
+    config = vars(ASRTask.get_parser().parse_args([]))
+    config.update(
+        token_list=spec["token_list"],
+        token_type="char",
+        frontend="default",
+        frontend_conf=spec["frontend_conf"],
+        encoder_conf=spec["encoder_conf"],
+        decoder="transformer",
+        decoder_conf=spec["decoder_conf"],
+        model="espnet",
+        model_conf=spec["model_conf"],
+        **choices,
+    )
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(config, default=str))))
+    return config
 
 
 def build_espnet2_model(spec: dict[str, Any]) -> torch.nn.Module:

@@ -49,11 +49,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/
 from _stream_schedule import ticks  # noqa: E402
-from espnet2_model import to_espnet2_state  # noqa: E402
+from espnet2_model import to_espnet2_state, write_asr_config  # noqa: E402
 
 
 def mel_norm_log_offset(frontend_conf: dict[str, Any]) -> torch.Tensor:
@@ -91,25 +90,16 @@ def write_experiment(request: dict[str, Any], exp: Path) -> tuple[Path, Path, st
         sum=mean.double().numpy(),
         sum_square=(std.double() ** 2 + mean.double() ** 2).numpy(),
     )
-    config = vars(ASRTask.get_parser().parse_args([]))
-    config.update(
-        token_list=spec["token_list"],
-        token_type="char",
-        frontend="default",
-        frontend_conf=spec["frontend_conf"],
+    config_file = exp / "config.yaml"
+    write_asr_config(
+        spec,
+        config_file,
         specaug=None,
         specaug_conf={},
         normalize="global_mvn",
         normalize_conf={"stats_file": str(stats)},
         encoder="contextual_block_conformer",
-        encoder_conf=spec["encoder_conf"],
-        decoder="transformer",
-        decoder_conf=spec["decoder_conf"],
-        model="espnet",
-        model_conf=spec["model_conf"],
     )
-    config_file = exp / "config.yaml"
-    config_file.write_text(yaml.safe_dump(json.loads(json.dumps(config, default=str))))
     target, _ = ASRTask.build_model_from_file(config_file, None, "cpu")
     state = to_espnet2_state(ours, target)  # raises on any name or shape mismatch
     state["normalize.mean"] = mean
