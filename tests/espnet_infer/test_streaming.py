@@ -88,11 +88,11 @@ def test_streamed_encoder_and_greedy_equal_the_offline_model(model) -> None:
 
 
 def test_frozen_encoder_layers_give_the_modules_results(model) -> None:
-    """On the CPU the encoder's layers run frozen (fuse_encoder, the default); the
+    """On the CPU the encoder's subsampling and layers run frozen (fuse_encoder, the default); the
     partial and final results are those of the modules."""
     fused = Speech2TextStreaming(model, mode="joint", beam_size=4)
     plain = Speech2TextStreaming(model, mode="joint", beam_size=4, fuse_encoder=False)
-    assert fused.layers is not None and plain.layers is None
+    assert fused.frozen is not None and plain.frozen is None
     wave = _speech(2.6, 4)
     a, b = fused.start(), plain.start()
     for start in range(0, wave.size, 2400):

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 from espnet_model.encoders.block_stream import BlockStreamState, stream_step
-from espnet_model.frozen_block import freeze_block_layers
+from espnet_model.frozen_block import freeze_block_encoder
 
 from tests.espnet_model.test_contextual_block_conformer import tiny_encoder
 
@@ -23,8 +23,9 @@ from tests.espnet_model.test_contextual_block_conformer import tiny_encoder
 )
 def test_frozen_layers_equal_the_modules(conf: dict[str, object]) -> None:
     encoder = tiny_encoder(**conf)
-    layers = freeze_block_layers(encoder)
-    assert layers is not None and len(layers) == len(encoder.encoders)
+    frozen = freeze_block_encoder(encoder)
+    assert frozen is not None and len(frozen.layers) == len(encoder.encoders)
+    layers = frozen.layers
     size = encoder.block_size + 2
     x = torch.randn(3, size, encoder.output_size())
     mask = encoder.block_mask.unsqueeze(0)
@@ -36,10 +37,10 @@ def test_frozen_layers_equal_the_modules(conf: dict[str, object]) -> None:
 
 
 def test_streaming_with_frozen_layers_equals_the_whole_forward() -> None:
-    """Two streams fed random chunks together through the frozen layers give the
+    """Two streams fed random chunks together through the frozen encoder give the
     whole-utterance forward of the module."""
     encoder = tiny_encoder(input_layer="conv2d6")
-    layers = freeze_block_layers(encoder)
+    frozen = freeze_block_encoder(encoder)
     rng = random.Random(3)
     lengths = [97, 40]
     xs = torch.randn(2, 97, 20)
@@ -56,7 +57,7 @@ def test_streaming_with_frozen_layers_equals_the_whole_forward() -> None:
                 chunks.append(xs[i, pos[i] : min(pos[i] + n, lengths[i])])
                 final.append(pos[i] + n >= lengths[i])
                 pos[i] += n
-            got = stream_step(encoder, [states[i] for i in live], chunks, final, layers)
+            got = stream_step(encoder, [states[i] for i in live], chunks, final, frozen)
             for i, out in zip(live, got, strict=True):
                 outs[i].append(out)
     for i, n in enumerate(ref_lengths.tolist()):
@@ -64,5 +65,18 @@ def test_streaming_with_frozen_layers_equals_the_whole_forward() -> None:
 
 
 def test_no_frozen_form_off_the_cpu_float32() -> None:
-    assert freeze_block_layers(tiny_encoder().double()) is None
-    assert freeze_block_layers(torch.nn.Linear(2, 2)) is None
+    assert freeze_block_encoder(tiny_encoder().double()) is None
+    assert freeze_block_encoder(torch.nn.Linear(2, 2)) is None
+
+
+@pytest.mark.parametrize("input_layer", ["conv2d", "conv2d6"])  # 20 bins: too few for x8
+def test_frozen_subsampling_equals_the_module(input_layer: str) -> None:
+    encoder = tiny_encoder(input_layer=input_layer)
+    frozen = freeze_block_encoder(encoder)
+    assert frozen is not None
+    with torch.no_grad():
+        for frames in (11, 35, 41, 64):
+            x = torch.randn(2, frames, 20)
+            torch.testing.assert_close(
+                frozen.convolve(x), encoder.embed._convolve(x), atol=1e-5, rtol=1e-5
+            )

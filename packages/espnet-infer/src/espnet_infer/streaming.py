@@ -46,7 +46,7 @@ from typing import Any, Literal, overload
 import numpy as np
 import torch
 from espnet_model.encoders.block_stream import BlockStreamState, stream_step
-from espnet_model.frozen_block import freeze_block_layers
+from espnet_model.frozen_block import freeze_block_encoder
 from espnet_model.encoders.contextual_block_conformer import ContextualBlockConformerEncoder
 from espnet_model.frontend_stream import FeatureStreamState, StreamingFeatures
 from espnet_model.subsampling import _STAGES
@@ -120,9 +120,9 @@ class Speech2TextStreaming:
             with ``encoder_conf.dynamic_blocks``.
         endpoint_ms: mark a result as an endpoint when this much trailing audio (in
             encoder frames) decodes to CTC blank; ``0`` turns endpointing off.
-        fuse_encoder: on a CPU in float32, run the encoder's layers frozen
-            (``espnet_model.frozen_block``: folded weights, fewer operators; equal up to
-            float rounding); False runs the modules. Freezing copies the weights: build
+        fuse_encoder: on a CPU in float32, run the encoder's subsampling and layers
+            frozen (``espnet_model.frozen_block``: weights laid out once, folded, fewer
+            operators; equal up to float rounding); False runs the modules. Freezing copies the weights: build
             a new object after changing the model's parameters.
     """
 
@@ -167,7 +167,7 @@ class Speech2TextStreaming:
             raise ValueError(f"mode={mode!r} needs a CTC head; the model has none (use joint)")
         model.eval()
         self.model = model
-        self.layers = freeze_block_layers(encoder) if fuse_encoder else None
+        self.frozen = freeze_block_encoder(encoder) if fuse_encoder else None
         self.tokenizer = tokenizer
         self.sample_rate = int(sample_rate)
         self.mode: StreamMode = mode
@@ -337,7 +337,7 @@ class Speech2TextStreaming:
             for s, c, f in zip(streams, chunks, finals, strict=True)
         ]
         encoded = stream_step(
-            self.encoder, [s.encoder for s in streams], feats, finals, self.layers
+            self.encoder, [s.encoder for s in streams], feats, finals, self.frozen
         )
         logps: list[torch.Tensor | None] = [None] * len(streams)
         if self.model.ctc is not None and any(e.size(0) for e in encoded):

@@ -52,6 +52,7 @@ from espnet_model.encoders.conformer import ConformerBlock, ConformerEncoder, Co
 from espnet_model.feedforward import PositionwiseFeedForward
 from espnet_model.packed import PackedFrames
 from espnet_model.subsampling import (
+    Conv2dSubsampling,
     check_input_frames,
     min_input_frames,
     relu_conv2d,
@@ -211,6 +212,31 @@ class _Conditioning:
         return self.conditioning(posteriors, residual=x)
 
 
+class _Subsampling:
+    """A ``Conv2dSubsampling``'s convolutions with channels-last weights laid out once,
+    and its projection reading the channels-last output as it lies, ``scale`` folded in:
+    ``(B, T, F)`` features -> ``(B, T', D)``."""
+
+    def __init__(self, embed: Conv2dSubsampling, scale: float = 1.0) -> None:
+        self.convs = [
+            (_copy(conv.weight).contiguous(memory_format=torch.channels_last), _copy(conv.bias),
+             conv.stride)
+            for conv in embed.conv if isinstance(conv, nn.Conv2d)
+        ]  # fmt: skip
+        # the projection reads the channels-last conv output as it lies, (T', F', C) per
+        # frame, so its input columns are reordered from the module's (C, F') flattening
+        channels = embed.conv[0].out_channels
+        weight = embed.out.weight.view(embed.out.out_features, channels, -1).transpose(1, 2)
+        self.out = _Linear(weight.reshape(embed.out.out_features, -1), embed.out.bias, scale)
+
+    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
+        h = feats.contiguous().unsqueeze(-1).permute(0, 3, 1, 2)  # (B, 1, T, F) channels-last
+        for weight, bias, stride in self.convs:
+            h = relu_conv2d(h, weight, bias, stride)
+        batch, channels, t, f = h.shape
+        return self.out(h.permute(0, 2, 3, 1).reshape(batch, t, f * channels))  # a view
+
+
 class _Block:
     """One conformer block on packed frames ``(N, D)``."""
 
@@ -255,18 +281,7 @@ class FrozenConformerEncoder:
         embed = encoder.embed
         self.input_layer = embed.input_layer
         self.min_frames = min_input_frames(embed.input_layer)
-        self.convs = [
-            (_copy(conv.weight).contiguous(memory_format=torch.channels_last), _copy(conv.bias),
-             conv.stride)
-            for conv in embed.conv if isinstance(conv, nn.Conv2d)
-        ]
-        # the projection reads the channels-last conv output as it lies, (T', F', C) per
-        # frame, so its input columns are reordered from the module's (C, F') flattening
-        channels = embed.conv[0].out_channels
-        weight = embed.out.weight.view(embed.out.out_features, channels, -1).transpose(1, 2)
-        self.embed_out = _Linear(
-            weight.reshape(embed.out.out_features, -1), embed.out.bias, encoder.pos_enc.xscale
-        )
+        self.subsampling = _Subsampling(embed, encoder.pos_enc.xscale)
         self.d_model = encoder.output_size()
         self.blocks = [_Block(block) for block in encoder.encoders]
         self.after_norm = _LayerNorm(encoder.after_norm)
@@ -306,11 +321,7 @@ class FrozenConformerEncoder:
 
     def _subsample(self, feats: torch.Tensor) -> torch.Tensor:
         """One utterance's ``(T, F)`` features -> ``(T', D)``, scaled by ``sqrt(D)``."""
-        h = feats.contiguous()[None, :, :, None].permute(0, 3, 1, 2)  # (1, 1, T, F) channels-last
-        for weight, bias, stride in self.convs:
-            h = relu_conv2d(h, weight, bias, stride)
-        _, channels, t, f = h.shape
-        return self.embed_out(h[0].permute(1, 2, 0).reshape(t, f * channels))  # a view
+        return self.subsampling(feats[None])[0]
 
     def _positions(self, length: int) -> torch.Tensor:
         """The sinusoid table for relative positions up to ``length - 1``, grown by doubling."""

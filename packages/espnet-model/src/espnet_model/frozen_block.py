@@ -1,12 +1,13 @@
 """The contextual block conformer's layers frozen for CPU streaming: folded weights,
 fewer operators.
 
-A streaming call that completes a block runs the encoder's layers on one block of
-``block_size + 2`` frames per stream (16-40 frames), where the small operators between
-the matmuls cost as much as the matmuls. :func:`freeze_block_layers` gives each
+A streaming call subsamples its chunk's few feature frames and, when it completes a
+block, runs the encoder's layers on one block of ``block_size + 2`` frames per stream
+(16-40 frames), where the small operators between the matmuls cost as much as the
+matmuls. :func:`freeze_block_encoder` gives the subsampling's convolutions channels-last
+weights laid out once (the module lays them out on every call) and each
 :class:`~espnet_model.encoders.contextual_block_conformer.ContextualBlockConformerLayer`
-an eval-mode twin on plain tensors, for
-:meth:`ContextualBlockConformerEncoder.encode_blocks(batch, layers=...)`:
+an eval-mode twin on plain tensors, for ``block_stream.stream_step(..., frozen)``:
 
 - the feed-forward modules' ``ff_scale`` is folded into their second weight, residual
   adds run in place on the matmul's output (as :mod:`espnet_model.frozen` does);
@@ -33,9 +34,16 @@ from espnet_model.encoders.contextual_block_conformer import (
     ContextualBlockConformerEncoder,
     ContextualBlockConformerLayer,
 )
-from espnet_model.frozen import _Convolution, _copy, _FeedForward, _LayerNorm, _Linear
+from espnet_model.frozen import (
+    _Convolution,
+    _copy,
+    _FeedForward,
+    _LayerNorm,
+    _Linear,
+    _Subsampling,
+)
 
-__all__ = ["FrozenBlockLayer", "freeze_block_layers"]
+__all__ = ["FrozenBlockEncoder", "FrozenBlockLayer", "freeze_block_encoder"]
 
 
 class _BlockAttention:
@@ -102,16 +110,32 @@ class FrozenBlockLayer:
         return x if self.norm_final is None else self.norm_final(x)
 
 
-def freeze_block_layers(encoder: torch.nn.Module) -> Sequence[FrozenBlockLayer] | None:
-    """Frozen twins of a float32 CPU :class:`ContextualBlockConformerEncoder`'s layers, or
-    ``None`` where none applies (another encoder, another device or dtype, an activation
-    or BatchNorm without a frozen form): callers run the module's layers then."""
+class FrozenBlockEncoder:
+    """The parts of a :class:`ContextualBlockConformerEncoder` a streaming call runs, frozen.
+
+    Attributes:
+        convolve: the subsampling's convolutions and projection, ``(B, T, F) -> (B, T', D)``
+            (``Conv2dSubsampling._convolve``), channels-last weights laid out once.
+        layers: a :class:`FrozenBlockLayer` per layer, for ``encode_blocks(batch, layers)``.
+    """
+
+    def __init__(self, encoder: ContextualBlockConformerEncoder) -> None:
+        self.convolve = _Subsampling(encoder.embed)
+        self.layers: Sequence[FrozenBlockLayer] = [
+            FrozenBlockLayer(layer) for layer in encoder.encoders
+        ]
+
+
+def freeze_block_encoder(encoder: torch.nn.Module) -> FrozenBlockEncoder | None:
+    """A :class:`FrozenBlockEncoder` of a float32 CPU :class:`ContextualBlockConformerEncoder`,
+    or ``None`` where none applies (another encoder, another device or dtype, an activation
+    or BatchNorm without a frozen form): callers run the modules then."""
     if not isinstance(encoder, ContextualBlockConformerEncoder):
         return None
     if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in encoder.parameters()):
         return None
     try:
         with torch.no_grad():
-            return [FrozenBlockLayer(layer) for layer in encoder.encoders]
+            return FrozenBlockEncoder(encoder)
     except ValueError:
         return None

@@ -18,8 +18,8 @@ segment), so the encoder output lags the input by ``look_ahead`` frames plus up 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -29,6 +29,9 @@ from espnet_model.encoders.contextual_block_conformer import (
     _pad_blocks,
 )
 from espnet_model.subsampling import _STAGES
+
+if TYPE_CHECKING:
+    from espnet_model.frozen_block import FrozenBlockEncoder
 
 __all__ = ["BlockStreamState", "stream_step"]
 
@@ -64,6 +67,7 @@ def _subsample(
     encoder: ContextualBlockConformerEncoder,
     states: list[BlockStreamState],
     chunks: list[torch.Tensor],
+    frozen: FrozenBlockEncoder | None = None,
 ) -> list[torch.Tensor | None]:
     """Append ``chunks`` to each stream's feature buffer and subsample what is complete."""
     stages = _STAGES[encoder.embed.input_layer]
@@ -85,7 +89,8 @@ def _subsample(
         padded = ready[0][1].new_zeros(len(ready), width, ready[0][1].size(1))
         for row, (_, feats, _) in enumerate(ready):
             padded[row, : feats.size(0)] = feats
-        embedded = encoder.embed._convolve(padded)
+        convolve = encoder.embed._convolve if frozen is None else frozen.convolve
+        embedded = convolve(padded)
         for row, (index, _, count) in enumerate(ready):
             out[index] = embedded[row, :count]
     return out
@@ -96,15 +101,14 @@ def stream_step(
     states: list[BlockStreamState],
     chunks: list[torch.Tensor],
     final: list[bool],
-    layers: Sequence[Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    frozen: FrozenBlockEncoder | None = None,
 ) -> list[torch.Tensor]:
     """Feed one chunk of normalised features ``(n_i, F)`` (``n_i`` may be 0) per stream.
 
     Returns per stream the output frames ``(k_i, D)`` that became final. Runs in eval
     mode semantics (dropout is whatever ``encoder.training`` says; use ``eval()``).
-    ``layers``: stand-ins for the encoder's layers in
-    :meth:`~ContextualBlockConformerEncoder.encode_blocks` (e.g. the frozen ones of
-    ``espnet_model.frozen_block.freeze_block_layers``).
+    ``frozen``: the encoder's subsampling and layers frozen
+    (``espnet_model.frozen_block.freeze_block_encoder``), run instead of the modules.
     """
     if encoder.block_size <= 0:
         raise ValueError(
@@ -115,7 +119,7 @@ def stream_step(
         if state.finished:
             raise ValueError("this stream was finished; start a new BlockStreamState")
     size, hop, offset = encoder.block_size, encoder.hop_size, encoder.emit_offset
-    new = _subsample(encoder, states, chunks)
+    new = _subsample(encoder, states, chunks, frozen)
     for state, frames in zip(states, new, strict=True):
         if frames is not None:
             state.frames = frames if state.frames is None else torch.cat([state.frames, frames])
@@ -178,7 +182,7 @@ def stream_step(
             source=rows,
             carried=torch.stack(carried) if carried else None,
         )
-        y, ctx_out = encoder.encode_blocks(batch, layers)
+        y, ctx_out = encoder.encode_blocks(batch, None if frozen is None else frozen.layers)
         for index, plan in enumerate(plans):
             if not plan:
                 continue

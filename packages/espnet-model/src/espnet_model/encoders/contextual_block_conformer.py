@@ -284,7 +284,7 @@ class ContextualBlockConformerEncoder(nn.Module):
         ``after_norm``) and ``(N, num_layers, D)`` each block's context outputs.
 
         ``layers``: stand-ins for the layers, each ``(N, block_size + 2, D)`` -> the same
-        under the block mask (``espnet_model.frozen_block.freeze_block_layers``)."""
+        under the block mask (``espnet_model.frozen_block.freeze_block_encoder(...).layers``)."""
         x = torch.cat(
             [batch.ctx_in[:, None], batch.frames, batch.ctx_own[:, None]], dim=1
         )  # (N, block + 2, D)
