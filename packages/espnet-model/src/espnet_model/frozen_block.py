@@ -4,8 +4,8 @@ fewer operators.
 A streaming call subsamples its chunk's few feature frames and, when it completes a
 block, runs the encoder's layers on one block of ``block_size + 2`` frames per stream
 (16-40 frames), where the small operators between the matmuls cost as much as the
-matmuls. :func:`freeze_block_encoder` gives the subsampling's convolutions channels-last
-weights laid out once (the module lays them out on every call) and each
+matmuls. :func:`freeze_block_encoder` gives the subsampling's convolutions weights laid
+out once, in plain layout (the module lays them out channels-last on every call) and each
 :class:`~espnet_model.encoders.contextual_block_conformer.ContextualBlockConformerLayer`
 an eval-mode twin on plain tensors, for ``block_stream.stream_step(..., frozen)``:
 
@@ -115,12 +115,13 @@ class FrozenBlockEncoder:
 
     Attributes:
         convolve: the subsampling's convolutions and projection, ``(B, T, F) -> (B, T', D)``
-            (``Conv2dSubsampling._convolve``), channels-last weights laid out once.
+            (``Conv2dSubsampling._convolve``), weights laid out once, in plain layout
+            (faster than channels-last on a chunk's few frames).
         layers: a :class:`FrozenBlockLayer` per layer, for ``encode_blocks(batch, layers)``.
     """
 
     def __init__(self, encoder: ContextualBlockConformerEncoder) -> None:
-        self.convolve = _Subsampling(encoder.embed)
+        self.convolve = _Subsampling(encoder.embed, channels_last=False)  # a chunk's few frames
         self.layers: Sequence[FrozenBlockLayer] = [
             FrozenBlockLayer(layer) for layer in encoder.encoders
         ]
