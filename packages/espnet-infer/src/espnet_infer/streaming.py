@@ -24,8 +24,8 @@ stream the features are computed frame-exactly from the samples so far
 - ``ctc_greedy``: best-path CTC.
 
 The features, the encoder and the joint search of all streams fed together run as one
-batch (one decoder step per search step for all streams' hypotheses). The final transcript does not depend on how the audio was cut
-into chunks.
+batch (one decoder step per search step for all streams' hypotheses). The final
+transcript does not depend on how the audio was cut into chunks.
 
 Input rules (a bad chunk raises ``ValueError`` before any stream of the call changes, so
 a stream never loses audio it was given): chunks are 1-D float waveforms at the model's
@@ -46,9 +46,9 @@ from typing import Any, Literal, overload
 import numpy as np
 import torch
 from espnet_model.encoders.block_stream import BlockStreamState, stream_step
-from espnet_model.frozen_block import freeze_block_encoder
 from espnet_model.encoders.contextual_block_conformer import ContextualBlockConformerEncoder
 from espnet_model.frontend_stream import FeatureStreamState, StreamingFeatures
+from espnet_model.frozen_block import freeze_block_encoder
 from espnet_model.subsampling import _STAGES
 
 from .decode.blockwise import BlockwiseBeamSearch, BlockwiseState
@@ -122,8 +122,8 @@ class Speech2TextStreaming:
             encoder frames) decodes to CTC blank; ``0`` turns endpointing off.
         fuse_encoder: on a CPU in float32, run the encoder's subsampling and layers
             frozen (``espnet_model.frozen_block``: weights laid out once, folded, fewer
-            operators; equal up to float rounding); False runs the modules. Freezing copies the weights: build
-            a new object after changing the model's parameters.
+            operators; equal up to float rounding); False runs the modules. Freezing
+            copies the weights: build a new object after changing the model's parameters.
     """
 
     def __init__(

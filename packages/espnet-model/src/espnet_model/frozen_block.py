@@ -36,7 +36,6 @@ from espnet_model.encoders.contextual_block_conformer import (
 )
 from espnet_model.frozen import (
     _Convolution,
-    _copy,
     _FeedForward,
     _LayerNorm,
     _Linear,
@@ -57,7 +56,6 @@ class _BlockAttention:
             torch.cat([attn.linear_q.bias, attn.linear_k.bias, attn.linear_v.bias]),
         )
         self.linear_out = _Linear(attn.linear_out.weight, attn.linear_out.bias)
-        self.out_bias = _copy(attn.linear_out.bias)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         n, length, dim = x.shape
@@ -67,7 +65,7 @@ class _BlockAttention:
         out = F.scaled_dot_product_attention(q[:, :, 1:], k[:, :, :keys], v[:, :, :keys])
         out = out.transpose(1, 2).reshape(n, length - 1, dim)
         rows = self.linear_out(out, residual=x[:, 1:])
-        return torch.cat([x[:, :1] + self.out_bias, rows], dim=1)
+        return torch.cat([x[:, :1] + self.linear_out.bias, rows], dim=1)
 
 
 class _BlockConvolution(_Convolution):
@@ -75,12 +73,7 @@ class _BlockConvolution(_Convolution):
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         h = F.glu(self.pointwise1(self.norm(x)), dim=-1)
-        length, width = h.size(1), self.taps.size(0)
-        padded = F.pad(h, (0, 0, width // 2, width // 2))
-        out = torch.addcmul(self.bias, padded[:, :length], self.taps[0])
-        for tap in range(1, width):
-            out.addcmul_(padded[:, tap : tap + length], self.taps[tap])
-        return self.pointwise2(self.activation(out), residual=x)
+        return self.pointwise2(self._depthwise(h), residual=x)
 
 
 class FrozenBlockLayer:
