@@ -1,4 +1,5 @@
-"""Tests for espnet_data.augment: speed perturbation and additive noise, seeded per sample."""
+"""Tests for espnet_data.augment: speed perturbation, reverberation and additive noise, seeded
+per sample."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 from espnet_data import ShardDataset, shard_paths
-from espnet_data.augment import AddNoise, SpeedPerturb, augmentation_stages, read_noise_list
+from espnet_data.augment import (
+    AddNoise,
+    AddReverb,
+    SpeedPerturb,
+    augmentation_stages,
+    read_noise_list,
+)
 from espnet_data.testing import tone
 from torch.utils.data import DataLoader
 
@@ -127,6 +134,68 @@ def test_augmentation_stages_builds_what_is_asked(noise_dir) -> None:
     stages = augmentation_stages(speed_factors=[0.9, 1.1], noise=noise_dir / "noise.txt", seed=3)
     assert [type(s) for s in stages] == [SpeedPerturb, AddNoise]
     assert stages[0].factors == [0.9, 1.1] and stages[1].seed == 3
+    stages = augmentation_stages(speed_factors=[1.1], reverb=True, reverb_prob=0.5,
+                                 noise=noise_dir / "noise.txt")
+    assert [type(s) for s in stages] == [SpeedPerturb, AddReverb, AddNoise]  # room before noise
+    assert stages[1].files is None and stages[1].prob == 0.5
+    rirs = augmentation_stages(rirs=noise_dir / "white.flac")  # files alone turn it on
+    assert [type(s) for s in rirs] == [AddReverb] and rirs[0].files == [str(noise_dir / "white.flac")]
+
+
+def test_simulated_reverb_keeps_length_power_and_draws_per_key_and_epoch() -> None:
+    stage = AddReverb(rt60=(0.3, 0.9), prob=1.0, seed=4)
+    rt60s = []
+    for i in range(12):
+        dry = _sample(f"u{i}", 0.8)
+        wet = stage.add(dry)
+        assert wet["audio"].dtype == np.float32 and len(wet["audio"]) == len(dry["audio"])
+        assert np.mean(wet["audio"].astype(np.float64) ** 2) == pytest.approx(
+            np.mean(dry["audio"].astype(np.float64) ** 2), rel=1e-4)
+        assert not np.allclose(wet["audio"], dry["audio"], atol=1e-3)
+        rt60s.append(wet["rt60"])
+    assert 0.3 <= min(rt60s) < max(rt60s) <= 0.9
+    again = AddReverb(rt60=(0.3, 0.9), seed=4).add(_sample("u0", 0.8))
+    np.testing.assert_array_equal(again["audio"], stage.add(_sample("u0", 0.8))["audio"])
+    stage.set_epoch(1)
+    assert stage.add(_sample("u0", 0.8))["rt60"] != rt60s[0]
+
+
+def test_reverb_prob_draws_which_samples_get_a_room() -> None:
+    sample = _sample()
+    assert AddReverb(prob=0.0).add(sample) is sample
+    stage = AddReverb(prob=0.5)
+    wet = sum("rt60" in stage.add(_sample(f"u{i}", 0.1)) for i in range(200))
+    assert 70 < wet < 130
+
+
+def test_reverb_from_files_resamples_and_keeps_the_words_in_place(tmp_path) -> None:
+    rir = np.zeros(800, dtype=np.float32)  # 100 ms at 8 kHz: silence, then the direct path
+    rir[80], rir[400] = 0.9, 0.45            # 10 ms of silence; an echo 40 ms after the peak
+    sf.write(tmp_path / "room.wav", rir, 8000)
+    (tmp_path / "rirs.txt").write_text("room.wav\n")
+    click = np.zeros(16000, dtype=np.float32)
+    click[1000] = 1.0
+    out = AddReverb(tmp_path / "rirs.txt").add(
+        {"key": "c", "audio": click, "sample_rate": 16000, "duration": 1.0})
+    assert out["rir"] == str(tmp_path / "room.wav")
+    wet = np.abs(out["audio"])
+    assert abs(int(np.argmax(wet)) - 1000) <= 1          # the direct path is not delayed
+    echo = 1300 + int(np.argmax(wet[1300:]))              # 40 ms (640 samples) later, half as loud
+    assert abs(echo - 1640) <= 1 and wet[echo] / wet.max() == pytest.approx(0.5, abs=0.1)
+
+
+def test_reverb_inputs_are_checked(tmp_path, caplog) -> None:
+    with pytest.raises(FileNotFoundError, match="rir list .*none.txt not found"):
+        AddReverb(tmp_path / "none.txt")
+    with pytest.raises(ValueError, match="rt60"):
+        AddReverb(rt60=(0.9, 0.3))
+    with pytest.raises(ValueError, match="prob"):
+        AddReverb(prob=1.5)
+    sf.write(tmp_path / "silent.wav", np.zeros(100, dtype=np.float32), 16000)
+    sample = _sample()
+    with caplog.at_level(logging.WARNING):
+        assert AddReverb([tmp_path / "silent.wav"]).add(sample) is sample  # logged, stays dry
+    assert "silent.wav unusable" in caplog.text
 
 
 def _identity(x: Any) -> Any:

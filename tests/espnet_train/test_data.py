@@ -57,6 +57,18 @@ def test_noise_is_mixed_into_training_audio(pipeline: Pipeline, tmp_path: Path) 
         assert abs(float(snr) - 5.0) < 0.5, (key, float(snr))
 
 
+def test_reverberation_applies_to_training_audio_only(pipeline: Pipeline) -> None:
+    split = pipeline.data / "train"
+    plain = _by_key(split, _data(pipeline), train=True)
+    wet = _by_key(split, _data(pipeline, reverb=True, reverb_rt60=(0.5, 0.5)), train=True)
+    for key, audio in plain.items():
+        assert len(wet[key]) == len(audio)
+        assert torch.allclose(wet[key].pow(2).mean(), audio.pow(2).mean(), rtol=1e-3)
+        assert not torch.allclose(wet[key], audio, atol=1e-3), key
+    valid = _by_key(split, _data(pipeline, reverb=True), train=False)
+    assert all(torch.equal(valid[k], a) for k, a in plain.items())
+
+
 # --- length curriculum: data.shortest_first_epochs ---
 
 

@@ -91,6 +91,8 @@ def test_lm_config_refuses_speech_keys_and_asr_configs_refuse_lm_blocks(lm_data,
     with pytest.raises(ValueError, match="stats_file, data.noise apply to speech only"):
         TrainingConfig(exp_dir="e", tokenizer="t", task="lm", stats_file="s.npz",
                        data=DataConfig(train="a", valid="b", noise="n.txt"))
+    with pytest.raises(ValueError, match="data.reverb applies to speech only"):
+        TrainingConfig(exp_dir="e", tokenizer="t", task="lm", data=DataConfig(train="a", valid="b", reverb=True))
     with pytest.raises(ValueError, match="set task: lm"):
         TrainingConfig(exp_dir="e", tokenizer="t", data=DataConfig(train="a", valid="b"),
                        model=LM_BLOCK)

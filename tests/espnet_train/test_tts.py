@@ -33,6 +33,7 @@ def _config(d: dict) -> object:
     [
         ("tts", {"model": {"lm": "transformer"}}, "tts: fastspeech2"),
         ("tts", {"data": {"speed_perturb": [0.9, 1.0]}}, "data.speed_perturb would alter"),
+        ("tts", {"data": {"reverb": True}}, "data.reverb would alter"),
         ("vocoder", {"model": {"vocoder": "hifigan"}}, "optims"),
         ("tts_aligner", {"model": {"tts": "fastspeech2"}}, "set task: tts"),
     ],

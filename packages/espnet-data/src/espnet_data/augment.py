@@ -1,10 +1,11 @@
-"""On-the-fly augmentation stages: speed perturbation and additive noise at an SNR.
+"""On-the-fly augmentation stages: speed perturbation, reverberation, additive noise.
 
-Both are ``iterator -> iterator`` stages over decoded samples (``audio``,
+All are ``iterator -> iterator`` stages over decoded samples (``audio``,
 ``sample_rate``, ``duration``, ``key``), placed before the batcher so that batches are
 cut on the perturbed durations::
 
-    stages = [SpeedPerturb((0.9, 1.0, 1.1)), AddNoise("noise.txt", snr_db=(10, 20)), batcher]
+    stages = [SpeedPerturb((0.9, 1.0, 1.1)), AddReverb(prob=0.5),
+              AddNoise("noise.txt", snr_db=(10, 20)), batcher]
     dataset = ShardDataset(urls, shuffle_shards=True, stages=stages)
 
 Randomness is drawn per sample from ``(seed, epoch, key)``: the same sample gets the
@@ -26,6 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from .audio import resample, to_mono
+from .rir import reverberate, simulate_rir
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ Pathlike = str | os.PathLike[str]
 _AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".sph"}
 _SPEED_STREAM = 1
 _NOISE_STREAM = 2
+_REVERB_STREAM = 3
 
 
 def _rng(seed: int, epoch: int, stream: int, key: str) -> np.random.Generator:
@@ -79,12 +82,12 @@ class SpeedPerturb:
             yield self.perturb(sample)
 
 
-def read_noise_list(path: Pathlike) -> list[str]:
-    """Noise files listed one per line in ``path`` (``#`` comments and blank lines are
-    skipped; relative paths are relative to the list's folder)."""
+def read_noise_list(path: Pathlike, what: str = "noise") -> list[str]:
+    """Audio files (noise, or ``what`` else) listed one per line in ``path`` (``#``
+    comments and blank lines are skipped; relative paths are relative to the list's folder)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"noise list {path} not found: write one audio file path per line")
+        raise FileNotFoundError(f"{what} list {path} not found: write one audio file path per line")
     files = []
     for line in path.read_text().splitlines():
         line = line.strip()
@@ -119,17 +122,7 @@ class AddNoise:
         prob: float = 1.0,
         seed: int = 0,
     ) -> None:
-        if not isinstance(noise, str | os.PathLike):
-            files = [str(f) for f in noise]
-        elif Path(noise).suffix.lower() in _AUDIO_SUFFIXES:
-            files = [str(noise)]
-        else:
-            files = read_noise_list(noise)
-        if not files:
-            raise ValueError(f"no noise files in {noise!r}")
-        missing = [f for f in files if not Path(f).is_file()][:3]
-        if missing:
-            raise FileNotFoundError(f"noise files not found, e.g. {missing} (from {noise!r})")
+        files = _audio_files(noise, "noise")
         low, high = snr_db
         if low > high:
             raise ValueError(f"snr_db must be (low, high) with low <= high, got {snr_db}")
@@ -185,18 +178,123 @@ class AddNoise:
             yield self.add(sample)
 
 
+def _audio_files(source: Sequence[Pathlike] | Pathlike, what: str) -> list[str]:
+    """One audio file, a list file of them, or a sequence of paths -> checked paths."""
+    if not isinstance(source, str | os.PathLike):
+        files = [str(f) for f in source]
+    elif Path(source).suffix.lower() in _AUDIO_SUFFIXES:
+        files = [str(source)]
+    else:
+        files = read_noise_list(source, what)
+    if not files:
+        raise ValueError(f"no {what} files in {source!r}")
+    missing = [f for f in files if not Path(f).is_file()][:3]
+    if missing:
+        raise FileNotFoundError(f"{what} files not found, e.g. {missing} (from {source!r})")
+    return files
+
+
+def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> tuple[float, float]:
+    a, b = (float(v) for v in value)
+    if not (low <= a <= b <= high):
+        raise ValueError(f"{name} must be (low, high) with {low} <= low <= high <= {high}, got {value}")
+    return a, b
+
+
+class AddReverb:
+    """Convolve utterances with a room impulse response (ESPnet2's ``rir_scp``).
+
+    With ``rirs`` the response is a random one of those files (read once per process,
+    resampled to the utterance's rate); without, each utterance gets a room simulated
+    for it (:func:`espnet_data.rir.simulate_rir`: reverberation time drawn from
+    ``rt60``, direct-to-reverberant ratio from ``drr_db``). The output keeps the
+    utterance's length, timing (aligned on the response's peak) and mean power
+    (:func:`espnet_data.rir.reverberate`); the sample gets ``rt60`` (simulated) or
+    ``rir`` (the file).
+
+    Args:
+        rirs: RIR audio files, one file, or a list file of them; None: simulated rooms.
+        rt60: ``(low, high)`` seconds, simulated rooms only.
+        drr_db: ``(low, high)`` dB, simulated rooms only.
+        prob: chance that a sample is reverberated.
+        seed: base seed of the per-sample draws.
+    """
+
+    def __init__(
+        self,
+        rirs: Sequence[Pathlike] | Pathlike | None = None,
+        *,
+        rt60: tuple[float, float] = (0.2, 1.0),
+        drr_db: tuple[float, float] = (-5.0, 10.0),
+        prob: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        self.files = None if rirs is None else _audio_files(rirs, "rir")
+        self.rt60 = _check_range("rt60", rt60, 0.05, 3.0)
+        self.drr_db = _check_range("drr_db", drr_db, -40.0, 40.0)
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"prob must be in [0, 1], got {prob}")
+        self.prob = prob
+        self.seed = seed
+        self.epoch = 0
+        self._cache: dict[tuple[str, int], np.ndarray] = {}  # (path, rate) -> rir, per process
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _file(self, path: str, rate: int) -> np.ndarray:
+        if (path, rate) not in self._cache:
+            rir, rir_rate = sf.read(path, dtype="float32", always_2d=True)
+            self._cache[(path, rate)] = resample(to_mono(rir, name=path), rir_rate, rate)
+        return self._cache[(path, rate)]
+
+    def add(self, sample: Sample) -> Sample:
+        """One reverberated sample (a new dict), or the sample itself when none is drawn."""
+        rng = _rng(self.seed, self.epoch, _REVERB_STREAM, sample["key"])
+        if rng.random() >= self.prob:
+            return sample
+        rate = int(sample["sample_rate"])
+        if self.files is None:
+            rt60 = float(rng.uniform(*self.rt60))
+            rir = simulate_rir(rng, rate, rt60=rt60, drr_db=float(rng.uniform(*self.drr_db)))
+            extra: dict[str, Any] = {"rt60": rt60}
+        else:
+            path = self.files[int(rng.integers(len(self.files)))]
+            try:
+                rir = self._file(path, rate)
+                audio = reverberate(sample["audio"], rir)
+            except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+                log.warning("rir file %s unusable (%s); %s stays dry", path, err, sample["key"])
+                return sample
+            return {**sample, "audio": audio, "rir": path}
+        return {**sample, "audio": reverberate(sample["audio"], rir), **extra}
+
+    def __call__(self, samples: Iterable[Sample]) -> Iterator[Sample]:
+        for sample in samples:
+            yield self.add(sample)
+
+
 def augmentation_stages(
     *,
     speed_factors: Sequence[float] | None = None,
+    reverb: bool = False,
+    rirs: Sequence[Pathlike] | Pathlike | None = None,
+    rt60: tuple[float, float] = (0.2, 1.0),
+    drr_db: tuple[float, float] = (-5.0, 10.0),
+    reverb_prob: float = 1.0,
     noise: Sequence[Pathlike] | Pathlike | None = None,
     snr_db: tuple[float, float] = (10.0, 20.0),
     noise_prob: float = 1.0,
     seed: int = 0,
-) -> list[SpeedPerturb | AddNoise]:
-    """The stages a config asks for, in the usual order (speed, then noise); [] for none."""
-    stages: list[SpeedPerturb | AddNoise] = []
+) -> list[SpeedPerturb | AddReverb | AddNoise]:
+    """The stages a config asks for, in the usual order (speed, reverberation, noise:
+    the room reverberates the talker, not the noise); [] for none. ``reverb`` (or
+    ``rirs``) turns reverberation on, simulated rooms unless ``rirs`` names files."""
+    stages: list[SpeedPerturb | AddReverb | AddNoise] = []
     if speed_factors:
         stages.append(SpeedPerturb(speed_factors, seed=seed))
+    if reverb or rirs:
+        stages.append(AddReverb(rirs, rt60=rt60, drr_db=drr_db, prob=reverb_prob, seed=seed))
     if noise:
         stages.append(AddNoise(noise, snr_db=snr_db, prob=noise_prob, seed=seed))
     return stages

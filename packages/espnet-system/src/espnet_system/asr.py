@@ -115,6 +115,7 @@ class ASRSystem(CorpusSystem):
                   what="a tokenizer folder written by train_tokenizer"),
             Reads("stats_file", made_by="collect_stats",
                   what="the statistics collect_stats writes, or null (normalize: utterance_mvn)"),
+            Reads("data.rir", what="a list file of room impulse response audio paths, or null"),
             Reads("data.noise", what="a list file of noise audio paths, or null"),
         ),
         "infer": (

@@ -39,6 +39,15 @@ class DataConfig:
             ``auto``: from the cores per device (:mod:`espnet_train.devices`).
         speed_perturb: speed factors drawn per training utterance, e.g. ``[0.9, 1.0, 1.1]``
             (``espnet_data.augment.SpeedPerturb``); null: off.
+        reverb: convolve training utterances with rooms simulated per utterance
+            (``espnet_data.augment.AddReverb``: reverberation time from ``reverb_rt60``,
+            direct-to-reverberant ratio from ``reverb_drr_db``), before any noise.
+        rir: instead of simulated rooms, a list file of room impulse response audio paths
+            (one per line; ESPnet2's ``rir_scp``) or one RIR file; null: simulated (when
+            ``reverb``) or off.
+        reverb_prob: chance that a training utterance is reverberated.
+        reverb_rt60: ``[low, high]`` seconds of reverberation time (simulated rooms).
+        reverb_drr_db: ``[low, high]`` direct-to-reverberant ratio in dB (simulated rooms).
         noise: a list file of noise audio paths (one per line) mixed into training
             utterances (``espnet_data.augment.AddNoise``); null: off.
         noise_snr_db: ``[low, high]`` SNR range of the added noise, in dB.
@@ -57,6 +66,11 @@ class DataConfig:
     shortest_first_epochs: int = 0
     num_workers: int | Literal["auto"] = 1
     speed_perturb: list[float] | None = None
+    reverb: bool = False
+    rir: str | None = None
+    reverb_prob: float = 1.0
+    reverb_rt60: tuple[float, float] = (0.2, 1.0)
+    reverb_drr_db: tuple[float, float] = (-5.0, 10.0)
     noise: str | None = None
     noise_snr_db: tuple[float, float] = (10.0, 20.0)
     noise_prob: float = 1.0
@@ -402,6 +416,7 @@ class TrainingConfig:
             self._check_tts_task()
             return
         audio = {"stats_file": self.stats_file, "data.speed_perturb": self.data.speed_perturb,
+                 "data.reverb": self.data.reverb, "data.rir": self.data.rir,
                  "data.noise": self.data.noise}
         given = [key for key, value in audio.items() if value]
         if given:
@@ -416,6 +431,7 @@ class TrainingConfig:
     def _check_tts_task(self) -> None:
         """Speech augmentation would change the targets; each task needs its own block."""
         given = [k for k, v in {"data.speed_perturb": self.data.speed_perturb,
+                                "data.reverb": self.data.reverb, "data.rir": self.data.rir,
                                 "data.noise": self.data.noise}.items() if v]
         if given:
             raise ValueError(

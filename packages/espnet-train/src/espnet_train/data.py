@@ -138,12 +138,17 @@ def make_loader(
 
     The loader has its own random generator, so creating its iterator does not draw
     from torch's global RNG (which a resumed run restores for dropout and SpecAugment).
-    Training loaders augment the audio when ``data`` asks for it (speed, noise), and
-    yield each buffer's batches shortest first during the first
+    Training loaders augment the audio when ``data`` asks for it (speed, reverberation,
+    noise), and yield each buffer's batches shortest first during the first
     ``data.shortest_first_epochs`` epochs (the length curriculum).
     """
     augment = augmentation_stages(
         speed_factors=data.speed_perturb,
+        reverb=data.reverb,
+        rirs=data.rir,
+        rt60=data.reverb_rt60,
+        drr_db=data.reverb_drr_db,
+        reverb_prob=data.reverb_prob,
         noise=data.noise,
         snr_db=data.noise_snr_db,
         noise_prob=data.noise_prob,

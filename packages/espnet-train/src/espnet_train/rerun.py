@@ -46,7 +46,7 @@ SAFE_CHANGES: tuple[str, ...] = (
 )
 
 #: keys that name a file or folder: the same place spelled another way is no change
-PATH_KEYS = ("tokenizer", "stats_file", "data.train", "data.valid", "data.noise", "init_from")
+PATH_KEYS = ("tokenizer", "stats_file", "data.train", "data.valid", "data.rir", "data.noise", "init_from")
 #: free-form blocks: a key missing on one side is a change
 _OPEN_BLOCKS = ("model.", "optims.")
 
