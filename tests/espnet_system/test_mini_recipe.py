@@ -25,6 +25,11 @@ def recipe(tmp_path: Path) -> Path:
         (infer / name).mkdir(parents=True)
         (infer / name / "ref.txt").write_text("u1 the cat sat\nu2 a dog ran far\nu3 \n")
         (infer / name / "hyp.txt").write_text(hyp)
+        split = tmp_path / "data" / name
+        split.mkdir(parents=True)
+        rows = [{"key": "u1", "speaker": "ann", "duration": 1.0}, {"key": "u2", "speaker": "bob"},
+                {"key": "u3", "speaker": "ann"}]
+        (split / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return tmp_path
 
 
@@ -55,10 +60,25 @@ def test_analyze_errors_writes_tables_per_set(recipe: Path) -> None:
     assert test["skipped_empty_reference"] == ["u3"]
     dev = json.loads((recipe / "exp" / "infer" / "dev" / "errors.json").read_text())
     assert dev["wer"] == 0.0 and dev["substitutions"] == []
+    assert test["by_speaker"] == [  # worst first; u3 (empty reference) is not scored
+        {"speaker": "ann", "utterances": 1, "ref_words": 3, "errors": 2, "wer": 66.67},
+        {"speaker": "bob", "utterances": 1, "ref_words": 4, "errors": 2, "wer": 50.0},
+    ]
     text = (recipe / "exp" / "infer" / "test" / "errors.txt").read_text()
     assert "cat -> bat" in text and "4 errors" not in text
+    assert "66.67       2      3  ann" in text and "speaker (worst first)" in text
     log = (recipe / "exp" / "logs" / "analyze_errors.log").read_text()
     assert "conf/analysis.yaml" in log and "cat -> bat" in log
+
+
+def test_speaker_table_needs_the_split_index(recipe: Path) -> None:
+    (recipe / "data" / "test" / "index.jsonl").unlink()
+    with pytest.raises(StageError, match="data/test"):  # checked before it runs
+        load_system(recipe).run(["analyze_errors"])
+    conf = recipe / "conf" / "analysis.yaml"
+    conf.write_text(conf.read_text().split("splits:")[0])  # no splits: no speaker table
+    assert main([str(recipe), "--stages", "analyze_errors"]) == 0
+    assert "by_speaker" not in json.loads((recipe / "exp" / "infer" / "test" / "errors.json").read_text())
 
 
 def test_without_inference_it_says_what_to_run(recipe: Path) -> None:

@@ -1,4 +1,5 @@
-"""Which words a recognizer gets wrong: substitution pairs, deletions and insertions.
+"""Which words a recognizer gets wrong: substitution pairs, deletions and insertions, and
+whose speech it gets wrong: WER by speaker.
 
 ``measure`` gives one number per test set (WER/CER) and the worst utterances; this module
 says *what* the errors are, which is where a recipe goes next (a tokenizer that splits a
@@ -11,10 +12,15 @@ Usage (a recipe stage runs it; by hand)::
     import sys; sys.path.insert(0, 'egs/mini/asr/src')
     from error_analysis import analyze_set
     print(analyze_set('egs/mini/asr/exp/infer/test', top_n=10)['substitutions'][:3])"
+
+The speakers come from the test split's ``index.jsonl`` (``create_dataset`` writes each
+key's ``speaker``); on the mini corpus a speaker is an espeak-ng voice variant, and the
+table shows at once when one unseen voice holds most of the errors.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,19 +42,63 @@ class ErrorAnalysisConfig:
         inference_dir: ``output_dir`` of inference (``<set>/ref.txt`` and ``<set>/hyp.txt``).
         test_sets: sets to analyse (default: every set with a ``hyp.txt``).
         top_n: rows kept in each table.
+        splits: set name -> its split folder (``index.jsonl`` gives each key's speaker)
+            for the WER-by-speaker table; a set not named here gets none.
     """
 
     inference_dir: str = "exp/infer"
     test_sets: list[str] | None = None
     top_n: int = 20
+    splits: dict[str, str] | None = None
+
+
+def read_speakers(split_dir: Pathlike) -> dict[str, str]:
+    """``key -> speaker`` from a split folder's ``index.jsonl`` ("" where a row has none)."""
+    index = Path(split_dir) / "index.jsonl"
+    if not index.is_file():
+        raise FileNotFoundError(
+            f"{index} not found: analysis.yaml's splits must name split folders written by "
+            "create_dataset (or leave the set out of splits)"
+        )
+    speakers = {}
+    for number, line in enumerate(index.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+                speakers[str(row["key"])] = str(row.get("speaker") or "")
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise ValueError(f"{index}:{number}: not an index row with a key ({err})") from err
+    return speakers
+
+
+def by_speaker(refs: Mapping[str, str], hyps: Mapping[str, str], speakers: Mapping[str, str]) -> list[dict[str, Any]]:
+    """WER of each speaker's utterances (worst first); keys without one count as ``""``."""
+    groups: dict[str, list[str]] = {}
+    for key in sorted(k for k in refs if refs[k].strip()):
+        groups.setdefault(speakers.get(key, ""), []).append(key)
+    rows = []
+    for speaker, keys in groups.items():
+        out = jiwer.process_words([refs[k] for k in keys], [hyps.get(k, "") for k in keys])
+        words = sum(len(r) for r in out.references)
+        errors = out.substitutions + out.deletions + out.insertions
+        rows.append({"speaker": speaker, "utterances": len(keys), "ref_words": words,
+                     "errors": errors, "wer": round(100 * errors / words, 2)})
+    return sorted(rows, key=lambda r: (-r["wer"], r["speaker"]))
 
 
 def _top(counts: Mapping[Any, int], n: int) -> list[tuple[Any, int]]:
     return sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:n]
 
 
-def analyze_texts(refs: Mapping[str, str], hyps: Mapping[str, str], *, top_n: int = 20) -> dict[str, Any]:
-    """Error tables for ``hyps`` against ``refs`` (both ``key -> text``).
+def analyze_texts(
+    refs: Mapping[str, str],
+    hyps: Mapping[str, str],
+    *,
+    top_n: int = 20,
+    speakers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Error tables for ``hyps`` against ``refs`` (both ``key -> text``), and with
+    ``speakers`` (``key -> speaker``) the WER of each speaker (``by_speaker``).
 
     A key missing from ``hyps`` counts as an empty hypothesis (every word deleted); an
     utterance whose reference is empty cannot be aligned by word and is skipped and
@@ -73,6 +123,7 @@ def analyze_texts(refs: Mapping[str, str], hyps: Mapping[str, str], *, top_n: in
         "insertions": [{"word": w, "count": c} for w, c in _top(ins, top_n)],
         "missing_hypotheses": sorted(k for k in keys if k not in hyps),
         "skipped_empty_reference": skipped,
+        **({"by_speaker": by_speaker(refs, hyps, speakers)} if speakers is not None else {}),
     }
 
 
@@ -90,19 +141,28 @@ def format_report(name: str, report: Mapping[str, Any]) -> str:
     lines += [f"{r['count']:>6}  {r['word']}" for r in report["deletions"]]
     lines += ["", f"{'count':>6}  inserted word"]
     lines += [f"{r['count']:>6}  {r['word']}" for r in report["insertions"]]
+    if report.get("by_speaker"):
+        lines += ["", f"{'WER %':>7} {'errors':>7} {'words':>6}  speaker (worst first)"]
+        lines += [f"{r['wer']:>7.2f} {r['errors']:>7} {r['ref_words']:>6}  {r['speaker'] or '(none)'}"
+                  for r in report["by_speaker"]]
     if report["skipped_empty_reference"]:
         lines += ["", f"skipped (empty reference): {', '.join(report['skipped_empty_reference'])}"]
     return "\n".join(lines) + "\n"
 
 
-def analyze_set(set_dir: Pathlike, *, top_n: int = 20) -> dict[str, Any]:
-    """Analyse ``<set_dir>/ref.txt`` against ``hyp.txt``; write ``errors.json`` and ``errors.txt``."""
+def analyze_set(
+    set_dir: Pathlike, *, top_n: int = 20, split_dir: Pathlike | None = None
+) -> dict[str, Any]:
+    """Analyse ``<set_dir>/ref.txt`` against ``hyp.txt``; write ``errors.json`` and
+    ``errors.txt``. ``split_dir``: the set's split folder, for the WER-by-speaker table."""
     set_dir = Path(set_dir)
     for name in ("ref.txt", "hyp.txt"):
         if not (set_dir / name).is_file():
             raise FileNotFoundError(f"{set_dir / name} not found: run the infer stage first")
+    speakers = None if split_dir is None else read_speakers(split_dir)
     report = analyze_texts(
-        read_text_file(set_dir / "ref.txt"), read_text_file(set_dir / "hyp.txt"), top_n=top_n
+        read_text_file(set_dir / "ref.txt"), read_text_file(set_dir / "hyp.txt"), top_n=top_n,
+        speakers=speakers,
     )
     write_json(set_dir / "errors.json", report)
     with atomic_open(set_dir / "errors.txt") as f:

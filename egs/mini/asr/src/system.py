@@ -13,6 +13,7 @@ Usage::
 
     just asr mini train_lm                # the LM alone (= just lm mini all, then a tokenizer check)
     just asr mini analyze_errors          # after infer; writes exp/infer/<set>/errors.{json,txt}
+                                          # (word errors, and WER by speaker)
     just asr mini all                     # runs it after measure (it takes well under a second)
     uv run espnet-run egs/mini/asr --list
 """
@@ -43,17 +44,24 @@ class System(ASRSystem):
         **ASRSystem.config_schemas, "analysis": ErrorAnalysisConfig,
     }
     stage_inputs: ClassVar[dict[str, tuple[Reads, ...]]] = {
-        **ASRSystem.stage_inputs, "analyze_errors": (Reads("inference_dir", made_by="infer"),),
+        **ASRSystem.stage_inputs,
+        "analyze_errors": (
+            Reads("inference_dir", made_by="infer"),
+            Reads("splits", made_by="create_dataset", holds=("index.jsonl",),
+                  what="a split folder written by create_dataset (its index.jsonl names speakers)"),
+        ),
     }
 
     def analyze_errors(self) -> None:
-        """Substitution pairs, deleted and inserted words of each decoded test set."""
+        """Substitution pairs, deleted and inserted words, and WER by speaker, of each
+        decoded test set."""
         cfg: ErrorAnalysisConfig = self.config("analysis")
         root = Path(cfg.inference_dir)
         sets = cfg.test_sets or sorted(p.parent.name for p in root.glob("*/hyp.txt"))
         if not sets:
             raise FileNotFoundError(f"no <set>/hyp.txt under {root}: run the infer stage first")
         for name in sets:
-            report = analyze_set(root / name, top_n=cfg.top_n)
+            split = (cfg.splits or {}).get(name)
+            report = analyze_set(root / name, top_n=cfg.top_n, split_dir=split)
             head = "\n".join(format_report(name, report).splitlines()[:8])
             log.info("%s -> %s\n%s", name, root / name / "errors.txt", head)
