@@ -20,7 +20,6 @@ table shows at once when one unseen voice holds most of the errors.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import jiwer
+from espnet_data import read_index
 from espnet_data.atomic import atomic_open, write_json
 from espnet_infer.scoring import read_text_file
 
@@ -54,20 +54,11 @@ class ErrorAnalysisConfig:
 
 def read_speakers(split_dir: Pathlike) -> dict[str, str]:
     """``key -> speaker`` from a split folder's ``index.jsonl`` ("" where a row has none)."""
-    index = Path(split_dir) / "index.jsonl"
-    if not index.is_file():
-        raise FileNotFoundError(
-            f"{index} not found: analysis.yaml's splits must name split folders written by "
-            "create_dataset (or leave the set out of splits)"
-        )
     speakers = {}
-    for number, line in enumerate(index.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-                speakers[str(row["key"])] = str(row.get("speaker") or "")
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise ValueError(f"{index}:{number}: not an index row with a key ({err})") from err
+    for number, row in enumerate(read_index(split_dir), 1):
+        if "key" not in row:
+            raise ValueError(f"{Path(split_dir) / 'index.jsonl'}: row {number} has no key")
+        speakers[str(row["key"])] = str(row.get("speaker") or "")
     return speakers
 
 

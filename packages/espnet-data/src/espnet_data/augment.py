@@ -97,6 +97,29 @@ def read_noise_list(path: Pathlike, what: str = "noise") -> list[str]:
     return files
 
 
+def _audio_files(source: Sequence[Pathlike] | Pathlike, what: str) -> list[str]:
+    """One audio file, a list file of them, or a sequence of paths -> checked paths."""
+    if not isinstance(source, str | os.PathLike):
+        files = [str(f) for f in source]
+    elif Path(source).suffix.lower() in _AUDIO_SUFFIXES:
+        files = [str(source)]
+    else:
+        files = read_noise_list(source, what)
+    if not files:
+        raise ValueError(f"no {what} files in {source!r}")
+    missing = [f for f in files if not Path(f).is_file()][:3]
+    if missing:
+        raise FileNotFoundError(f"{what} files not found, e.g. {missing} (from {source!r})")
+    return files
+
+
+def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> tuple[float, float]:
+    a, b = (float(v) for v in value)
+    if not (low <= a <= b <= high):
+        raise ValueError(f"{name} must be (low, high) with {low} <= low <= high <= {high}, got {value}")
+    return a, b
+
+
 class AddNoise:
     """Add a random stretch of a random noise file at a random SNR.
 
@@ -178,29 +201,6 @@ class AddNoise:
             yield self.add(sample)
 
 
-def _audio_files(source: Sequence[Pathlike] | Pathlike, what: str) -> list[str]:
-    """One audio file, a list file of them, or a sequence of paths -> checked paths."""
-    if not isinstance(source, str | os.PathLike):
-        files = [str(f) for f in source]
-    elif Path(source).suffix.lower() in _AUDIO_SUFFIXES:
-        files = [str(source)]
-    else:
-        files = read_noise_list(source, what)
-    if not files:
-        raise ValueError(f"no {what} files in {source!r}")
-    missing = [f for f in files if not Path(f).is_file()][:3]
-    if missing:
-        raise FileNotFoundError(f"{what} files not found, e.g. {missing} (from {source!r})")
-    return files
-
-
-def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> tuple[float, float]:
-    a, b = (float(v) for v in value)
-    if not (low <= a <= b <= high):
-        raise ValueError(f"{name} must be (low, high) with {low} <= low <= high <= {high}, got {value}")
-    return a, b
-
-
 class AddReverb:
     """Convolve utterances with a room impulse response (ESPnet2's ``rir_scp``).
 
@@ -257,17 +257,14 @@ class AddReverb:
         if self.files is None:
             rt60 = float(rng.uniform(*self.rt60))
             rir = simulate_rir(rng, rate, rt60=rt60, drr_db=float(rng.uniform(*self.drr_db)))
-            extra: dict[str, Any] = {"rt60": rt60}
-        else:
-            path = self.files[int(rng.integers(len(self.files)))]
-            try:
-                rir = self._file(path, rate)
-                audio = reverberate(sample["audio"], rir)
-            except (sf.LibsndfileError, RuntimeError, ValueError) as err:
-                log.warning("rir file %s unusable (%s); %s stays dry", path, err, sample["key"])
-                return sample
-            return {**sample, "audio": audio, "rir": path}
-        return {**sample, "audio": reverberate(sample["audio"], rir), **extra}
+            return {**sample, "audio": reverberate(sample["audio"], rir), "rt60": rt60}
+        path = self.files[int(rng.integers(len(self.files)))]
+        try:
+            audio = reverberate(sample["audio"], self._file(path, rate))
+        except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+            log.warning("rir file %s unusable (%s); %s stays dry", path, err, sample["key"])
+            return sample
+        return {**sample, "audio": audio, "rir": path}
 
     def __call__(self, samples: Iterable[Sample]) -> Iterator[Sample]:
         for sample in samples:

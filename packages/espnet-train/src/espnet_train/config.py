@@ -43,8 +43,8 @@ class DataConfig:
             (``espnet_data.augment.AddReverb``: reverberation time from ``reverb_rt60``,
             direct-to-reverberant ratio from ``reverb_drr_db``), before any noise.
         rir: instead of simulated rooms, a list file of room impulse response audio paths
-            (one per line; ESPnet2's ``rir_scp``) or one RIR file; null: simulated (when
-            ``reverb``) or off.
+            (one per line; ESPnet2's ``rir_scp``) or one RIR file; setting it turns
+            reverberation on by itself. null: simulated rooms when ``reverb``, else off.
         reverb_prob: chance that a training utterance is reverberated.
         reverb_rt60: ``[low, high]`` seconds of reverberation time (simulated rooms).
         reverb_drr_db: ``[low, high]`` direct-to-reverberant ratio in dB (simulated rooms).
