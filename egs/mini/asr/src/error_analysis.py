@@ -57,7 +57,10 @@ def read_speakers(split_dir: Pathlike) -> dict[str, str]:
     speakers = {}
     for number, row in enumerate(read_index(split_dir), 1):
         if "key" not in row:
-            raise ValueError(f"{Path(split_dir) / 'index.jsonl'}: row {number} has no key")
+            raise ValueError(
+                f"{Path(split_dir) / 'index.jsonl'}: row {number} has no key; write the split "
+                "again with create_dataset"
+            )
         speakers[str(row["key"])] = str(row.get("speaker") or "")
     return speakers
 
