@@ -248,12 +248,17 @@ class ASRModel(nn.Module):
     def features(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The encoder's input: frontend, SpecAugment (training only) and normalisation."""
-        feats, lengths = self.frontend(speech, speech_lengths)
-        if self.specaug is not None and self.training:
-            feats, lengths = self.specaug(feats, lengths)
-        if self.normalize is not None:
-            feats, lengths = self.normalize(feats, lengths)
+        """The encoder's input: frontend, SpecAugment (training only) and normalisation.
+
+        Always in float32, as in ESPnet2 (its ``autocast_frontend: false``): under bf16
+        autocast the mel projection would round the log-mel features to 8 bits.
+        """
+        with torch.autocast(speech.device.type, enabled=False):
+            feats, lengths = self.frontend(speech, speech_lengths)
+            if self.specaug is not None and self.training:
+                feats, lengths = self.specaug(feats, lengths)
+            if self.normalize is not None:
+                feats, lengths = self.normalize(feats, lengths)
         return feats, lengths
 
     def forward(

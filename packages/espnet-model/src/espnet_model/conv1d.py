@@ -36,7 +36,17 @@ class DepthwiseConv1d(nn.Conv1d):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and (x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
+            # In float32: oneDNN's bf16 depthwise kernel (torch 2.11, AVX-512 bf16) never
+            # returns at some shapes with more than one thread, e.g. (5, 144, 1, 62).
+            # The convolution is ~1% of a training step.
+            with torch.autocast("cpu", enabled=False):
+                bias = self.bias.float() if self.bias is not None else None
+                return self._convolve(x.float(), self.weight.float(), bias).to(x.dtype)
+        return self._convolve(x, self.weight, self.bias)
+
+    def _convolve(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         h = x.transpose(1, 2).unsqueeze(2).contiguous(memory_format=torch.channels_last)
         padding = (0, self.padding[0])  # type: ignore[index]
-        out = F.conv2d(h, self.weight.unsqueeze(2), self.bias, padding=padding, groups=self.groups)
+        out = F.conv2d(h, weight.unsqueeze(2), bias, padding=padding, groups=self.groups)
         return out.squeeze(2).transpose(1, 2)
