@@ -97,6 +97,18 @@ def test_encode_and_collect_feats() -> None:
     assert enc.shape == (2, 11, 32) and elens.tolist() == [11, 8]
 
 
+def test_features_stay_float32_under_bf16_autocast() -> None:
+    """As ESPnet2's ``autocast_frontend: false``: bf16-mixed training keeps fp32 features."""
+    model = _model().eval()
+    speech, lengths, _, _ = _batch()
+    ref, ref_lengths = model.features(speech, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feats, flens = model.features(speech, lengths)
+        enc, _ = model.encode(speech, lengths)
+    assert feats.dtype == torch.float32 and torch.equal(feats, ref) and torch.equal(flens, ref_lengths)
+    assert torch.isfinite(enc.float()).all()
+
+
 def test_add_sos_eos() -> None:
     ys_in, ys_out = add_sos_eos(torch.tensor([[2, 3], [4, -1]]), torch.tensor([2, 1]), 9, -1)
     assert ys_in.tolist() == [[9, 2, 3], [9, 4, 9]]
