@@ -21,7 +21,7 @@ table shows at once when one unseen voice holds most of the errors.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,18 +65,20 @@ def read_speakers(split_dir: Pathlike) -> dict[str, str]:
     return speakers
 
 
-def by_speaker(refs: Mapping[str, str], hyps: Mapping[str, str], speakers: Mapping[str, str]) -> list[dict[str, Any]]:
-    """WER of each speaker's utterances (worst first); keys without one count as ``""``."""
-    groups: dict[str, list[str]] = {}
-    for key in sorted(k for k in refs if refs[k].strip()):
-        groups.setdefault(speakers.get(key, ""), []).append(key)
-    rows = []
-    for speaker, keys in groups.items():
-        out = jiwer.process_words([refs[k] for k in keys], [hyps.get(k, "") for k in keys])
-        words = sum(len(r) for r in out.references)
-        errors = out.substitutions + out.deletions + out.insertions
-        rows.append({"speaker": speaker, "utterances": len(keys), "ref_words": words,
-                     "errors": errors, "wer": round(100 * errors / words, 2)})
+def by_speaker(keys: Sequence[str], out: Any, speakers: Mapping[str, str]) -> list[dict[str, Any]]:
+    """WER of each speaker's utterances (worst first), from ``out``, the word alignment of
+    ``keys`` (``jiwer.process_words``); keys without a speaker count as ``""``."""
+    groups: dict[str, list[int]] = {}  # speaker -> [utterances, ref words, errors]
+    for key, ref, chunks in zip(keys, out.references, out.alignments, strict=True):
+        errors = sum(max(c.ref_end_idx - c.ref_start_idx, c.hyp_end_idx - c.hyp_start_idx)
+                     for c in chunks if c.type != "equal")
+        row = groups.setdefault(speakers.get(key, ""), [0, 0, 0])
+        row[0] += 1
+        row[1] += len(ref)
+        row[2] += errors
+    rows = [{"speaker": speaker, "utterances": n, "ref_words": words, "errors": errors,
+             "wer": round(100 * errors / words, 2)}
+            for speaker, (n, words, errors) in groups.items()]
     return sorted(rows, key=lambda r: (-r["wer"], r["speaker"]))
 
 
@@ -117,7 +119,7 @@ def analyze_texts(
         "insertions": [{"word": w, "count": c} for w, c in _top(ins, top_n)],
         "missing_hypotheses": sorted(k for k in keys if k not in hyps),
         "skipped_empty_reference": skipped,
-        **({"by_speaker": by_speaker(refs, hyps, speakers)} if speakers is not None else {}),
+        **({"by_speaker": by_speaker(keys, out, speakers)} if speakers is not None else {}),
     }
 
 
