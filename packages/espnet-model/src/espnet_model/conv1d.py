@@ -37,8 +37,8 @@ class DepthwiseConv1d(nn.Conv1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu" and (x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
-            # In float32: oneDNN's bf16 depthwise kernel (torch 2.11, AVX-512 bf16) never
-            # returns at some shapes with more than one thread, e.g. (5, 144, 1, 62).
+            # In float32: oneDNN's bf16 depthwise kernel (torch 2.11, AVX-512 bf16) did not
+            # return within 100 s at some shapes with 2 threads, e.g. (5, 144, 1, 62).
             # The convolution is ~1% of a training step.
             with torch.autocast("cpu", enabled=False):
                 bias = self.bias.float() if self.bias is not None else None
