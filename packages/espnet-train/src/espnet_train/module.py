@@ -35,9 +35,9 @@ import lightning as L
 import numpy as np
 import torch
 
+from .budget import TrainingBudget
 from .config import OptimConfig
 from .contract import OptimizationStep, unpack_output
-from .budget import TrainingBudget
 from .optim import build_optimizer, build_scheduler, lr_lambda, split_parameters
 
 log = logging.getLogger(__name__)
