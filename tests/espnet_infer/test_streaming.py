@@ -304,3 +304,37 @@ def test_blocks_chosen_at_inference_stream_exactly() -> None:
         model, mode="joint", beam_size=3, block_size=12, hop_size=4, look_ahead=4
     )
     assert joint.search is not None and (joint.search.first, joint.search.hop) == (8, 4)
+
+
+def test_espnet_infer_streaming_fuses_an_lm(pipeline, tmp_path) -> None:
+    """``decode.lm`` with ``decode.streaming.mode: joint``: the runner fuses the LM (its
+    weight recorded, the second decoding without it in ``no_lm``); other modes refuse
+    it before decoding."""
+    from espnet_infer import DecodeConfig, InferenceConfig, run_inference
+    from espnet_infer.config import StreamingConfig
+    from espnet_infer.testing import tiny_lm_folder
+
+    folder = _streaming_model_folder(pipeline, tmp_path / "model")
+    lm = tiny_lm_folder(tmp_path / "lm", pipeline.model_dir, favour="E")
+
+    def config(out: str, mode: str, weight: float) -> InferenceConfig:
+        decode = DecodeConfig(beam_size=2, lm=str(lm), lm_weight=weight,
+                              streaming=StreamingConfig(mode=mode, chunk_ms=320))  # type: ignore[arg-type]
+        return InferenceConfig(
+            model_dir=str(folder), test_sets={"test": str(pipeline.data / "test")},
+            output_dir=str(tmp_path / out), decode=decode, max_seconds=6.0,
+        )  # fmt: skip
+
+    fused = config("fused", "joint", 3.0)
+    assert fused.decode.uses_lm
+    assert run_inference(fused)["decoded_shards"] >= 1
+    assert run_inference(fused.without_lm())["decoded_shards"] >= 1
+    settings = json.loads((tmp_path / "fused" / "test" / "settings.json").read_text())
+    assert settings["decode"]["lm_weight"] == 3.0 and settings["decode"]["lm"]
+    with_lm = (tmp_path / "fused" / "test" / "hyp.txt").read_text()
+    without = (tmp_path / "fused" / "no_lm" / "test" / "hyp.txt").read_text()
+    print("with the LM:", with_lm, "without:", without, sep="\n")
+    assert with_lm.count("E") > without.count("E"), "the LM that favours E pulls towards it"
+    for mode in ("ctc_prefix", "ctc_greedy"):
+        with pytest.raises(ValueError, match=f"not by decode.streaming.mode: {mode}"):
+            run_inference(config(mode, mode, 0.5))

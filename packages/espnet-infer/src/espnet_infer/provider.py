@@ -77,15 +77,16 @@ class InferenceProvider:
         fuses none: no ``lm``, or ``lm_weight: 0``).
 
         Raises:
-            ValueError: ``decode.lm`` with ``method: ctc_greedy`` (only beam search fuses).
+            ValueError: ``decode.lm`` with ``method: ctc_greedy`` (only beam search fuses),
+                or with a streaming mode other than ``joint``.
         """
         decode = self.config.decode
         if decode.lm is None or decode.lm_weight == 0:
             return None
-        if decode.streaming is not None:
+        if decode.streaming is not None and decode.streaming.mode != "joint":
             raise ValueError(
-                f"decode.lm ({decode.lm}) cannot be fused by streaming decoding "
-                "(decode.streaming); set lm: null, or decode offline"
+                f"decode.lm ({decode.lm}) is fused by the joint streaming search only, not "
+                f"by decode.streaming.mode: {decode.streaming.mode}; set mode: joint, or lm: null"
             )
         if decode.method != "beam_search":
             raise ValueError(

@@ -19,7 +19,8 @@ stream the features are computed frame-exactly from the samples so far
 (:mod:`espnet_model.encoders.block_stream`), and the search is one of:
 
 - ``joint``: blockwise synchronous joint CTC/attention beam search (ESPnet2's
-  ``Speech2TextStreaming``; :mod:`espnet_infer.decode.blockwise`);
+  ``Speech2TextStreaming``; :mod:`espnet_infer.decode.blockwise`), with an optional
+  language model fused (``lm=``, ``lm_weight=``; shallow fusion as offline);
 - ``ctc_prefix``: frame-synchronous CTC prefix beam search (cheaper, no decoder);
 - ``ctc_greedy``: best-path CTC.
 
@@ -124,6 +125,11 @@ class Speech2TextStreaming:
             frozen (``espnet_model.frozen_block``: weights laid out once, folded, fewer
             operators; equal up to float rounding); False runs the modules. Freezing
             copies the weights: build a new object after changing the model's parameters.
+        lm: a language model over the ASR model's tokens (``joint`` mode only), e.g.
+            ``Speech2Text``'s ``lm_model`` or ``espnet_infer.load_lm_folder(...).model``;
+            its scores join the search's as offline: ``(1 - ctc_weight) * att +
+            ctc_weight * ctc + lm_weight * lm + penalty``.
+        lm_weight: weight of the LM; ``0`` decodes without it.
     """
 
     def __init__(
@@ -144,9 +150,16 @@ class Speech2TextStreaming:
         hop_size: int | None = None,
         look_ahead: int | None = None,
         fuse_encoder: bool = True,
+        lm: Any = None,
+        lm_weight: float = 0.0,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode={mode!r} is unknown; choose one of {', '.join(_MODES)}")
+        if lm is not None and lm_weight > 0 and mode != "joint":
+            raise ValueError(
+                f"a language model is fused by the joint streaming search only, not by "
+                f"mode={mode!r}; use mode: joint, or lm: null (or lm_weight: 0)"
+            )
         encoder = model.encoder
         if not isinstance(encoder, ContextualBlockConformerEncoder) or encoder.block_size <= 0:
             raise ValueError(
@@ -198,17 +211,22 @@ class Speech2TextStreaming:
                 pre_beam_ratio=pre_beam_ratio,
                 maxlenratio=maxlenratio,
                 disable_repetition_detection=disable_repetition_detection,
+                lm=lm,
+                lm_weight=lm_weight,
             )
 
     @classmethod
     def from_speech2text(cls, s2t: Any, **kwargs: Any) -> Speech2TextStreaming:
         """Over a loaded :class:`~espnet_infer.Speech2Text` (its model, tokenizer, sample
-        rate and ``decode`` beam size, CTC weight, penalty and ``fuse_encoder`` unless given)."""
+        rate, fused LM and ``decode`` beam size, CTC weight, penalty, LM weight and
+        ``fuse_encoder`` unless given)."""
         decode = s2t.decode
+        lm = getattr(s2t, "lm_model", None)
         settings = {
             "beam_size": decode.beam_size, "ctc_weight": decode.ctc_weight,
             "penalty": decode.penalty, "maxlenratio": decode.maxlenratio,
             "fuse_encoder": decode.fuse_encoder,
+            "lm": lm, "lm_weight": decode.lm_weight if lm is not None else 0.0,
         }  # fmt: skip
         settings.update(kwargs)
         return cls(s2t.model, tokenizer=s2t.tokenizer, sample_rate=s2t.sample_rate, **settings)
@@ -220,13 +238,21 @@ class Speech2TextStreaming:
         *,
         device: str = "cpu",
         trust_remote_code: bool = False,
+        lm: Any = False,
+        lm_weight: float | None = None,
         **kwargs: Any,
     ) -> Speech2TextStreaming:
-        """Load a model folder (as :meth:`Speech2Text.from_pretrained`, without an LM)."""
+        """Load a model folder (as :meth:`Speech2Text.from_pretrained`).
+
+        ``lm``: an LM folder to fuse (``joint`` mode), None for a pack's own LM (as
+        ``Speech2Text``), False (default) for none; ``lm_weight`` overrides the pack's
+        ``decode.lm_weight``.
+        """
         from .speech2text import Speech2Text
 
+        weight = {} if lm_weight is None else {"lm_weight": float(lm_weight)}
         s2t = Speech2Text.from_pretrained(
-            model, device=device, trust_remote_code=trust_remote_code, lm=False
+            model, device=device, trust_remote_code=trust_remote_code, lm=lm, **weight
         )
         return cls.from_speech2text(s2t, **kwargs)
 

@@ -23,7 +23,11 @@ step together (hypotheses of different lengths, memories of different lengths), 
 stream's hypotheses do not depend on the streams it was searched with.
 
 Scores are those of :class:`~espnet_infer.decode.BeamSearch`: ``(1 - ctc_weight) * att +
-ctc_weight * ctc + penalty * tokens`` with ESPnet2's pre-beam. The decoder's cache of
+ctc_weight * ctc + lm_weight * lm + penalty * tokens`` with ESPnet2's pre-beam (on
+``(1 - ctc_weight) * att + lm_weight * lm``). A language model (shallow fusion, as
+ESPnet2's ``Speech2TextStreaming`` with ``lm_weight``) scores each stream's rows in one
+call per step and stream (its rows share one length), its state carried with the
+hypotheses like the decoder's cache. The decoder's cache of
 earlier positions is kept when the memory grows (as ESPnet2 does). The CTC prefix
 scores are exact over the frames so far: each hypothesis carries the forward variables
 of all its prefixes at the last frame, so new frames extend them (and its prefix score)
@@ -46,7 +50,7 @@ import torch.nn.functional as F
 from espnet_infer.decode.beam_search import Hypothesis
 from espnet_infer.decode.blockwise_ctc import StreamsCTC, extend_frontiers
 from espnet_infer.decode.ctc_prefix_score import LOGZERO
-from espnet_infer.decode.protocol import ASRModelLike
+from espnet_infer.decode.protocol import ASRModelLike, LMLike
 
 __all__ = ["BlockwiseBeamSearch", "BlockwiseState"]
 
@@ -64,6 +68,8 @@ class _Running:
     r: torch.Tensor | None  # (T, 2, n) CTC forward variables of each hypothesis
     frontier: torch.Tensor | None  # (n, L + 1, 2) of every prefix at the last frame
     log_psi: torch.Tensor  # (n,)
+    lm: Any = None  # the LM's state of the rows' ys[:, :-1] (None before its first call)
+    lm_sum: torch.Tensor | None = None  # (n,) summed LM log-probabilities (with an LM)
 
 
 @dataclass
@@ -114,12 +120,15 @@ class _Batch:
     frontier: torch.Tensor | None
     memory_kv: list[tuple[torch.Tensor, torch.Tensor]]
     memory_mask: torch.Tensor | None
+    lm_states: list[Any] | None = None  # per stream: the LM state of its rows (with an LM)
+    lm_sum: torch.Tensor | None = None  # (N,) summed LM log-probabilities (with an LM)
 
 
 @dataclass
 class _Step:
     """One search step's picks, ``beam`` per stream: parent rows, tokens, total scores,
-    summed decoder log-probabilities and CTC prefix scores; the decoder's new cache."""
+    summed decoder log-probabilities and CTC prefix scores; the decoder's new cache (and,
+    with an LM, the summed LM log-probabilities and its new state per stream)."""
 
     parent: torch.Tensor
     token: torch.Tensor
@@ -127,6 +136,8 @@ class _Step:
     att: torch.Tensor
     psi: torch.Tensor | None
     cache: Any
+    lm: torch.Tensor | None = None
+    lm_states: list[Any] | None = None
 
 
 def _end_detected(hyps: list[Hypothesis], step: int) -> bool:
@@ -154,6 +165,9 @@ class BlockwiseBeamSearch:
         beam_size, ctc_weight, penalty, pre_beam_ratio: as in ``BeamSearch``.
         maxlenratio: ``0``: at most one token per encoder frame and end detection.
         disable_repetition_detection: do not stop a block at a repeated token.
+        lm: a language model over the same vocabulary (:class:`LMLike`, e.g.
+            ``espnet_model.lm.LanguageModel`` in eval mode) for shallow fusion.
+        lm_weight: weight of the LM score; ``0`` (or no ``lm``) searches without it.
     """
 
     def __init__(
@@ -169,6 +183,8 @@ class BlockwiseBeamSearch:
         pre_beam_ratio: float = 1.5,
         maxlenratio: float = 0.0,
         disable_repetition_detection: bool = False,
+        lm: LMLike | None = None,
+        lm_weight: float = 0.0,
     ) -> None:
         if model.decoder is None or ctc_weight >= 1.0:
             raise ValueError(
@@ -189,6 +205,15 @@ class BlockwiseBeamSearch:
                 f"(decoder.incremental() and decoder.memory_kv(), as espnet_model's "
                 f"TransformerDecoder has); {type(decoder).__name__} has not both"
             )
+        if lm is not None and int(lm.vocab_size) != int(model.vocab_size):
+            raise ValueError(
+                f"the language model has {int(lm.vocab_size)} tokens but the ASR model has "
+                f"{int(model.vocab_size)}; an LM must be trained on the ASR model's tokenizer"
+            )
+        if lm_weight < 0:
+            raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
+        self.lm = lm if lm is not None and lm_weight > 0 else None
+        self.lm_weight = float(lm_weight) if self.lm is not None else 0.0
         self.model = model
         self.decoder: Any = decoder
         self.stepper = decoder.incremental()  # weights laid out once for one-token steps
@@ -397,6 +422,8 @@ class BlockwiseBeamSearch:
                 + self.ctc_weight * psi
                 + self.penalty * (run.ys.size(1) - 1)
             )
+            if run.lm_sum is not None:
+                run.score = run.score + self.lm_weight * run.lm_sum
 
     def _init(self, state: BlockwiseState, frames: int) -> None:
         assert state.enc is not None
@@ -416,6 +443,7 @@ class BlockwiseBeamSearch:
             r=r,
             frontier=frontier,
             log_psi=torch.zeros(1, device=device),
+            lm_sum=torch.zeros(1, device=device) if self.lm is not None else None,
         )
         state.ended = []
 
@@ -432,6 +460,8 @@ class BlockwiseBeamSearch:
         device = runs[0].ys.device
         empty = torch.arange(beam, device=device)
         ys, score, att, log_psi, caches, r, frontier = [], [], [], [], [], [], []
+        lm_states: list[Any] = []
+        lm_sum: list[torch.Tensor] = []
         for run in runs:
             n = run.ys.size(0)
             index = torch.cat([torch.arange(n, device=device), empty.new_zeros(beam - n)])
@@ -441,6 +471,10 @@ class BlockwiseBeamSearch:
             att.append(run.att.index_select(0, index))
             log_psi.append(run.log_psi.index_select(0, index))
             caches.append(None if run.cache is None else run.cache.select(index))
+            if self.lm is not None:
+                assert run.lm_sum is not None
+                lm_states.append(None if run.lm is None else run.lm.select(index))
+                lm_sum.append(run.lm_sum.index_select(0, index))
             if ctc is not None:
                 assert run.r is not None and run.frontier is not None
                 r.append(ctc.padded(run.r.index_select(2, index)))
@@ -460,6 +494,8 @@ class BlockwiseBeamSearch:
             frontier=torch.cat(frontier) if ctc is not None else None,
             memory_kv=self.decoder.memory_kv(memory),
             memory_mask=mask,
+            lm_states=lm_states if self.lm is not None else None,
+            lm_sum=torch.cat(lm_sum) if self.lm is not None else None,
         )
 
     def _memory(self, blocks: list[_Block]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -503,6 +539,8 @@ class BlockwiseBeamSearch:
             memory_mask=None
             if batch.memory_mask is None
             else batch.memory_mask.index_select(0, streams),
+            lm_states=None if batch.lm_states is None else [batch.lm_states[i] for i in slots],
+            lm_sum=None if batch.lm_sum is None else batch.lm_sum.index_select(0, rows),
         )
 
     def _extract(self, batch: _Batch, slot: int, frames: int) -> _Running:
@@ -512,6 +550,9 @@ class BlockwiseBeamSearch:
         rows = torch.arange(slot * beam, (slot + 1) * beam, device=batch.ys.device)
         rows = rows[torch.isfinite(batch.score.index_select(0, rows))]
         begin = batch.ys.size(1) - 1 - batch.lengths[slot]
+        lm = None
+        if batch.lm_states is not None and batch.lm_states[slot] is not None:
+            lm = batch.lm_states[slot].select(rows - slot * beam)
         return _Running(
             ys=batch.ys.index_select(0, rows)[:, begin:],
             score=batch.score.index_select(0, rows),
@@ -522,6 +563,8 @@ class BlockwiseBeamSearch:
                 None if batch.frontier is None else batch.frontier.index_select(0, rows)[:, begin:]
             ),
             log_psi=batch.log_psi.index_select(0, rows),
+            lm=lm,
+            lm_sum=None if batch.lm_sum is None else batch.lm_sum.index_select(0, rows),
         )
 
     # -- one step -----------------------------------------------------------------------
@@ -539,6 +582,11 @@ class BlockwiseBeamSearch:
         )
         att_logp = att_logp.float()
         full = (1.0 - self.ctc_weight) * att_logp
+        lm_logp: torch.Tensor | None = None
+        lm_states: list[Any] | None = None
+        if self.lm is not None:
+            lm_logp, lm_states = self._score_lm(batch)
+            full = full + self.lm_weight * lm_logp
         psi_all: torch.Tensor | None = None
         if ctc is not None:
             assert batch.r is not None
@@ -564,7 +612,27 @@ class BlockwiseBeamSearch:
         token = cand.reshape(streams, -1).gather(1, flat).view(-1)
         psi = None if psi_all is None else psi_all.reshape(streams, -1).gather(1, flat).view(-1)
         att = batch.att.index_select(0, parent) + att_logp[parent, token]
-        return _Step(parent=parent, token=token, score=best.view(-1), att=att, psi=psi, cache=cache)
+        lm = None
+        if lm_logp is not None:
+            assert batch.lm_sum is not None
+            lm = batch.lm_sum.index_select(0, parent) + lm_logp[parent, token]
+        return _Step(
+            parent=parent, token=token, score=best.view(-1), att=att, psi=psi, cache=cache,
+            lm=lm, lm_states=lm_states,
+        )
+
+    def _score_lm(self, batch: _Batch) -> tuple[torch.Tensor, list[Any]]:
+        """The LM's next-token log-probabilities ``(N, V)`` of every row, one call per
+        stream (its rows share a length), and each stream's new LM state."""
+        assert self.lm is not None and batch.lm_states is not None
+        beam, width = self.beam_size, batch.ys.size(1)
+        parts, states = [], []
+        for i, length in enumerate(batch.lengths):
+            ys = batch.ys[i * beam : (i + 1) * beam, width - 1 - length :]
+            logp, state = self.lm.batch_score(ys, batch.lm_states[i])
+            parts.append(logp.float())
+            states.append(state)
+        return torch.cat(parts), states
 
     def _decisions(self, batch: _Batch, step: _Step) -> tuple[list[bool], list[bool]]:
         """Per stream: whether a pick ends a hypothesis (``eos``), and whether one repeats
@@ -594,6 +662,8 @@ class BlockwiseBeamSearch:
             parts = {"att": float(step.att[i])}
             if step.psi is not None:
                 parts["ctc"] = float(step.psi[i])
+            if step.lm is not None:
+                parts["lm"] = float(step.lm[i])
             block.state.ended.append(Hypothesis(tokens=hyp_tokens, score=scores[i], scores=parts))
 
     def _collect_running(self, block: _Block, batch: _Batch, slot: int) -> None:
@@ -605,7 +675,8 @@ class BlockwiseBeamSearch:
                 Hypothesis(
                     tokens=run.ys[row, 1:].tolist(),
                     score=float(run.score[row]),
-                    scores={"att": float(run.att[row])},
+                    scores={"att": float(run.att[row])}
+                    | ({} if run.lm_sum is None else {"lm": float(run.lm_sum[row])}),
                 )
             )
 
@@ -633,6 +704,13 @@ class BlockwiseBeamSearch:
             newest = r[end, :, torch.arange(r.size(2), device=device)]  # (M, 2)
             frontier = torch.cat([batch.frontier.index_select(0, parent), newest[:, None]], dim=1)
             log_psi = step.psi.index_select(0, rows)
+        lm_states = None
+        if step.lm_states is not None:
+            beam = self.beam_size
+            lm_states = [
+                step.lm_states[i].select(parent[k * beam : (k + 1) * beam] - i * beam)
+                for k, i in enumerate(slots)
+            ]
         streams = torch.tensor(slots, device=device)
         return _Batch(
             members=[batch.members[i] for i in slots],
@@ -657,6 +735,8 @@ class BlockwiseBeamSearch:
                 if batch.memory_mask is None or len(slots) == len(batch.members)
                 else batch.memory_mask.index_select(0, streams)
             ),
+            lm_states=lm_states,
+            lm_sum=None if step.lm is None else step.lm.index_select(0, rows),
         )
 
 
