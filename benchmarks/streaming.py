@@ -37,7 +37,11 @@ encoder output (fed in the pieces our streaming encoder emitted) with CTC weight
 our documented CTC difference vanishes, against our joint search at CTC weight 0. The
 recipe's settings (CTC weight 0.5) are compared the same way, and with ESPnet2's own
 40/16/16 search blocks, and the two full pipelines end to end; each comparison gives the
-count identical and the differing utterances.
+count identical and the differing utterances. With a language model fused (``lm_*``): a
+random transformer LM (``decode_lm``'s :data:`~decode_lm.LM_BLOCK`, output layer scaled
+as there so that it changes hypotheses), weight :data:`~decode_lm.LM_WEIGHT`, our fused
+joint search against ESPnet2's ``BatchBeamSearchOnline`` with that LM as a scorer, at CTC
+weight 0 and at the recipe's; ``lm_changed`` counts our utterances the LM changes.
 """
 
 from __future__ import annotations
@@ -369,7 +373,23 @@ def measure(
     return settings
 
 
+def random_lm(vocab_size: int, weights: Path) -> Any:
+    """``decode_lm``'s random transformer LM (its output layer scaled), in eval mode; its
+    weights (ESPnet2's names) saved to ``weights`` for the peer."""
+    from decode_lm import LM_BLOCK, LM_LOGIT_SCALE
+    from espnet_model.lm import build_lm
+
+    torch.manual_seed(SEED + 1)
+    lm = build_lm(LM_BLOCK, vocab_size=vocab_size)
+    with torch.no_grad():
+        lm.lm.decoder.weight.mul_(LM_LOGIT_SCALE)
+        lm.lm.decoder.bias.mul_(LM_LOGIT_SCALE)
+    torch.save(lm.state_dict(), weights)
+    return lm.eval()
+
+
 def run(quick: bool = False) -> dict[str, Any]:
+    from decode_lm import LM_BLOCK, LM_WEIGHT
     from espnet_infer import Speech2TextStreaming
     from espnet_model import count_parameters
     from espnet_model.host_memory import keep_freed_host_memory
@@ -412,6 +432,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         np.savez(work / "audio.npz", **{f"u{i}": a for i, a in enumerate(arrays)})
         pieces = encoder_pieces(s2t["joint"], waves, decode["chunk_ms"])
         np.savez(work / "enc.npz", **pieces)
+        lm = random_lm(int(config["vocab_size"]), work / "lm.pt")
         peer = PeerSession(
             "streaming_peer.py",
             {
@@ -426,6 +447,8 @@ def run(quick: bool = False) -> dict[str, Any]:
                 "search_blocks": blocks,
                 "sample_rate": SAMPLE_RATE,
                 "threads": num_threads(),
+                "lm": LM_BLOCK,
+                "lm_weights_file": str(work / "lm.pt"),
             },
         )
         settings = measure(s2t, peer, waves, chunks, STREAMS, passes)
@@ -446,6 +469,16 @@ def run(quick: bool = False) -> dict[str, Any]:
             "recipe": peer.ask({"search": {"ctc_weight": decode["ctc_weight"], "blocks": blocks}}),
             "recipe_espnet2_blocks": peer.ask({"search": {"ctc_weight": decode["ctc_weight"]}}),
         }
+        lm_ours: dict[str, list[list[int]]] = {}
+        for name, weight in (("lm_same_search", 0.0), ("lm_recipe", decode["ctc_weight"])):
+            fused = Speech2TextStreaming.from_pretrained(
+                folder, mode="joint", lm=lm, lm_weight=LM_WEIGHT,
+                **{**options, "ctc_weight": weight},
+            )  # fmt: skip
+            lm_ours[name] = run_pass(fused, waves, decode["chunk_ms"], 1)["hyps"]
+            searches[name] = peer.ask(
+                {"search": {"ctc_weight": weight, "blocks": blocks, "lm_weight": LM_WEIGHT}}
+            )
         peer_result = peer.finish()
         parameters = count_parameters(model)
     headline = settings[f"{int(decode['chunk_ms'])}ms_x1"]
@@ -470,6 +503,21 @@ def run(quick: bool = False) -> dict[str, Any]:
             "ctc_weight": decode["ctc_weight"],
             "blocks": blocks,
             **compare(ours_hyps, peer_value(headline["peer"], "hyps"), keys),
+        },
+        **{
+            name: {
+                "ctc_weight": weight,
+                "lm_weight": LM_WEIGHT,
+                "blocks": blocks,
+                **compare(lm_ours[name], peer_value(searches[name], "hyps"), keys),
+                "lm_changed": sum(
+                    a != b
+                    for a, b in zip(
+                        lm_ours[name], ours_ctc0 if weight == 0.0 else ours_hyps, strict=True
+                    )
+                ),
+            }
+            for name, weight in (("lm_same_search", 0.0), ("lm_recipe", decode["ctc_weight"]))
         },
         "ours_same_across_settings": all(
             s["joint"]["hyps"] == ours_hyps for s in settings.values()
@@ -546,6 +594,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "p95_ratio": ratios,
         "p95_target_met": all(r <= 0.5 for r in known) if len(known) == len(ratios) else None,
         "hyps_identical": hyps["same_search"]["all"],
+        "lm_hyps_identical": hyps["lm_same_search"]["all"],
         "hyps": hyps,
         "streaming_test_wer": streaming_wer,
         "offline_test_wer": offline_wer,

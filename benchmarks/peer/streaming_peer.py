@@ -127,19 +127,32 @@ class Peer:
         )
         self.model, self.args = first.asr_model, first.asr_train_args
         self.pool = [first]
+        self.lm_files: dict[str, str] = {}
+        if request.get("lm"):  # our LM as an ESPnet2 LM experiment, for the fused search
+            from decode_lm_peer import write_lm_experiment
+
+            lm_config, lm_file = write_lm_experiment(
+                request, Path(request["work_dir"]) / "peer_lm_exp"
+            )
+            self.lm_files = {"lm_train_config": str(lm_config), "lm_file": str(lm_file)}
         audio = np.load(request["audio_file"])
         self.audio = [
             torch.from_numpy(audio[k]) for k in sorted(audio.files, key=lambda k: int(k[1:]))
         ]
 
-    def make(self, ctc_weight: float, blocks: list[int] | None, **source: Any) -> Any:
-        """A ``Speech2TextStreaming`` with the request's search settings."""
+    def make(
+        self, ctc_weight: float, blocks: list[int] | None, lm_weight: float = 0.0, **source: Any
+    ) -> Any:
+        """A ``Speech2TextStreaming`` with the request's search settings (and the LM at
+        ``lm_weight`` when it is not 0)."""
         if not source:
             source = {"asr_model": self.model, "asr_train_args": self.args}
+        if lm_weight:
+            source = {**source, **self.lm_files}
         s2t = self.cls(
             **source, device="cpu", beam_size=int(self.request["beam_size"]),
             ctc_weight=ctc_weight, penalty=float(self.request["penalty"]),
-            lm_weight=0.0, maxlenratio=0.0, minlenratio=0.0, nbest=1,
+            lm_weight=lm_weight, maxlenratio=0.0, minlenratio=0.0, nbest=1,
         )  # fmt: skip
         if blocks is not None:
             search = s2t.beam_search
@@ -189,9 +202,12 @@ class Peer:
         }
 
     @torch.no_grad()
-    def search(self, ctc_weight: float, blocks: list[int] | None) -> list[list[int]]:
-        """``BatchBeamSearchOnline`` on our encoder output, fed as our encoder emitted it."""
-        s2t = self.make(ctc_weight, blocks)
+    def search(
+        self, ctc_weight: float, blocks: list[int] | None, lm_weight: float = 0.0
+    ) -> list[list[int]]:
+        """``BatchBeamSearchOnline`` on our encoder output, fed as our encoder emitted it
+        (with the LM as a scorer when ``lm_weight`` is not 0)."""
+        s2t = self.make(ctc_weight, blocks, lm_weight)
         search = s2t.beam_search
         eos = int(self.model.eos)
         data = np.load(self.request["enc_file"])
@@ -231,7 +247,14 @@ def main(request_file: str) -> None:
             reply(peer.run_pass(float(args["chunk_ms"]), int(args["streams"]), args.get("limit")))
         elif "search" in command:
             args = command["search"]
-            reply({"hyps": peer.search(float(args["ctc_weight"]), args.get("blocks"))})
+            reply(
+                {
+                    "hyps": peer.search(
+                        float(args["ctc_weight"]), args.get("blocks"),
+                        float(args.get("lm_weight", 0.0)),
+                    )
+                }
+            )  # fmt: skip
         else:
             break
 
