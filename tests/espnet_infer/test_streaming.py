@@ -338,3 +338,16 @@ def test_espnet_infer_streaming_fuses_an_lm(pipeline, tmp_path) -> None:
     for mode in ("ctc_prefix", "ctc_greedy"):
         with pytest.raises(ValueError, match=f"not by decode.streaming.mode: {mode}"):
             run_inference(config(mode, mode, 0.5))
+
+    from espnet_infer import Speech2Text
+
+    s2t = Speech2Text(folder, lm=str(lm), lm_weight=0.5)
+    joint = Speech2TextStreaming.from_speech2text(s2t)
+    assert joint.search is not None and joint.search.lm is s2t.lm_model
+    assert joint.search.lm_weight == 0.5
+    prefix = Speech2TextStreaming.from_speech2text(s2t, mode="ctc_prefix")  # LM left out
+    assert prefix.mode == "ctc_prefix" and prefix.search is None
+    loaded = Speech2TextStreaming.from_pretrained(folder, lm=str(lm), lm_weight=0.7)
+    assert loaded.search is not None and loaded.search.lm_weight == 0.7
+    plain = Speech2TextStreaming.from_pretrained(folder)  # no LM in this folder
+    assert plain.search is not None and plain.search.lm is None

@@ -218,10 +218,11 @@ class Speech2TextStreaming:
     @classmethod
     def from_speech2text(cls, s2t: Any, **kwargs: Any) -> Speech2TextStreaming:
         """Over a loaded :class:`~espnet_infer.Speech2Text` (its model, tokenizer, sample
-        rate, fused LM and ``decode`` beam size, CTC weight, penalty, LM weight and
-        ``fuse_encoder`` unless given)."""
+        rate and ``decode`` beam size, CTC weight, penalty, ``maxlenratio`` and
+        ``fuse_encoder`` unless given; in the ``joint`` mode also its fused LM and LM
+        weight, which the CTC modes leave out)."""
         decode = s2t.decode
-        lm = getattr(s2t, "lm_model", None)
+        lm = getattr(s2t, "lm_model", None) if kwargs.get("mode", "joint") == "joint" else None
         settings = {
             "beam_size": decode.beam_size, "ctc_weight": decode.ctc_weight,
             "penalty": decode.penalty, "maxlenratio": decode.maxlenratio,
@@ -238,16 +239,19 @@ class Speech2TextStreaming:
         *,
         device: str = "cpu",
         trust_remote_code: bool = False,
-        lm: Any = False,
+        lm: Any = None,
         lm_weight: float | None = None,
         **kwargs: Any,
     ) -> Speech2TextStreaming:
         """Load a model folder (as :meth:`Speech2Text.from_pretrained`).
 
-        ``lm``: an LM folder to fuse (``joint`` mode), None for a pack's own LM (as
-        ``Speech2Text``), False (default) for none; ``lm_weight`` overrides the pack's
+        ``lm``: None (default) fuses a pack's own LM in the ``joint`` mode (as
+        ``Speech2Text``; the CTC modes leave it out), an LM folder or LM object fuses
+        that one (``joint`` only), False none; ``lm_weight`` overrides the pack's
         ``decode.lm_weight``.
         """
+        if lm is None and kwargs.get("mode", "joint") != "joint":
+            lm = False
         from .speech2text import Speech2Text
 
         weight = {} if lm_weight is None else {"lm_weight": float(lm_weight)}
