@@ -523,16 +523,24 @@ def run(quick: bool = False) -> dict[str, Any]:
             s["joint"]["hyps"] == ours_hyps for s in settings.values()
         ),
     }
-    streaming_wer, streaming_src = read_wer(
-        recipe / "exp" / "infer_streaming" / "scores.json", "wer"
-    )
+    streaming_file = recipe / "exp" / "infer_streaming" / "scores.json"
+    # without the LM: wer_no_lm when the streaming decode fused one, else its wer
+    streaming_wer, streaming_src = read_wer(streaming_file, "wer_no_lm")
+    streaming_wer_lm: float | None = None
+    if streaming_wer is None:
+        streaming_wer, streaming_src = read_wer(streaming_file, "wer")
+    else:
+        streaming_wer_lm, _ = read_wer(streaming_file, "wer")
     offline_file = Path(
         os.environ.get("BENCH_OFFLINE_SCORES", recipe / "exp" / "infer" / "scores.json")
     )
     offline_wer, offline_src = read_wer(offline_file, "wer_no_lm")
+    offline_wer_lm, _ = read_wer(offline_file, "wer")
     for name, value, source in (
-        ("streaming", streaming_wer, streaming_src),
+        ("streaming (no LM)", streaming_wer, streaming_src),
         ("offline (no LM)", offline_wer, offline_src),
+        ("streaming with the LM", streaming_wer_lm, streaming_src),
+        ("offline with the LM", offline_wer_lm, offline_src),
     ):
         print(f"{name} test WER: {value if value is not None else 'null'} ({source})")
     ratio = streaming_wer / offline_wer if streaming_wer is not None and offline_wer else None
@@ -574,8 +582,10 @@ def run(quick: bool = False) -> dict[str, Any]:
                 metric(f"hyps identical: {name}", "utterances", entry["identical"], None)
             )
     metrics += [
-        metric("streaming test WER", "%", streaming_wer, None),
+        metric("streaming test WER (no LM)", "%", streaming_wer, None),
         metric("offline test WER (no LM)", "%", offline_wer, None),
+        metric("streaming test WER with the LM", "%", streaming_wer_lm, None),
+        metric("offline test WER with the LM", "%", offline_wer_lm, None),
         metric("parameters", "count", parameters, peer_value(peer_result, "parameters")),
     ]
     p95, peer_p95 = ours_peer(headline, "p95_chunk_ms")
@@ -599,6 +609,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         "streaming_test_wer": streaming_wer,
         "offline_test_wer": offline_wer,
         "wer_ratio": ratio,
+        "streaming_test_wer_lm": streaming_wer_lm,
+        "offline_test_wer_lm": offline_wer_lm,
         "wer_sources": {"streaming": streaming_src, "offline": offline_src},
         "description": f"streaming decode, {kind} model, {audio_source}",
         "settings": {
