@@ -36,10 +36,15 @@ def affine(params: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.
     return torch.addmm(bias, x, weight)
 
 
-def spare_nodes(rows: int) -> int:
-    """Free nodes a new :class:`NodeStore` gets beyond the live ones: room for a few dozen
-    steps of ``rows`` rows."""
-    return 32 * rows + 256
+def spare_nodes(rows: int, live: int = 0) -> int:
+    """Free nodes a new :class:`NodeStore` gets beyond its ``live`` ones: as many as are
+    live, and at least a few steps of ``rows`` rows.
+
+    A step attends over every node of the store, the dead ones (pruned prefixes) at
+    -inf, so the spare room bounds that waste: a store is compacted when full, and so
+    holds at most about twice its live nodes. (With a fixed 32 steps of room, a beam of
+    10 attended over 355 nodes on average, of which 134 were live.)"""
+    return max(4 * rows + 32, live)
 
 
 class NodeStore:
@@ -73,7 +78,9 @@ class NodeStore:
         used = paths.any(0).nonzero().view(-1)
         count = used.numel()
         layers, _, heads, _, d_k = self.kv.shape
-        new = NodeStore.empty(layers, heads, d_k, count + room + spare_nodes(paths.size(0)), self.kv)
+        new = NodeStore.empty(
+            layers, heads, d_k, count + room + spare_nodes(paths.size(0), count), self.kv
+        )
         new.kv[:, :, :, :count] = self.kv.index_select(3, used)
         new.keep[:count] = self.keep.index_select(0, used)
         new.size = count
@@ -107,7 +114,7 @@ class NodeStore:
         rows = sum(paths.size(0) for _, paths in parts)
         first = parts[0][0]
         layers, _, heads, _, d_k = first.kv.shape
-        new = NodeStore.empty(layers, heads, d_k, count + room + spare_nodes(rows), first.kv)
+        new = NodeStore.empty(layers, heads, d_k, count + room + spare_nodes(rows, count), first.kv)
         offsets: dict[int, int] = {}
         for key, store in stores.items():
             index, start = used[key], new.size
