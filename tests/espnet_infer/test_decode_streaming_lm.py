@@ -1,4 +1,5 @@
-"""Shallow fusion of a language model in the blockwise streaming search (``joint`` mode)."""
+"""Shallow fusion of a language model in the streaming beam searches (``joint``: the
+blockwise search; ``ctc_prefix``: the frame-synchronous CTC prefix search)."""
 
 from __future__ import annotations
 
@@ -127,11 +128,75 @@ def test_transformer_lm_is_fused_too(model) -> None:
 
 
 def test_bad_lm_settings_are_refused(model) -> None:
-    for mode in ("ctc_prefix", "ctc_greedy"):
-        with pytest.raises(ValueError, match=f"joint streaming search only, not by mode='{mode}'"):
-            Speech2TextStreaming(model, mode=mode, lm=_lm(), lm_weight=0.5)
-    Speech2TextStreaming(model, mode="ctc_prefix", lm=_lm(), lm_weight=0.0)  # no fusion: fine
-    with pytest.raises(ValueError, match="13 tokens but the ASR model has 12"):
-        Speech2TextStreaming(model, mode="joint", lm=_lm(vocab=13), lm_weight=0.5)
+    with pytest.raises(ValueError, match="not by mode='ctc_greedy'"):
+        Speech2TextStreaming(model, mode="ctc_greedy", lm=_lm(), lm_weight=0.5)
+    Speech2TextStreaming(model, mode="ctc_greedy", lm=_lm(), lm_weight=0.0)  # no fusion: fine
+    for mode in ("joint", "ctc_prefix"):
+        with pytest.raises(ValueError, match="13 tokens but the ASR model has 12"):
+            Speech2TextStreaming(model, mode=mode, lm=_lm(vocab=13), lm_weight=0.5)
     with pytest.raises(ValueError, match="lm_weight must be >= 0"):
         Speech2TextStreaming(model, mode="joint", lm=_lm(), lm_weight=-0.5)
+
+
+# -- ctc_prefix ---------------------------------------------------------------------------
+
+
+def test_prefix_search_lm_weight_zero_is_the_search_without_lm(model) -> None:
+    plain = Speech2TextStreaming(model, mode="ctc_prefix", beam_size=4)
+    fused = Speech2TextStreaming(model, mode="ctc_prefix", beam_size=4, lm=_lm(), lm_weight=0.0)
+    for wave in _waves():
+        a, b = plain.transcribe(wave, chunk_ms=200), fused.transcribe(wave, chunk_ms=200)
+        assert (a.tokens, a.score) == (b.tokens, b.score)
+
+
+def test_prefix_search_scores_add_the_weighted_lm(model) -> None:
+    """The final score is the prefix's CTC log-probability plus lm_weight times the LM's
+    log-probability of its tokens and eos; partial scores leave eos out. (A beam wide
+    enough to lose no path, so the CTC part is exact.)"""
+    from espnet_infer.decode.ctc_prefix_score import CTCPrefixScorer
+
+    lm, weight = _lm(seed=6), 0.8
+    s2t = Speech2TextStreaming(model, mode="ctc_prefix", beam_size=64, lm=lm, lm_weight=weight)
+    for wave in _waves():
+        stream = s2t.start()
+        s2t.feed(stream, wave)
+        partial_tokens, partial_score = stream.search.best()
+        final = s2t.feed(stream, [], final=True)
+        with torch.no_grad():
+            enc, lengths = model.encode(torch.from_numpy(wave)[None], torch.tensor([wave.size]))
+            logp = model.ctc.log_softmax(enc)
+        scorer = CTCPrefixScorer(logp, lengths, blank_id=0, eos_id=VOCAB - 1)
+        state = scorer.init_state(torch.zeros(1, dtype=torch.long))
+        for token in final.tokens:
+            psi = scorer.score(state, torch.tensor([[token]]))[0]
+            state = scorer.extend(state, rows=torch.zeros(1, dtype=torch.long),
+                                  tokens=torch.tensor([token]), log_psi=psi)
+        ctc = float(scorer.final_scores(state)[0])
+        want = ctc + weight * _lm_logprob(lm, final.tokens)
+        # the beam loses a little of the CTC sum, and the streamed encoder rounds apart
+        assert final.score == pytest.approx(want, abs=0.05)
+        assert partial_tokens == final.tokens or partial_score != final.score
+
+
+def test_prefix_search_fusion_moves_towards_the_lm(model) -> None:
+    """The LM log-probability of the chosen hypotheses grows with the weight (here by
+    shorter hypotheses: the sharpened CTC leaves the LM little else to choose)."""
+    lm = _lm(seed=8)
+    totals = []
+    for weight in (0.0, 0.5, 2.0):
+        s2t = Speech2TextStreaming(model, mode="ctc_prefix", beam_size=4, lm=lm, lm_weight=weight)
+        best = [s2t.transcribe(wave, chunk_ms=320).tokens for wave in _waves()]
+        totals.append(sum(_lm_logprob(lm, t) for t in best))
+    print("LM log-prob of the best hypotheses", totals)
+    assert totals[0] < totals[1] < totals[2]
+
+
+def test_prefix_search_with_lm_does_not_depend_on_chunk_size(model) -> None:
+    s2t = Speech2TextStreaming(model, mode="ctc_prefix", beam_size=4, lm=_lm(seed=7),
+                               lm_weight=0.6)
+    for wave in _waves():
+        whole = s2t.transcribe(wave, chunk_ms=1e6)
+        for chunk_ms in (100, 320):
+            result = s2t.transcribe(wave, chunk_ms=chunk_ms)
+            assert result.tokens == whole.tokens
+            assert math.isclose(result.score, whole.score, rel_tol=1e-6, abs_tol=1e-5)

@@ -307,9 +307,9 @@ def test_blocks_chosen_at_inference_stream_exactly() -> None:
 
 
 def test_espnet_infer_streaming_fuses_an_lm(pipeline, tmp_path) -> None:
-    """``decode.lm`` with ``decode.streaming.mode: joint``: the runner fuses the LM (its
-    weight recorded, the second decoding without it in ``no_lm``); other modes refuse
-    it before decoding."""
+    """``decode.lm`` with ``decode.streaming.mode: joint`` or ``ctc_prefix``: the runner
+    fuses the LM (its weight recorded, the second decoding without it in ``no_lm``);
+    ``ctc_greedy`` refuses it before decoding."""
     from espnet_infer import DecodeConfig, InferenceConfig, run_inference
     from espnet_infer.config import StreamingConfig
     from espnet_infer.testing import tiny_lm_folder
@@ -335,9 +335,10 @@ def test_espnet_infer_streaming_fuses_an_lm(pipeline, tmp_path) -> None:
     without = (tmp_path / "fused" / "no_lm" / "test" / "hyp.txt").read_text()
     print("with the LM:", with_lm, "without:", without, sep="\n")
     assert with_lm.count("E") > without.count("E"), "the LM that favours E pulls towards it"
-    for mode in ("ctc_prefix", "ctc_greedy"):
-        with pytest.raises(ValueError, match=f"not by decode.streaming.mode: {mode}"):
-            run_inference(config(mode, mode, 0.5))
+    with pytest.raises(ValueError, match="not by decode.streaming.mode: ctc_greedy"):
+        run_inference(config("greedy", "ctc_greedy", 0.5))
+    prefix_run = config("prefix", "ctc_prefix", 3.0)
+    assert prefix_run.decode.uses_lm and run_inference(prefix_run)["decoded_shards"] >= 1
 
     from espnet_infer import Speech2Text
 
@@ -345,8 +346,10 @@ def test_espnet_infer_streaming_fuses_an_lm(pipeline, tmp_path) -> None:
     joint = Speech2TextStreaming.from_speech2text(s2t)
     assert joint.search is not None and joint.search.lm is s2t.lm_model
     assert joint.search.lm_weight == 0.5
-    prefix = Speech2TextStreaming.from_speech2text(s2t, mode="ctc_prefix")  # LM left out
-    assert prefix.mode == "ctc_prefix" and prefix.search is None
+    prefix = Speech2TextStreaming.from_speech2text(s2t, mode="ctc_prefix")
+    assert prefix.mode == "ctc_prefix" and prefix.lm is s2t.lm_model
+    greedy = Speech2TextStreaming.from_speech2text(s2t, mode="ctc_greedy")  # LM left out
+    assert greedy.mode == "ctc_greedy" and greedy.lm is None
     loaded = Speech2TextStreaming.from_pretrained(folder, lm=str(lm), lm_weight=0.7)
     assert loaded.search is not None and loaded.search.lm_weight == 0.7
     plain = Speech2TextStreaming.from_pretrained(folder)  # no LM in this folder

@@ -16,8 +16,8 @@ class StreamingConfig:
     its audio fed ``chunk_ms`` at a time, as a live recogniser would receive it. Needs a
     streaming model (``encoder: contextual_block_conformer``). ``decode.beam_size``,
     ``ctc_weight``, ``penalty`` and ``maxlenratio`` apply, and ``lm`` / ``lm_weight`` in
-    the ``joint`` mode (shallow fusion, as ESPnet2's ``Speech2TextStreaming``);
-    ``method``, ``minlenratio`` and ``nbest > 1`` do not.
+    the ``joint`` mode (shallow fusion, as ESPnet2's ``Speech2TextStreaming``) and the
+    ``ctc_prefix`` mode; ``method``, ``minlenratio`` and ``nbest > 1`` do not.
 
     Args:
         mode: ``joint`` (blockwise synchronous joint CTC/attention beam search, as
@@ -93,12 +93,12 @@ class DecodeConfig:
     @property
     def uses_lm(self) -> bool:
         """Whether decoding fuses an LM: ``lm`` set, ``lm_weight > 0`` and beam search
-        (offline, or the ``joint`` streaming search)."""
+        (offline, or a streaming beam search: ``joint`` or ``ctc_prefix``)."""
         return (
             self.lm is not None
             and self.lm_weight > 0
             and self.method == "beam_search"
-            and (self.streaming is None or self.streaming.mode == "joint")
+            and (self.streaming is None or self.streaming.mode != "ctc_greedy")
         )
 
 

@@ -78,15 +78,16 @@ class InferenceProvider:
 
         Raises:
             ValueError: ``decode.lm`` with ``method: ctc_greedy`` (only beam search fuses),
-                or with a streaming mode other than ``joint``.
+                or with ``decode.streaming.mode: ctc_greedy``.
         """
         decode = self.config.decode
         if decode.lm is None or decode.lm_weight == 0:
             return None
-        if decode.streaming is not None and decode.streaming.mode != "joint":
+        if decode.streaming is not None and decode.streaming.mode == "ctc_greedy":
             raise ValueError(
-                f"decode.lm ({decode.lm}) is fused by the joint streaming search only, not "
-                f"by decode.streaming.mode: {decode.streaming.mode}; set mode: joint, or lm: null"
+                f"decode.lm ({decode.lm}) is fused by the streaming beam searches (joint, "
+                "ctc_prefix), not by decode.streaming.mode: ctc_greedy; set one of them, or "
+                "lm: null"
             )
         if decode.method != "beam_search":
             raise ValueError(

@@ -19,10 +19,12 @@ stream the features are computed frame-exactly from the samples so far
 (:mod:`espnet_model.encoders.block_stream`), and the search is one of:
 
 - ``joint``: blockwise synchronous joint CTC/attention beam search (ESPnet2's
-  ``Speech2TextStreaming``; :mod:`espnet_infer.decode.blockwise`), with an optional
-  language model fused (``lm=``, ``lm_weight=``; shallow fusion as offline);
+  ``Speech2TextStreaming``; :mod:`espnet_infer.decode.blockwise`);
 - ``ctc_prefix``: frame-synchronous CTC prefix beam search (cheaper, no decoder);
 - ``ctc_greedy``: best-path CTC.
+
+The two beam searches can fuse a language model (``lm=``, ``lm_weight=``; shallow
+fusion as offline).
 
 The features, the encoder and the joint search of all streams fed together run as one
 batch (one decoder step per search step for all streams' hypotheses). The final
@@ -72,7 +74,9 @@ class StreamResult:
         samples: samples received so far.
         frames: encoder frames decoded so far.
         score: the hypothesis's score (joint: the weighted total; ctc_prefix: its CTC
-            log-probability; ctc_greedy: the best path's log-probability).
+            log-probability, plus ``lm_weight`` times its LM log-probability with an LM,
+            ``eos`` included in the final result; ctc_greedy: the best path's
+            log-probability).
         endpoint: with ``endpoint_ms``, the last ``endpoint_ms`` of encoder frames are all
             CTC blank (best path): the speaker seems to have stopped. The stream goes on
             until fed ``final=True``; ending it there is the caller's choice.
@@ -125,10 +129,11 @@ class Speech2TextStreaming:
             frozen (``espnet_model.frozen_block``: weights laid out once, folded, fewer
             operators; equal up to float rounding); False runs the modules. Freezing
             copies the weights: build a new object after changing the model's parameters.
-        lm: a language model over the ASR model's tokens (``joint`` mode only), e.g.
-            ``Speech2Text``'s ``lm_model`` or ``espnet_infer.load_lm_folder(...).model``;
-            its scores join the search's as offline: ``(1 - ctc_weight) * att +
-            ctc_weight * ctc + lm_weight * lm + penalty``.
+        lm: a language model over the ASR model's tokens (``joint`` and ``ctc_prefix``
+            modes), e.g. ``Speech2Text``'s ``lm_model`` or
+            ``espnet_infer.load_lm_folder(...).model``; joint: its scores join the
+            search's as offline, ``(1 - ctc_weight) * att + ctc_weight * ctc + lm_weight *
+            lm + penalty``; ctc_prefix: ``ctc + lm_weight * lm``.
         lm_weight: weight of the LM; ``0`` decodes without it.
     """
 
@@ -155,10 +160,16 @@ class Speech2TextStreaming:
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode={mode!r} is unknown; choose one of {', '.join(_MODES)}")
-        if lm is not None and lm_weight > 0 and mode != "joint":
+        if lm is not None and lm_weight > 0 and mode == "ctc_greedy":
             raise ValueError(
-                f"a language model is fused by the joint streaming search only, not by "
-                f"mode={mode!r}; use mode: joint, or lm: null (or lm_weight: 0)"
+                "a language model is fused by the streaming beam searches (joint, "
+                "ctc_prefix), not by mode='ctc_greedy'; use one of them, or lm: null "
+                "(or lm_weight: 0)"
+            )
+        if lm is not None and lm_weight > 0 and int(lm.vocab_size) != int(model.vocab_size):
+            raise ValueError(
+                f"the language model has {int(lm.vocab_size)} tokens but the ASR model has "
+                f"{int(model.vocab_size)}; an LM must be trained on the ASR model's tokenizer"
             )
         encoder = model.encoder
         if not isinstance(encoder, ContextualBlockConformerEncoder) or encoder.block_size <= 0:
@@ -185,6 +196,8 @@ class Speech2TextStreaming:
         self.sample_rate = int(sample_rate)
         self.mode: StreamMode = mode
         self.beam_size = beam_size
+        self.lm = lm if lm is not None and lm_weight > 0 else None
+        self.lm_weight = float(lm_weight) if self.lm is not None else 0.0
         if endpoint_ms < 0 or (endpoint_ms > 0 and model.ctc is None):
             raise ValueError(
                 f"endpoint_ms={endpoint_ms} must be >= 0, and endpointing needs a CTC head"
@@ -219,10 +232,11 @@ class Speech2TextStreaming:
     def from_speech2text(cls, s2t: Any, **kwargs: Any) -> Speech2TextStreaming:
         """Over a loaded :class:`~espnet_infer.Speech2Text` (its model, tokenizer, sample
         rate and ``decode`` beam size, CTC weight, penalty, ``maxlenratio`` and
-        ``fuse_encoder`` unless given; in the ``joint`` mode also its fused LM and LM
-        weight, which the CTC modes leave out)."""
+        ``fuse_encoder`` unless given; in the beam-search modes also its fused LM and LM
+        weight, which ``ctc_greedy`` leaves out)."""
         decode = s2t.decode
-        lm = getattr(s2t, "lm_model", None) if kwargs.get("mode", "joint") == "joint" else None
+        fuses = kwargs.get("mode", "joint") != "ctc_greedy"
+        lm = getattr(s2t, "lm_model", None) if fuses else None
         settings = {
             "beam_size": decode.beam_size, "ctc_weight": decode.ctc_weight,
             "penalty": decode.penalty, "maxlenratio": decode.maxlenratio,
@@ -245,12 +259,11 @@ class Speech2TextStreaming:
     ) -> Speech2TextStreaming:
         """Load a model folder (as :meth:`Speech2Text.from_pretrained`).
 
-        ``lm``: None (default) fuses a pack's own LM in the ``joint`` mode (as
-        ``Speech2Text``; the CTC modes leave it out), an LM folder or LM object fuses
-        that one (``joint`` only), False none; ``lm_weight`` overrides the pack's
-        ``decode.lm_weight``.
+        ``lm``: None (default) fuses a pack's own LM in the beam-search modes (as
+        ``Speech2Text``; ``ctc_greedy`` leaves it out), an LM folder or LM object fuses
+        that one, False none; ``lm_weight`` overrides the pack's ``decode.lm_weight``.
         """
-        if lm is None and kwargs.get("mode", "joint") != "joint":
+        if lm is None and kwargs.get("mode", "joint") == "ctc_greedy":
             lm = False
         from .speech2text import Speech2Text
 
@@ -266,7 +279,10 @@ class Speech2TextStreaming:
         if self.mode == "joint":
             stream.search = BlockwiseState()
         elif self.mode == "ctc_prefix":
-            stream.search = CTCPrefixStream(self.beam_size, blank_id=int(self.model.blank_id))
+            stream.search = CTCPrefixStream(
+                self.beam_size, blank_id=int(self.model.blank_id), lm=self.lm,
+                lm_weight=self.lm_weight, sos_eos_id=int(self.model.sos_eos_id),
+            )  # fmt: skip
         else:
             stream.search = CTCGreedyStream(blank_id=int(self.model.blank_id))
         return stream
@@ -386,7 +402,7 @@ class Speech2TextStreaming:
                 tokens, score = self.search.best(stream.search)
             else:
                 stream.search.extend(logp if logp is not None else torch.zeros(0, 1))
-                tokens, score = stream.search.best()
+                tokens, score = stream.search.best(is_final)
             stream.finished = is_final
             text = self.tokenizer.decode(tokens) if self.tokenizer is not None else None
             stream.result = StreamResult(
