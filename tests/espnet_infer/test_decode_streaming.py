@@ -124,6 +124,21 @@ def _feed_schedule(s2t, waves, sizes, starts, together: bool) -> list[list[tuple
     return seen
 
 
+def same_together_and_alone(s2t, waves, sizes, starts) -> list[list[tuple]]:
+    """Feed the streams together and each alone (:func:`_feed_schedule`); check that every
+    call's result of every stream is the same both ways. Returns the results together."""
+    together = _feed_schedule(s2t, waves, sizes, starts, together=True)
+    alone = _feed_schedule(s2t, waves, sizes, starts, together=False)
+    for got, want in zip(together, alone, strict=True):
+        assert len(got) == len(want) and got[-1][2]
+        for (tokens, score, final, frames), (tokens_a, score_a, final_a, frames_a) in zip(
+            got, want, strict=True
+        ):
+            assert (tokens, final, frames) == (tokens_a, final_a, frames_a)
+            assert math.isclose(score, score_a, rel_tol=1e-5, abs_tol=1e-4)
+    return together
+
+
 @pytest.mark.parametrize(("ctc_weight", "beam"), [(0.3, 3), (0.0, 2), (0.6, 5)])
 def test_joint_search_of_streams_together_equals_each_alone(ctc_weight: float, beam: int) -> None:
     """Streams fed in one call are searched together (one decoder step and one CTC
@@ -136,15 +151,7 @@ def test_joint_search_of_streams_together_equals_each_alone(ctc_weight: float, b
     waves = [_speech(s, seed) for s, seed in ((1.5, 21), (3.1, 22), (0.7, 23), (2.4, 24))]
     sizes = [1000, 2560, 4000, 1700]
     starts = [0, 0, 3, 5]
-    together = _feed_schedule(s2t, waves, sizes, starts, together=True)
-    alone = _feed_schedule(s2t, waves, sizes, starts, together=False)
-    for got, want in zip(together, alone, strict=True):
-        assert len(got) == len(want) and got[-1][2]
-        for (tokens, score, final, frames), (tokens_a, score_a, final_a, frames_a) in zip(
-            got, want, strict=True
-        ):
-            assert (tokens, final, frames) == (tokens_a, final_a, frames_a)
-            assert math.isclose(score, score_a, rel_tol=1e-5, abs_tol=1e-4)
+    together = same_together_and_alone(s2t, waves, sizes, starts)
     assert sum(len(seen[-1][0]) for seen in together) >= 8, "the searches emit tokens"
     assert len({len(seen) for seen in together}) > 1, "the streams end at different calls"
 

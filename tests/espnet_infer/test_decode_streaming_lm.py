@@ -11,7 +11,7 @@ import torch
 from espnet_infer.streaming import Speech2TextStreaming
 
 from tests.espnet_infer.test_decode_lm_fusion import FAVOURITE, _lm, _lm_logprob
-from tests.espnet_infer.test_decode_streaming import _feed_schedule
+from tests.espnet_infer.test_decode_streaming import same_together_and_alone
 from tests.espnet_infer.test_streaming import VOCAB, _speech, tiny_model
 
 WAVES = [(1.6, 31), (2.3, 32), (2.9, 33)]
@@ -100,15 +100,7 @@ def test_streams_searched_together_equal_each_alone(model) -> None:
                                lm=_lm(seed=4), lm_weight=0.8)
     waves = [_speech(s, seed) for s, seed in ((1.5, 41), (3.1, 42), (0.7, 43), (2.4, 44))]
     sizes, starts = [1000, 2560, 4000, 1700], [0, 0, 3, 5]
-    together = _feed_schedule(s2t, waves, sizes, starts, together=True)
-    alone = _feed_schedule(s2t, waves, sizes, starts, together=False)
-    for got, want in zip(together, alone, strict=True):
-        assert len(got) == len(want) and got[-1][2]
-        for (tokens, score, final, frames), (tokens_a, score_a, final_a, frames_a) in zip(
-            got, want, strict=True
-        ):
-            assert (tokens, final, frames) == (tokens_a, final_a, frames_a)
-            assert math.isclose(score, score_a, rel_tol=1e-5, abs_tol=1e-4)
+    together = same_together_and_alone(s2t, waves, sizes, starts)
     assert sum(len(seen[-1][0]) for seen in together) >= 6, "the searches emit tokens"
 
 
