@@ -126,8 +126,9 @@ def test_bad_lm_settings_are_refused(model) -> None:
     for mode in ("joint", "ctc_prefix"):
         with pytest.raises(ValueError, match="13 tokens but the ASR model has 12"):
             Speech2TextStreaming(model, mode=mode, lm=_lm(vocab=13), lm_weight=0.5)
-    with pytest.raises(ValueError, match="lm_weight must be >= 0"):
-        Speech2TextStreaming(model, mode="joint", lm=_lm(), lm_weight=-0.5)
+    for mode in ("joint", "ctc_prefix"):
+        with pytest.raises(ValueError, match="lm_weight must be >= 0"):
+            Speech2TextStreaming(model, mode=mode, lm=_lm(), lm_weight=-0.5)
 
 
 # -- ctc_prefix ---------------------------------------------------------------------------

@@ -160,6 +160,8 @@ class Speech2TextStreaming:
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode={mode!r} is unknown; choose one of {', '.join(_MODES)}")
+        if lm_weight < 0:
+            raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
         if lm is not None and lm_weight > 0 and mode == "ctc_greedy":
             raise ValueError(
                 "a language model is fused by the streaming beam searches (joint, "
