@@ -193,3 +193,32 @@ def test_prefix_search_with_lm_does_not_depend_on_chunk_size(model) -> None:
             result = s2t.transcribe(wave, chunk_ms=chunk_ms)
             assert result.tokens == whole.tokens
             assert math.isclose(result.score, whole.score, rel_tol=1e-6, abs_tol=1e-5)
+
+
+def test_results_carry_the_score_parts(model) -> None:
+    """StreamResult.scores holds the unweighted parts of every mode's score (partial and
+    final), which add up to the score as the searches weigh them."""
+    lm, weight, penalty = _lm(seed=9), 0.6, 0.3
+    joint = Speech2TextStreaming(model, mode="joint", beam_size=3, ctc_weight=0.3,
+                                 penalty=penalty, lm=lm, lm_weight=weight)
+    prefix = Speech2TextStreaming(model, mode="ctc_prefix", beam_size=4, lm=lm, lm_weight=weight)
+    greedy = Speech2TextStreaming(model, mode="ctc_greedy")
+    for wave in _waves():
+        stream = joint.start()
+        partial = joint.feed(stream, wave[: wave.size // 2])
+        final = joint.feed(stream, wave[wave.size // 2 :], final=True)
+        for result, length in ((partial, len(partial.tokens)), (final, len(final.tokens) + 1)):
+            parts = result.scores
+            if not result.tokens and not parts:
+                continue  # nothing decoded yet
+            assert set(parts) == {"att", "ctc", "lm"}
+            total = 0.7 * parts["att"] + 0.3 * parts["ctc"] + weight * parts["lm"]
+            if result.final and length - 1 >= result.frames:
+                continue  # ended at the token limit: no eos in the parts
+            assert result.score == pytest.approx(total + penalty * length, abs=1e-3)
+        result = prefix.transcribe(wave, chunk_ms=320)
+        assert set(result.scores) == {"ctc", "lm"}
+        assert result.score == pytest.approx(result.scores["ctc"] + weight * result.scores["lm"])
+        assert result.scores["lm"] == pytest.approx(_lm_logprob(lm, result.tokens), abs=1e-4)
+        result = greedy.transcribe(wave, chunk_ms=320)
+        assert result.scores == {"ctc_path": result.score}

@@ -80,6 +80,9 @@ class StreamResult:
         endpoint: with ``endpoint_ms``, the last ``endpoint_ms`` of encoder frames are all
             CTC blank (best path): the speaker seems to have stopped. The stream goes on
             until fed ``final=True``; ending it there is the caller's choice.
+        scores: the score's unweighted parts, as offline ``Transcript.scores``: joint
+            ``att`` and, when used, ``ctc`` and ``lm``; ctc_prefix ``ctc`` (and ``lm``);
+            ctc_greedy ``ctc_path``.
     """
 
     text: str | None
@@ -89,6 +92,7 @@ class StreamResult:
     frames: int
     score: float = 0.0
     endpoint: bool = False
+    scores: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -401,10 +405,15 @@ class Speech2TextStreaming:
                 run = logp.size(0) - 1 - int(speech[-1]) if speech.numel() else logp.size(0)
                 stream.blank_run = run if speech.numel() else stream.blank_run + run
             if self.search is not None:
-                tokens, score = self.search.best(stream.search)
+                hyp = self.search.best_hypothesis(stream.search)
+                tokens, score, parts = hyp.tokens, hyp.score, dict(hyp.scores)
+            elif isinstance(stream.search, CTCPrefixStream):
+                stream.search.extend(logp if logp is not None else torch.zeros(0, 1))
+                tokens, score, parts = stream.search.best_parts(is_final)
             else:
                 stream.search.extend(logp if logp is not None else torch.zeros(0, 1))
                 tokens, score = stream.search.best(is_final)
+                parts = {"ctc_path": score}
             stream.finished = is_final
             text = self.tokenizer.decode(tokens) if self.tokenizer is not None else None
             stream.result = StreamResult(
@@ -415,6 +424,7 @@ class Speech2TextStreaming:
                 frames=stream.frames,
                 score=score,
                 endpoint=bool(self.endpoint_frames) and stream.blank_run >= self.endpoint_frames,
+                scores=parts,
             )
             results.append(stream.result)
         return results
@@ -487,6 +497,6 @@ class StreamingDecoder:
         waves = [speech[i, :n].cpu() for i, n in enumerate(lengths.tolist())]
         results = self.streaming.transcribe_batch(waves, chunk_ms=self.chunk_ms)
         return [
-            [Transcript(r.text or "", r.tokens, r.score, {"frames": float(r.frames)})]
+            [Transcript(r.text or "", r.tokens, r.score, {**r.scores, "frames": float(r.frames)})]
             for r in results
         ]

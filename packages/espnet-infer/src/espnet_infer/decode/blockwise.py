@@ -276,14 +276,23 @@ class BlockwiseBeamSearch:
 
     def best(self, state: BlockwiseState) -> tuple[list[int], float]:
         """Best ended hypothesis when the search is done, else the best running one."""
+        hyp = self.best_hypothesis(state)
+        return list(hyp.tokens), hyp.score
+
+    def best_hypothesis(self, state: BlockwiseState) -> Hypothesis:
+        """:meth:`best` with its score's parts (``att``; ``ctc`` and ``lm`` when used)."""
         if state.done and state.ended:
-            hyp = max(state.ended, key=lambda h: h.score)
-            return list(hyp.tokens), hyp.score
+            return max(state.ended, key=lambda h: h.score)
         run = state.running
         if run is None or run.ys.size(0) == 0:
-            return [], 0.0
+            return Hypothesis(tokens=[], score=0.0, scores={})
         row = int(run.score.argmax())
-        return run.ys[row, 1:].tolist(), float(run.score[row])
+        parts = {"att": float(run.att[row])}
+        if self.ctc_weight:
+            parts["ctc"] = float(run.log_psi[row])
+        if run.lm_sum is not None:
+            parts["lm"] = float(run.lm_sum[row])
+        return Hypothesis(tokens=run.ys[row, 1:].tolist(), score=float(run.score[row]), scores=parts)
 
     def nbest(self, state: BlockwiseState, n: int) -> list[Hypothesis]:
         return sorted(state.ended or [], key=lambda h: -h.score)[:n]

@@ -189,26 +189,33 @@ class CTCPrefixStream:
         self._lm_next[prefix] = entry
         return entry
 
-    def _ranked(self, final: bool) -> list[tuple[float, tuple[int, ...]]]:
+    def _ranked(self, final: bool) -> list[tuple[float, tuple[int, ...], dict[str, float]]]:
         """The prefixes with their scores (CTC, plus the weighted LM with ``eos`` when
-        ``final``), best first."""
+        ``final``) and the scores' parts (``ctc``, ``lm``), best first."""
         ranked = []
         for prefix, (pb, pnb) in self.beams.items():
             score = _logaddexp(pb, pnb)
+            parts = {"ctc": score}
             if self.lm is not None:
                 lm = self.lm_sums[prefix]
                 if final:
                     assert self.sos_eos_id is not None
                     lm += self._lm_after(prefix)[0][self.sos_eos_id]
                 score += self.lm_weight * lm
-            ranked.append((score, prefix))
+                parts["lm"] = lm
+            ranked.append((score, prefix, parts))
         ranked.sort(key=lambda item: -item[0])
         return ranked
 
     def best(self, final: bool = False) -> tuple[list[int], float]:
         """The best prefix and its score; ``final``: with the LM's ``eos`` after it."""
-        score, prefix = self._ranked(final)[0]
+        score, prefix, _ = self._ranked(final)[0]
         return list(prefix), score
 
+    def best_parts(self, final: bool = False) -> tuple[list[int], float, dict[str, float]]:
+        """:meth:`best` with the score's parts: ``ctc`` (and ``lm`` with an LM)."""
+        score, prefix, parts = self._ranked(final)[0]
+        return list(prefix), score, parts
+
     def nbest(self, n: int, final: bool = False) -> list[tuple[list[int], float]]:
-        return [(list(prefix), score) for score, prefix in self._ranked(final)[:n]]
+        return [(list(prefix), score) for score, prefix, _ in self._ranked(final)[:n]]
