@@ -101,6 +101,9 @@ class CTCPrefixStream:
             raise ValueError("an LM needs sos_eos_id (the token its prefixes start with)")
         self.lm_weight = float(lm_weight) if self.lm is not None else 0.0
         self.sos_eos_id = sos_eos_id
+        parameters = getattr(self.lm, "parameters", None)
+        first = next(iter(parameters()), None) if callable(parameters) else None
+        self._lm_device = first.device if first is not None else torch.device("cpu")
         self.beam_size = beam_size
         self.blank_id = blank_id
         self.log_blank_skip = math.log(blank_skip) if blank_skip < 1.0 else math.inf
@@ -180,7 +183,7 @@ class CTCPrefixStream:
             return cached
         assert self.lm is not None and self.sos_eos_id is not None
         parent = self._lm_next.get(prefix[:-1]) if prefix else None
-        ys = torch.tensor([[self.sos_eos_id, *prefix]])
+        ys = torch.tensor([[self.sos_eos_id, *prefix]], device=self._lm_device)
         if parent is not None:
             logp, state = self.lm.batch_score(ys, parent[1])
         else:
