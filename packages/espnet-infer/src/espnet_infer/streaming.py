@@ -56,6 +56,7 @@ from espnet_model.subsampling import _STAGES
 
 from .decode.blockwise import BlockwiseBeamSearch, BlockwiseState
 from .decode.ctc_stream import CTCGreedyStream, CTCPrefixStream
+from .decode.protocol import fused_lm
 
 __all__ = ["Speech2TextStreaming", "Stream", "StreamMode", "StreamResult", "StreamingDecoder"]
 
@@ -164,18 +165,12 @@ class Speech2TextStreaming:
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode={mode!r} is unknown; choose one of {', '.join(_MODES)}")
-        if lm_weight < 0:
-            raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
-        if lm is not None and lm_weight > 0 and mode == "ctc_greedy":
+        lm, lm_weight = fused_lm(lm, lm_weight, int(model.vocab_size))
+        if lm is not None and mode == "ctc_greedy":
             raise ValueError(
                 "a language model is fused by the streaming beam searches (joint, "
                 "ctc_prefix), not by mode='ctc_greedy'; use one of them, or lm: null "
                 "(or lm_weight: 0)"
-            )
-        if lm is not None and lm_weight > 0 and int(lm.vocab_size) != int(model.vocab_size):
-            raise ValueError(
-                f"the language model has {int(lm.vocab_size)} tokens but the ASR model has "
-                f"{int(model.vocab_size)}; an LM must be trained on the ASR model's tokenizer"
             )
         encoder = model.encoder
         if not isinstance(encoder, ContextualBlockConformerEncoder) or encoder.block_size <= 0:
@@ -202,8 +197,7 @@ class Speech2TextStreaming:
         self.sample_rate = int(sample_rate)
         self.mode: StreamMode = mode
         self.beam_size = beam_size
-        self.lm = lm if lm is not None and lm_weight > 0 else None
-        self.lm_weight = float(lm_weight) if self.lm is not None else 0.0
+        self.lm, self.lm_weight = lm, lm_weight
         if endpoint_ms < 0 or (endpoint_ms > 0 and model.ctc is None):
             raise ValueError(
                 f"endpoint_ms={endpoint_ms} must be >= 0, and endpointing needs a CTC head"
@@ -407,13 +401,9 @@ class Speech2TextStreaming:
             if self.search is not None:
                 hyp = self.search.best_hypothesis(stream.search)
                 tokens, score, parts = hyp.tokens, hyp.score, dict(hyp.scores)
-            elif isinstance(stream.search, CTCPrefixStream):
-                stream.search.extend(logp if logp is not None else torch.zeros(0, 1))
-                tokens, score, parts = stream.search.best_parts(is_final)
             else:
                 stream.search.extend(logp if logp is not None else torch.zeros(0, 1))
-                tokens, score = stream.search.best(is_final)
-                parts = {"ctc_path": score}
+                tokens, score, parts = stream.search.best_parts(is_final)
             stream.finished = is_final
             text = self.tokenizer.decode(tokens) if self.tokenizer is not None else None
             stream.result = StreamResult(

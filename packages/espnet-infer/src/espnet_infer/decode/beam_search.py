@@ -43,6 +43,7 @@ from espnet_infer.decode.protocol import (
     LMLike,
     LMStateLike,
     StepCacheLike,
+    fused_lm,
 )
 
 __all__ = ["BeamSearch", "Hypothesis"]
@@ -170,17 +171,8 @@ class BeamSearch:
         vocab = int(model.vocab_size)
         if {model.blank_id, model.sos_eos_id} == set(range(vocab)) or vocab < 3:
             raise ValueError(f"vocab_size={vocab} leaves no token besides blank and sos/eos")
-        if lm is not None and int(lm.vocab_size) != vocab:
-            raise ValueError(
-                f"the language model has {int(lm.vocab_size)} tokens but the ASR model has "
-                f"{vocab}: an LM for shallow fusion must be trained with the ASR model's "
-                "tokenizer"
-            )
-        if lm_weight < 0:
-            raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
         self.model = model
-        self.lm = lm if lm is not None and lm_weight > 0 else None
-        self.lm_weight = float(lm_weight) if self.lm is not None else 0.0
+        self.lm, self.lm_weight = fused_lm(lm, lm_weight, vocab)
         self.beam_size = beam_size
         self.ctc_weight = float(ctc_weight)
         self.penalty = float(penalty)

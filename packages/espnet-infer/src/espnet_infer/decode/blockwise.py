@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from espnet_infer.decode.beam_search import Hypothesis
 from espnet_infer.decode.blockwise_ctc import StreamsCTC, extend_frontiers
 from espnet_infer.decode.ctc_prefix_score import LOGZERO
-from espnet_infer.decode.protocol import ASRModelLike, LMLike
+from espnet_infer.decode.protocol import ASRModelLike, LMLike, fused_lm
 
 __all__ = ["BlockwiseBeamSearch", "BlockwiseState"]
 
@@ -205,15 +205,7 @@ class BlockwiseBeamSearch:
                 f"(decoder.incremental() and decoder.memory_kv(), as espnet_model's "
                 f"TransformerDecoder has); {type(decoder).__name__} has not both"
             )
-        if lm is not None and int(lm.vocab_size) != int(model.vocab_size):
-            raise ValueError(
-                f"the language model has {int(lm.vocab_size)} tokens but the ASR model has "
-                f"{int(model.vocab_size)}; an LM must be trained on the ASR model's tokenizer"
-            )
-        if lm_weight < 0:
-            raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
-        self.lm = lm if lm is not None and lm_weight > 0 else None
-        self.lm_weight = float(lm_weight) if self.lm is not None else 0.0
+        self.lm, self.lm_weight = fused_lm(lm, lm_weight, int(model.vocab_size))
         self.model = model
         self.decoder: Any = decoder
         self.stepper = decoder.incremental()  # weights laid out once for one-token steps

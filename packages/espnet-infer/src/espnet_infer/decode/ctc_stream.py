@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from espnet_infer.decode.protocol import fused_lm
+
 __all__ = ["CTCGreedyStream", "CTCPrefixStream"]
 
 _NEG_INF = float("-inf")
@@ -67,6 +69,10 @@ class CTCGreedyStream:
         """The tokens so far and the best path's log-probability (``final`` changes nothing)."""
         return list(self.tokens), self.score
 
+    def best_parts(self, final: bool = False) -> tuple[list[int], float, dict[str, float]]:
+        """:meth:`best` with the score's one part, ``ctc_path``."""
+        return list(self.tokens), self.score, {"ctc_path": self.score}
+
 
 class CTCPrefixStream:
     """CTC prefix beam search over frames as they arrive.
@@ -94,12 +100,12 @@ class CTCPrefixStream:
     ) -> None:
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-        if lm_weight < 0:
-            raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
-        self.lm = lm if lm is not None and lm_weight > 0 else None
+        self.lm, self.lm_weight = fused_lm(lm, lm_weight)
         if self.lm is not None and sos_eos_id is None:
-            raise ValueError("an LM needs sos_eos_id (the token its prefixes start with)")
-        self.lm_weight = float(lm_weight) if self.lm is not None else 0.0
+            raise ValueError(
+                "an LM needs sos_eos_id (the token its prefixes start with): pass the ASR "
+                "model's sos_eos_id"
+            )
         self.sos_eos_id = sos_eos_id
         parameters = getattr(self.lm, "parameters", None)
         first = next(iter(parameters()), None) if callable(parameters) else None
@@ -212,8 +218,8 @@ class CTCPrefixStream:
 
     def best(self, final: bool = False) -> tuple[list[int], float]:
         """The best prefix and its score; ``final``: with the LM's ``eos`` after it."""
-        score, prefix, _ = self._ranked(final)[0]
-        return list(prefix), score
+        tokens, score, _ = self.best_parts(final)
+        return tokens, score
 
     def best_parts(self, final: bool = False) -> tuple[list[int], float, dict[str, float]]:
         """:meth:`best` with the score's parts: ``ctc`` (and ``lm`` with an LM)."""

@@ -19,6 +19,7 @@ __all__ = [
     "LMLike",
     "LMStateLike",
     "StepCacheLike",
+    "fused_lm",
 ]
 
 
@@ -144,3 +145,22 @@ class LMLike(Protocol):
         with ``select``), or None to feed the whole of ``ys``.
         """
         ...
+
+
+def fused_lm(
+    lm: LMLike | None, lm_weight: float, vocab_size: int | None = None
+) -> tuple[LMLike | None, float]:
+    """The language model a search fuses and its weight: ``(None, 0.0)`` without ``lm``
+    or at ``lm_weight`` 0. A negative weight is refused, and so is an LM whose vocabulary
+    is not the ASR model's ``vocab_size`` (when given)."""
+    if lm is not None and vocab_size is not None and int(lm.vocab_size) != int(vocab_size):
+        raise ValueError(
+            f"the language model has {int(lm.vocab_size)} tokens but the ASR model has "
+            f"{int(vocab_size)}: an LM for shallow fusion must be trained with the ASR "
+            "model's tokenizer"
+        )
+    if lm_weight < 0:
+        raise ValueError(f"lm_weight must be >= 0, got {lm_weight}")
+    if lm is None or lm_weight == 0:
+        return None, 0.0
+    return lm, float(lm_weight)
