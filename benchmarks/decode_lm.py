@@ -83,17 +83,25 @@ LM_LOGIT_SCALE = 8.0  # output layer x8: next-token entropy ~4.7 -> ~1.4 nats
 SESSION_TIMEOUT_S = 4 * 3600
 
 
-def write_lm_folder(folder: Path, tokens: list[str]) -> Path:
-    """An LM folder as espnet-train's LM task exports it (``task: lm``, ``model.pt``, the
-    ASR model's tokenizer): random weights, the output layer made peaky. Its weights file."""
-    from espnet_data import CharTokenizer, save_tokenizer
+def random_lm(vocab_size: int) -> Any:
+    """The benchmark's LM (:data:`LM_BLOCK`, seed ``SEED + 1``): random weights, the output
+    layer scaled by :data:`LM_LOGIT_SCALE` so that its next-token distribution is peaky."""
     from espnet_model.lm import build_lm
 
     torch.manual_seed(SEED + 1)
-    lm = build_lm(LM_BLOCK, vocab_size=len(tokens))
+    lm = build_lm(LM_BLOCK, vocab_size=vocab_size)
     with torch.no_grad():
         lm.lm.decoder.weight.mul_(LM_LOGIT_SCALE)
         lm.lm.decoder.bias.mul_(LM_LOGIT_SCALE)
+    return lm
+
+
+def write_lm_folder(folder: Path, tokens: list[str]) -> Path:
+    """An LM folder as espnet-train's LM task exports it (``task: lm``, ``model.pt``, the
+    ASR model's tokenizer) holding :func:`random_lm`. Its weights file."""
+    from espnet_data import CharTokenizer, save_tokenizer
+
+    lm = random_lm(len(tokens))
     folder.mkdir(parents=True, exist_ok=True)
     spec = save_tokenizer(CharTokenizer(tokens), folder)
     config = {"task": "lm", "model": LM_BLOCK, "vocab_size": len(tokens), "tokenizer": spec}

@@ -374,16 +374,11 @@ def measure(
 
 
 def random_lm(vocab_size: int, weights: Path) -> Any:
-    """``decode_lm``'s random transformer LM (its output layer scaled), in eval mode; its
-    weights (ESPnet2's names) saved to ``weights`` for the peer."""
-    from decode_lm import LM_BLOCK, LM_LOGIT_SCALE
-    from espnet_model.lm import build_lm
+    """``decode_lm``'s random transformer LM (:func:`decode_lm.random_lm`), in eval mode;
+    its weights (ESPnet2's names) saved to ``weights`` for the peer."""
+    import decode_lm
 
-    torch.manual_seed(SEED + 1)
-    lm = build_lm(LM_BLOCK, vocab_size=vocab_size)
-    with torch.no_grad():
-        lm.lm.decoder.weight.mul_(LM_LOGIT_SCALE)
-        lm.lm.decoder.bias.mul_(LM_LOGIT_SCALE)
+    lm = decode_lm.random_lm(vocab_size)
     torch.save(lm.state_dict(), weights)
     return lm.eval()
 
